@@ -1,0 +1,393 @@
+//! The input gate: the channels ending at one subtask, their credits and queues.
+//!
+//! All channels of a gate share one lock: a sender takes it once per *buffer* (not per record),
+//! the receiver once per buffer it takes out. The receiver serves channels round-robin through
+//! the `available` queue (each channel at most once in it), so one busy channel cannot starve
+//! the others; priority events are served before everything else.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Event, Message};
+use crate::task::signal::Signal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credit {
+    None,
+    Exclusive,
+    Floating,
+}
+
+struct ChannelState<T> {
+    queue: VecDeque<(Message<T>, Credit)>,
+    priority: VecDeque<Event>,
+    exclusive_used: usize,
+    in_available: bool,
+    sender: Option<Signal>,
+    sender_waiting: bool,
+}
+
+struct GateState<T> {
+    channels: Vec<ChannelState<T>>,
+    available: VecDeque<usize>,
+    priority_available: VecDeque<usize>,
+    floating_free: usize,
+    free_buffers: Vec<VecDeque<T>>,
+    queued_buffers: usize,
+    queued_records: usize,
+    receiver_gone: bool,
+}
+
+/// The shared part of a gate: what senders and the receiver both touch.
+pub(crate) struct GateShared<T> {
+    state: Mutex<GateState<T>>,
+    receiver: Signal,
+    exclusive: usize,
+    capacity: usize,
+}
+
+/// A snapshot of a gate's occupancy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GateUsage {
+    pub queued_buffers: usize,
+    pub queued_records: usize,
+    pub capacity_buffers: usize,
+}
+
+/// Anything that can report gate usage (type-erased, for metrics).
+pub(crate) trait UsageProbe: Send + Sync {
+    fn usage(&self) -> GateUsage;
+}
+
+impl<T: Send> UsageProbe for GateShared<T> {
+    fn usage(&self) -> GateUsage {
+        let s = self.state.lock();
+        GateUsage {
+            queued_buffers: s.queued_buffers,
+            queued_records: s.queued_records,
+            capacity_buffers: self.capacity,
+        }
+    }
+}
+
+impl<T> GateShared<T> {
+    /// A gate of `channels` channels whose receiving task wakes through `receiver`.
+    pub(crate) fn new(channels: usize, exclusive: usize, floating: usize, receiver: Signal) -> Arc<Self> {
+        let state = GateState {
+            channels: (0..channels)
+                .map(|_| ChannelState {
+                    queue: VecDeque::new(),
+                    priority: VecDeque::new(),
+                    exclusive_used: 0,
+                    in_available: false,
+                    sender: None,
+                    sender_waiting: false,
+                })
+                .collect(),
+            available: VecDeque::with_capacity(channels),
+            priority_available: VecDeque::new(),
+            floating_free: floating,
+            free_buffers: Vec::new(),
+            queued_buffers: 0,
+            queued_records: 0,
+            receiver_gone: false,
+        };
+        Arc::new(GateShared {
+            state: Mutex::new(state),
+            receiver,
+            exclusive,
+            capacity: channels * exclusive + floating,
+        })
+    }
+
+    /// The sending end of channel `index`, owned by the task that wakes through `sender`.
+    pub(crate) fn sender(self: &Arc<Self>, index: usize, sender: Signal) -> ChannelSender<T> {
+        self.state.lock().channels[index].sender = Some(sender);
+        ChannelSender { gate: self.clone(), index }
+    }
+
+    /// Number of channels.
+    pub(crate) fn channels(&self) -> usize {
+        self.state.lock().channels.len()
+    }
+}
+
+/// The outcome of a send attempt.
+pub(crate) struct SendOutcome {
+    /// Some message could not be sent for lack of credit.
+    pub blocked: bool,
+    /// Records buffers that were sent.
+    pub sent_buffers: usize,
+}
+
+/// The sending end of one channel.
+pub(crate) struct ChannelSender<T> {
+    gate: Arc<GateShared<T>>,
+    index: usize,
+}
+
+impl<T> ChannelSender<T> {
+    /// Moves the leading messages of `pending` into the channel while credit allows; events go
+    /// without credit. Takes a recycled empty buffer into `spare` when one is free.
+    pub(crate) fn send(
+        &self,
+        pending: &mut VecDeque<Message<T>>,
+        spare: &mut Option<VecDeque<T>>,
+    ) -> SendOutcome {
+        let mut outcome = SendOutcome { blocked: false, sent_buffers: 0 };
+        if pending.is_empty() {
+            return outcome;
+        }
+        let mut pushed = false;
+        {
+            let mut guard = self.gate.state.lock();
+            let st = &mut *guard;
+            if st.receiver_gone {
+                // The receiver failed or was cancelled: the job is going down; drop the data.
+                outcome.sent_buffers = pending.iter().filter(|m| matches!(m, Message::Records(_))).count();
+                pending.clear();
+                return outcome;
+            }
+            while let Some(msg) = pending.front() {
+                let ch = &mut st.channels[self.index];
+                let credit = match msg {
+                    Message::Event(_) => Credit::None,
+                    Message::Records(_) => {
+                        if ch.exclusive_used < self.gate.exclusive {
+                            ch.exclusive_used += 1;
+                            Credit::Exclusive
+                        } else if st.floating_free > 0 {
+                            st.floating_free -= 1;
+                            Credit::Floating
+                        } else {
+                            ch.sender_waiting = true;
+                            outcome.blocked = true;
+                            break;
+                        }
+                    }
+                };
+                let Some(msg) = pending.pop_front() else { break };
+                match msg {
+                    Message::Records(buf) => {
+                        st.queued_buffers += 1;
+                        st.queued_records += buf.len();
+                        outcome.sent_buffers += 1;
+                        ch.queue.push_back((Message::Records(buf), credit));
+                    }
+                    Message::Event(ev) => {
+                        // Coalesce consecutive watermarks / status changes: only the latest counts.
+                        let coalesce = matches!(
+                            (ch.queue.back(), &ev),
+                            (Some((Message::Event(Event::Watermark(_)), _)), Event::Watermark(_))
+                                | (Some((Message::Event(Event::Status(_)), _)), Event::Status(_))
+                        );
+                        if coalesce {
+                            if let Some(last) = ch.queue.back_mut() {
+                                last.0 = Message::Event(ev);
+                            }
+                        } else {
+                            ch.queue.push_back((Message::Event(ev), Credit::None));
+                        }
+                    }
+                }
+                pushed = true;
+                if !ch.in_available {
+                    ch.in_available = true;
+                    st.available.push_back(self.index);
+                }
+            }
+            if spare.is_none() {
+                *spare = st.free_buffers.pop();
+            }
+        }
+        if pushed {
+            self.gate.receiver.notify();
+        }
+        outcome
+    }
+
+    /// Sends `event` through the priority lane, ahead of every queued buffer. (Unaligned
+    /// checkpoint barriers will use it; for now only tests do.)
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn send_priority(&self, event: Event) {
+        {
+            let mut st = self.gate.state.lock();
+            if st.receiver_gone {
+                return;
+            }
+            st.channels[self.index].priority.push_back(event);
+            st.priority_available.push_back(self.index);
+        }
+        self.gate.receiver.notify();
+    }
+}
+
+/// The receiving end: the gate as its task sees it.
+pub(crate) struct InputGate<T> {
+    shared: Arc<GateShared<T>>,
+    notify: Vec<Signal>,
+}
+
+impl<T> InputGate<T> {
+    pub(crate) fn new(shared: Arc<GateShared<T>>) -> Self {
+        InputGate { shared, notify: Vec::new() }
+    }
+
+    /// Number of channels.
+    pub(crate) fn channels(&self) -> usize {
+        self.shared.channels()
+    }
+
+    /// Takes the next message (priority events first, then channels round-robin), returning
+    /// its credit to the sender. `recycle` hands back an emptied buffer for reuse.
+    pub(crate) fn poll(&mut self, recycle: Option<VecDeque<T>>) -> Option<(usize, Message<T>)> {
+        let result;
+        {
+            let mut guard = self.shared.state.lock();
+            let st = &mut *guard;
+            if let Some(buf) = recycle {
+                if st.free_buffers.len() < self.shared.capacity {
+                    st.free_buffers.push(buf);
+                }
+            }
+            if let Some(ch) = st.priority_available.pop_front() {
+                if let Some(ev) = st.channels[ch].priority.pop_front() {
+                    return Some((ch, Message::Event(ev)));
+                }
+            }
+            let ch = st.available.pop_front()?;
+            let c = &mut st.channels[ch];
+            let Some((msg, credit)) = c.queue.pop_front() else {
+                c.in_available = false;
+                return None;
+            };
+            if c.queue.is_empty() {
+                c.in_available = false;
+            } else {
+                st.available.push_back(ch);
+            }
+            if let Message::Records(buf) = &msg {
+                st.queued_buffers -= 1;
+                st.queued_records -= buf.len();
+            }
+            match credit {
+                Credit::None => {}
+                Credit::Exclusive => {
+                    let c = &mut st.channels[ch];
+                    c.exclusive_used -= 1;
+                    if c.sender_waiting {
+                        c.sender_waiting = false;
+                        if let Some(s) = &c.sender {
+                            self.notify.push(s.clone());
+                        }
+                    }
+                }
+                Credit::Floating => {
+                    st.floating_free += 1;
+                    for c in st.channels.iter_mut().filter(|c| c.sender_waiting) {
+                        c.sender_waiting = false;
+                        if let Some(s) = &c.sender {
+                            self.notify.push(s.clone());
+                        }
+                    }
+                }
+            }
+            result = Some((ch, msg));
+        }
+        for s in self.notify.drain(..) {
+            s.notify();
+        }
+        result
+    }
+}
+
+impl<T> Drop for InputGate<T> {
+    fn drop(&mut self) {
+        let senders: Vec<Signal> = {
+            let mut st = self.shared.state.lock();
+            st.receiver_gone = true;
+            st.queued_buffers = 0;
+            st.queued_records = 0;
+            for c in st.channels.iter_mut() {
+                c.queue.clear();
+                c.priority.clear();
+            }
+            st.free_buffers.clear();
+            st.channels.iter().filter_map(|c| c.sender.clone()).collect()
+        };
+        for s in senders {
+            s.notify();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Watermark;
+
+    fn records(n: u64) -> Message<u64> {
+        Message::Records((0..n).collect())
+    }
+
+    #[test]
+    fn credit_bounds_queued_buffers() {
+        let gate = GateShared::<u64>::new(2, 2, 1, Signal::new());
+        let s0 = gate.sender(0, Signal::new());
+        let s1 = gate.sender(1, Signal::new());
+        let mut spare = None;
+        let mut p0: VecDeque<_> = (0..5).map(|_| records(3)).collect();
+        let o = s0.send(&mut p0, &mut spare);
+        // 2 exclusive + 1 floating
+        assert_eq!(o.sent_buffers, 3);
+        assert!(o.blocked);
+        let mut p1: VecDeque<_> = (0..3).map(|_| records(1)).collect();
+        let o = s1.send(&mut p1, &mut spare);
+        assert_eq!(o.sent_buffers, 2, "floating buffer already taken by channel 0");
+        assert!(o.blocked);
+        assert_eq!(gate.usage().queued_buffers, 5);
+        assert_eq!(gate.usage().capacity_buffers, 5);
+        // Events go without credit, in order behind the blocked buffers only once those went.
+        let mut rx = InputGate::new(gate.clone());
+        let (ch, m) = rx.poll(None).unwrap();
+        assert_eq!(ch, 0);
+        assert!(matches!(m, Message::Records(ref b) if b.len() == 3));
+        let o = s0.send(&mut p0, &mut spare);
+        assert_eq!(o.sent_buffers, 1);
+    }
+
+    #[test]
+    fn round_robin_and_priority_overtakes() {
+        let gate = GateShared::<u64>::new(2, 4, 0, Signal::new());
+        let s0 = gate.sender(0, Signal::new());
+        let s1 = gate.sender(1, Signal::new());
+        let mut spare = None;
+        let mut p: VecDeque<_> = (0..3).map(|_| records(1)).collect();
+        s0.send(&mut p, &mut spare);
+        let mut p: VecDeque<_> = (0..3).map(|_| records(1)).collect();
+        s1.send(&mut p, &mut spare);
+        s1.send_priority(Event::EndOfInput);
+        let mut rx = InputGate::new(gate.clone());
+        let (ch, m) = rx.poll(None).unwrap();
+        assert_eq!((ch, matches!(m, Message::Event(Event::EndOfInput))), (1, true));
+        let order: Vec<usize> = std::iter::from_fn(|| rx.poll(None).map(|(c, _)| c)).collect();
+        assert_eq!(order, vec![0, 1, 0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn watermarks_coalesce() {
+        let gate = GateShared::<u64>::new(1, 1, 0, Signal::new());
+        let s = gate.sender(0, Signal::new());
+        let mut spare = None;
+        for i in 0..100 {
+            let mut p = VecDeque::from([Message::Event(Event::Watermark(Watermark(i)))]);
+            s.send(&mut p, &mut spare);
+        }
+        let mut rx = InputGate::new(gate.clone());
+        let got: Vec<_> = std::iter::from_fn(|| rx.poll(None)).collect();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].1, Message::Event(Event::Watermark(Watermark(99)))));
+    }
+}

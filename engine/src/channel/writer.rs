@@ -1,0 +1,248 @@
+//! The record writer: the output end of a task towards one downstream operator.
+//!
+//! It routes each record to a channel (forward, rebalance, broadcast or by key group), appends
+//! it to that channel's partial buffer and seals the buffer when it holds
+//! `records_per_buffer` records. Sealed buffers and events wait in a per-channel *pending*
+//! queue until credit lets them go. A task never blocks here while it has overdraft left: it
+//! finishes the current record and the task loop, seeing `blocked_channels > 0`, stops taking
+//! input and waits on its signal (serving mails meanwhile). Only a single record that fills
+//! more than `max-overdraft-buffers` buffers on one channel waits inside the record.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+
+use weir_state::key_group::{key_group_for_hash, key_hash, operator_index_for_key_group};
+
+use super::gate::ChannelSender;
+use super::{Event, Message};
+use crate::data::{Data, Key, KeySelector};
+use crate::error::TaskError;
+use crate::task::chain::Input;
+use crate::task::env::TaskEnv;
+use crate::time::{StreamStatus, Watermark};
+
+/// Chooses the output channel of a record.
+pub(crate) trait Partitioner<T>: Send + 'static {
+    /// The channel of `record`, or `None` for every channel.
+    fn route(&mut self, record: &T, channels: usize) -> Option<usize>;
+}
+
+/// Subtask i sends to subtask i (one channel).
+pub(crate) struct ForwardPartitioner;
+impl<T> Partitioner<T> for ForwardPartitioner {
+    #[inline]
+    fn route(&mut self, _: &T, _: usize) -> Option<usize> {
+        Some(0)
+    }
+}
+
+/// Records go round-robin over all channels.
+pub(crate) struct RebalancePartitioner {
+    pub next: usize,
+}
+impl<T> Partitioner<T> for RebalancePartitioner {
+    #[inline]
+    fn route(&mut self, _: &T, channels: usize) -> Option<usize> {
+        let c = self.next;
+        self.next += 1;
+        if self.next == channels {
+            self.next = 0;
+        }
+        Some(c)
+    }
+}
+
+/// Every record goes to every channel.
+pub(crate) struct BroadcastPartitioner;
+impl<T> Partitioner<T> for BroadcastPartitioner {
+    #[inline]
+    fn route(&mut self, _: &T, _: usize) -> Option<usize> {
+        None
+    }
+}
+
+/// Records go to the subtask owning their key's key group.
+pub(crate) struct KeyGroupPartitioner<T, K, F> {
+    pub key: F,
+    pub max_parallelism: usize,
+    pub _t: PhantomData<fn(&T) -> K>,
+}
+impl<T: Data, K: Key, F: KeySelector<T, K>> Partitioner<T> for KeyGroupPartitioner<T, K, F> {
+    #[inline]
+    fn route(&mut self, record: &T, channels: usize) -> Option<usize> {
+        let kg = key_group_for_hash(key_hash(&(self.key)(record)), self.max_parallelism);
+        Some(operator_index_for_key_group(self.max_parallelism, channels, kg))
+    }
+}
+
+struct ChannelOut<T> {
+    sender: ChannelSender<T>,
+    current: VecDeque<T>,
+    pending: VecDeque<Message<T>>,
+    pending_buffers: usize,
+    pending_records: usize,
+    blocked: bool,
+    spare: Option<VecDeque<T>>,
+}
+
+/// Settings of a writer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterSettings {
+    pub records_per_buffer: usize,
+    pub flush_every_record: bool,
+    pub max_overdraft: usize,
+}
+
+/// Writes a task's records to the channels of one downstream edge.
+pub(crate) struct RecordWriter<T, P> {
+    channels: Vec<ChannelOut<T>>,
+    partitioner: P,
+    settings: WriterSettings,
+}
+
+impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
+    pub(crate) fn new(senders: Vec<ChannelSender<T>>, partitioner: P, settings: WriterSettings) -> Self {
+        RecordWriter {
+            channels: senders
+                .into_iter()
+                .map(|sender| ChannelOut {
+                    sender,
+                    current: VecDeque::new(),
+                    pending: VecDeque::new(),
+                    pending_buffers: 0,
+                    pending_records: 0,
+                    blocked: false,
+                    spare: None,
+                })
+                .collect(),
+            partitioner,
+            settings,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, idx: usize, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let ch = &mut self.channels[idx];
+        if ch.current.is_empty() {
+            if ch.current.capacity() == 0 {
+                ch.current = ch
+                    .spare
+                    .take()
+                    .unwrap_or_else(|| VecDeque::with_capacity(self.settings.records_per_buffer));
+            }
+            env.request_flush();
+        }
+        ch.current.push_back(record);
+        env.pending_records += 1;
+        if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record {
+            self.seal(idx, env);
+            self.send(idx, env);
+            // Overdraft exhausted inside one record: wait for credit right here.
+            while self.channels[idx].pending_buffers > self.settings.max_overdraft {
+                env.wait_for_credit()?;
+                self.send(idx, env);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the partial buffer of `idx` (if any) to its pending queue.
+    fn seal(&mut self, idx: usize, env: &mut TaskEnv) {
+        let ch = &mut self.channels[idx];
+        if ch.current.is_empty() {
+            return;
+        }
+        let next = ch.spare.take().unwrap_or_default();
+        let full = std::mem::replace(&mut ch.current, next);
+        ch.pending_records += full.len();
+        ch.pending.push_back(Message::Records(full));
+        ch.pending_buffers += 1;
+        env.pending_buffers += 1;
+    }
+
+    /// Queues an event on channel `idx` behind its data.
+    fn push_event(&mut self, idx: usize, event: Event, env: &mut TaskEnv) {
+        self.seal(idx, env);
+        self.channels[idx].pending.push_back(Message::Event(event));
+        self.send(idx, env);
+    }
+
+    /// Sends what credit allows on channel `idx`, keeping `env`'s counters right.
+    fn send(&mut self, idx: usize, env: &mut TaskEnv) {
+        let ch = &mut self.channels[idx];
+        if ch.pending.is_empty() {
+            return;
+        }
+        let outcome = ch.sender.send(&mut ch.pending, &mut ch.spare);
+        if outcome.sent_buffers > 0 {
+            let left: usize = ch
+                .pending
+                .iter()
+                .map(|m| if let Message::Records(b) = m { b.len() } else { 0 })
+                .sum();
+            env.pending_records -= ch.pending_records - left;
+            ch.pending_records = left;
+            ch.pending_buffers -= outcome.sent_buffers;
+            env.pending_buffers -= outcome.sent_buffers;
+        }
+        let blocked = !ch.pending.is_empty();
+        if blocked != ch.blocked {
+            ch.blocked = blocked;
+            if blocked {
+                env.blocked_channels += 1;
+                env.attention = true;
+            } else {
+                env.blocked_channels -= 1;
+            }
+        }
+    }
+
+    fn broadcast_event(&mut self, event: Event, env: &mut TaskEnv) {
+        for idx in 0..self.channels.len() {
+            self.push_event(idx, event.clone(), env);
+        }
+    }
+}
+
+impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
+    #[inline]
+    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
+        env.records_out += 1;
+        let n = self.channels.len();
+        match self.partitioner.route(&record, n) {
+            Some(idx) => self.push(idx, record, env),
+            None => {
+                for idx in 0..n - 1 {
+                    self.push(idx, record.clone(), env)?;
+                }
+                self.push(n - 1, record, env)
+            }
+        }
+    }
+
+    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.broadcast_event(Event::Watermark(wm), env);
+        Ok(())
+    }
+
+    fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.broadcast_event(Event::Status(status), env);
+        Ok(())
+    }
+
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.broadcast_event(Event::EndOfInput, env);
+        Ok(())
+    }
+
+    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
+        for idx in 0..self.channels.len() {
+            if partial {
+                self.seal(idx, env);
+            }
+            self.send(idx, env);
+        }
+        Ok(())
+    }
+
+}

@@ -1,0 +1,417 @@
+//! One typed configuration with Flink-style dotted option names.
+//!
+//! Every option has a name, a type, a default and a doc line (see [`Config::options`]). Options
+//! are set in code through the typed fields or by name ([`Config::set`]), or loaded from a TOML
+//! file whose keys are the dotted names, written flat (`"pipeline.max-parallelism" = 256`) or as
+//! nested tables (`[pipeline] max-parallelism = 256`). An unknown key or a bad value is an error
+//! that names it; nothing is silently ignored.
+//!
+//! Durations are written as `100 ms`, `100ms`, `1s`, `2 min` (humantime syntax); memory sizes as
+//! `32kb`, `1 mb`, or a plain number of bytes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// An error loading or setting configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The option name is not known.
+    #[error("unknown configuration option '{key}'")]
+    UnknownOption {
+        /// The unknown name.
+        key: String,
+    },
+    /// The value does not parse or is out of range for the option.
+    #[error("invalid value '{value}' for option '{key}': expected {expected}")]
+    InvalidValue {
+        /// The option name.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// A memory size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemorySize(pub u64);
+
+impl MemorySize {
+    /// `n` kibibytes.
+    pub const fn kib(n: u64) -> Self {
+        MemorySize(n * 1024)
+    }
+    /// The size in bytes.
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+/// How an option's value is parsed from text and shown.
+trait OptionValue: Sized {
+    const EXPECTED: &'static str;
+    fn parse(s: &str) -> Option<Self>;
+    fn show(&self) -> String;
+}
+
+impl OptionValue for usize {
+    const EXPECTED: &'static str = "a non-negative integer";
+    fn parse(s: &str) -> Option<Self> {
+        s.trim().replace('_', "").parse().ok()
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl OptionValue for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl OptionValue for Duration {
+    const EXPECTED: &'static str = "a duration such as '100 ms', '1s' or '2 min'";
+    fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if s == "0" {
+            return Some(Duration::ZERO);
+        }
+        // Accept Flink's "100 ms" as well as humantime's "100ms".
+        let compact: String = {
+            let mut out = String::new();
+            let mut prev_digit = false;
+            for ch in s.chars() {
+                if ch == ' ' && prev_digit {
+                    continue;
+                }
+                prev_digit = ch.is_ascii_digit();
+                out.push(ch);
+            }
+            out
+        };
+        humantime::parse_duration(&compact).ok()
+    }
+    fn show(&self) -> String {
+        humantime::format_duration(*self).to_string()
+    }
+}
+
+impl OptionValue for MemorySize {
+    const EXPECTED: &'static str = "a memory size such as '32kb', '1 mb' or a number of bytes";
+    fn parse(s: &str) -> Option<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let mult: u64 = match unit.trim() {
+            "" | "b" | "bytes" => 1,
+            "k" | "kb" | "kib" | "kibibytes" => 1 << 10,
+            "m" | "mb" | "mib" | "mebibytes" => 1 << 20,
+            "g" | "gb" | "gib" | "gibibytes" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(mult).map(MemorySize)
+    }
+    fn show(&self) -> String {
+        let b = self.0;
+        if b != 0 && b % (1 << 20) == 0 {
+            format!("{}mb", b >> 20)
+        } else if b != 0 && b % (1 << 10) == 0 {
+            format!("{}kb", b >> 10)
+        } else {
+            format!("{b}b")
+        }
+    }
+}
+
+/// Describes one option: its dotted name, its default (as text) and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionInfo {
+    /// The dotted name, e.g. `pipeline.max-parallelism`.
+    pub key: &'static str,
+    /// The default value, as text.
+    pub default: String,
+    /// One line on what it does.
+    pub description: &'static str,
+}
+
+macro_rules! options {
+    ($( $(#[doc = $doc:literal])+ $field:ident : $ty:ty = $default:expr, $key:literal; )*) => {
+        /// The configuration of a weir job.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ #[doc = concat!("\n\nOption `", $key, "`.")] pub $field: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $field: $default, )* }
+            }
+        }
+
+        impl Config {
+            /// Every option with its name, default and description.
+            pub fn options() -> Vec<OptionInfo> {
+                let d = Config::default();
+                vec![ $( OptionInfo {
+                    key: $key,
+                    default: OptionValue::show(&d.$field),
+                    description: concat!($($doc),+).trim_start(),
+                }, )* ]
+            }
+
+            /// Sets an option by its dotted name from text.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+                match key {
+                    $( $key => {
+                        self.$field = <$ty as OptionValue>::parse(value).ok_or_else(|| {
+                            ConfigError::InvalidValue {
+                                key: key.to_string(),
+                                value: value.to_string(),
+                                expected: <$ty as OptionValue>::EXPECTED,
+                            }
+                        })?;
+                    } )*
+                    _ => return Err(ConfigError::UnknownOption { key: key.to_string() }),
+                }
+                self.check(key)
+            }
+
+            /// The current value of an option by name, as text.
+            pub fn get(&self, key: &str) -> Result<String, ConfigError> {
+                match key {
+                    $( $key => Ok(OptionValue::show(&self.$field)), )*
+                    _ => Err(ConfigError::UnknownOption { key: key.to_string() }),
+                }
+            }
+        }
+    };
+}
+
+options! {
+    /// Parallelism of operators that do not set their own.
+    default_parallelism: usize = 1, "parallelism.default";
+    /// Number of key groups: the upper bound of parallelism for keyed state (rescaling unit).
+    max_parallelism: usize = weir_state::DEFAULT_MAX_PARALLELISM, "pipeline.max-parallelism";
+    /// Chain forward-connected operators of equal parallelism into one task.
+    operator_chaining: bool = true, "pipeline.operator-chaining.enabled";
+    /// Interval at which sources with a watermark strategy emit watermarks.
+    auto_watermark_interval: Duration = Duration::from_millis(200), "pipeline.auto-watermark-interval";
+    /// Maximum time a partially filled output buffer waits before it is sent (0 = after every record).
+    buffer_timeout: Duration = Duration::from_millis(100), "execution.buffer-timeout.interval";
+    /// Exclusive buffers (credits) each input channel owns.
+    buffers_per_channel: usize = 2, "taskmanager.network.memory.buffers-per-channel";
+    /// Floating buffers each input gate shares among its channels.
+    floating_buffers_per_gate: usize = 8, "taskmanager.network.memory.floating-buffers-per-gate";
+    /// Buffers a task may fill beyond its credit while finishing one record (overdraft).
+    max_overdraft_buffers: usize = 5, "taskmanager.network.memory.max-overdraft-buffers-per-gate";
+    /// Size of one network buffer: a buffer holds at most this many bytes of records.
+    segment_size: MemorySize = MemorySize::kib(32), "taskmanager.memory.segment-size";
+    /// Upper bound of records in one network buffer, whatever their size.
+    max_records_per_buffer: usize = 4096, "taskmanager.network.memory.max-records-per-buffer";
+}
+
+impl Config {
+    fn check(&self, key: &str) -> Result<(), ConfigError> {
+        let bad = |value: String, expected| {
+            Err(ConfigError::InvalidValue { key: key.to_string(), value, expected })
+        };
+        match key {
+            "pipeline.max-parallelism"
+                if self.max_parallelism == 0
+                    || self.max_parallelism > weir_state::UPPER_BOUND_MAX_PARALLELISM =>
+            {
+                bad(self.max_parallelism.to_string(), "an integer in 1..=32768")
+            }
+            "parallelism.default" if self.default_parallelism == 0 => {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "taskmanager.network.memory.buffers-per-channel" if self.buffers_per_channel == 0 => {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "taskmanager.network.memory.max-records-per-buffer"
+                if self.max_records_per_buffer == 0 =>
+            {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "taskmanager.memory.segment-size" if self.segment_size.0 == 0 => {
+                bad("0".into(), "a size of at least 1 byte")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks every option's range (used when a job starts: fields may have been set directly).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for o in Config::options() {
+            self.check(o.key)?;
+        }
+        Ok(())
+    }
+
+    /// Loads a TOML file over the defaults.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let mut c = Config::default();
+        c.merge_toml_file(path)?;
+        Ok(c)
+    }
+
+    /// Applies a TOML file's options over this configuration.
+    pub fn merge_toml_file(&mut self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        self.merge_toml_str(&text).map_err(|e| match e {
+            ConfigError::Toml { message, .. } => {
+                ConfigError::Toml { path: path.to_path_buf(), message }
+            }
+            other => other,
+        })
+    }
+
+    /// Applies TOML text's options over this configuration.
+    pub fn merge_toml_str(&mut self, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml {
+                path: PathBuf::from("<string>"),
+                message: e.to_string(),
+            })?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (key, value) in flat {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes-and-records bound of one buffer for records of `record_size` bytes.
+    pub fn records_per_buffer(&self, record_size: usize) -> usize {
+        let by_bytes = if record_size == 0 {
+            usize::MAX
+        } else {
+            (self.segment_size.0 as usize / record_size).max(1)
+        };
+        by_bytes.min(self.max_records_per_buffer).max(1)
+    }
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Integer(i) => out.push((prefix.to_string(), i.to_string())),
+        toml::Value::Boolean(b) => out.push((prefix.to_string(), b.to_string())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_flink() {
+        let c = Config::default();
+        assert_eq!(c.buffers_per_channel, 2);
+        assert_eq!(c.floating_buffers_per_gate, 8);
+        assert_eq!(c.max_parallelism, 128);
+        assert_eq!(c.buffer_timeout, Duration::from_millis(100));
+        assert_eq!(c.get("taskmanager.memory.segment-size").unwrap(), "32kb");
+    }
+
+    #[test]
+    fn set_by_name_and_errors_name_the_key() {
+        let mut c = Config::default();
+        c.set("execution.buffer-timeout.interval", "10 ms").unwrap();
+        assert_eq!(c.buffer_timeout, Duration::from_millis(10));
+        c.set("execution.buffer-timeout.interval", "0").unwrap();
+        assert_eq!(c.buffer_timeout, Duration::ZERO);
+        c.set("taskmanager.memory.segment-size", "64 kb").unwrap();
+        assert_eq!(c.segment_size.bytes(), 65536);
+        let e = c.set("pipeline.max-paralelism", "4").unwrap_err();
+        assert!(e.to_string().contains("'pipeline.max-paralelism'"), "{e}");
+        let e = c.set("pipeline.max-parallelism", "lots").unwrap_err();
+        assert!(e.to_string().contains("'lots'") && e.to_string().contains("pipeline.max-parallelism"));
+        let e = c.set("pipeline.max-parallelism", "0").unwrap_err();
+        assert!(matches!(e, ConfigError::InvalidValue { .. }), "{e}");
+        assert!(c.set("pipeline.auto-watermark-interval", "soon").is_err());
+    }
+
+    #[test]
+    fn toml_flat_and_nested() {
+        let mut c = Config::default();
+        c.merge_toml_str(
+            r#"
+            "parallelism.default" = 3
+            [taskmanager.network.memory]
+            buffers-per-channel = 4
+            floating-buffers-per-gate = 16
+            [pipeline]
+            auto-watermark-interval = "50 ms"
+            operator-chaining.enabled = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.default_parallelism, 3);
+        assert_eq!(c.buffers_per_channel, 4);
+        assert_eq!(c.floating_buffers_per_gate, 16);
+        assert_eq!(c.auto_watermark_interval, Duration::from_millis(50));
+        assert!(!c.operator_chaining);
+        let e = c.merge_toml_str("[pipeline]\nmax-paralelism = 3").unwrap_err();
+        assert!(e.to_string().contains("pipeline.max-paralelism"));
+        let e = c.merge_toml_str("parallelism.default = -1").unwrap_err();
+        assert!(e.to_string().contains("parallelism.default"));
+        assert!(matches!(c.merge_toml_str("= nope"), Err(ConfigError::Toml { .. })));
+    }
+
+    #[test]
+    fn every_option_round_trips() {
+        let c = Config::default();
+        for o in Config::options() {
+            let mut d = Config::default();
+            d.set(o.key, &o.default).unwrap();
+            assert_eq!(c, d, "{}", o.key);
+        }
+    }
+
+    #[test]
+    fn buffer_bounds() {
+        let c = Config::default();
+        assert_eq!(c.records_per_buffer(8), 4096);
+        assert_eq!(c.records_per_buffer(64), 512);
+        assert_eq!(c.records_per_buffer(0), 4096);
+        assert_eq!(c.records_per_buffer(1 << 20), 1);
+    }
+}

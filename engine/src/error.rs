@@ -1,0 +1,144 @@
+//! Errors of the engine: one enum per concern, with a `Result` alias.
+//!
+//! User errors (a bad job, a bad option, a failing user function) are reported with the name
+//! of what was wrong; internal errors say so explicitly.
+
+use crate::config::ConfigError;
+
+/// The error type user code returns from operators, sources and sinks.
+pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A mistake found while building a job, before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The job has no operators.
+    #[error("the job has no operators: add a source and a sink")]
+    EmptyJob,
+    /// An operator's parallelism is 0.
+    #[error("operator '{operator}' has parallelism 0; parallelism must be at least 1")]
+    ZeroParallelism {
+        /// The operator's name.
+        operator: String,
+    },
+    /// An operator's max parallelism is outside `1..=32768`.
+    #[error("operator '{operator}' has max parallelism {max_parallelism}, outside 1..=32768")]
+    MaxParallelismOutOfRange {
+        /// The operator's name.
+        operator: String,
+        /// The offending value.
+        max_parallelism: usize,
+    },
+    /// An operator's max parallelism is smaller than its parallelism.
+    #[error(
+        "operator '{operator}' has parallelism {parallelism} above its max parallelism {max_parallelism}"
+    )]
+    MaxParallelismTooSmall {
+        /// The operator's name.
+        operator: String,
+        /// Its parallelism.
+        parallelism: usize,
+        /// Its max parallelism.
+        max_parallelism: usize,
+    },
+    /// Two operators share a uid.
+    #[error("duplicate uid '{uid}' on operators '{first}' and '{second}'")]
+    DuplicateUid {
+        /// The uid.
+        uid: String,
+        /// The first operator using it.
+        first: String,
+        /// The second operator using it.
+        second: String,
+    },
+    /// A uid or name is empty.
+    #[error("operator '{operator}' has an empty {what}")]
+    Empty {
+        /// The operator's name (or its generated name).
+        operator: String,
+        /// "uid" or "name".
+        what: &'static str,
+    },
+    /// A forward edge joins operators of different parallelism.
+    #[error(
+        "forward edge from '{from}' (parallelism {from_parallelism}) to '{to}' (parallelism {to_parallelism}): forward needs equal parallelism; use rebalance() instead"
+    )]
+    ForwardParallelismMismatch {
+        /// Upstream operator.
+        from: String,
+        /// Its parallelism.
+        from_parallelism: usize,
+        /// Downstream operator.
+        to: String,
+        /// Its parallelism.
+        to_parallelism: usize,
+    },
+    /// A non-parallel operator (such as an iterator source) was given parallelism above 1.
+    #[error("operator '{operator}' is not parallel but was given parallelism {parallelism}")]
+    NonParallelOperator {
+        /// The operator's name.
+        operator: String,
+        /// The requested parallelism.
+        parallelism: usize,
+    },
+    /// A property was set on a stream that is not a single operator (a union or a
+    /// repartitioned stream), for example `a.union(&[b]).set_parallelism(2)`.
+    #[error("{property} can only be set on an operator's output, not on a {stream} stream")]
+    NotAnOperator {
+        /// The property (name, uid, parallelism, ...).
+        property: &'static str,
+        /// What the stream was ("union", "partitioned").
+        stream: &'static str,
+    },
+    /// Streams of two different environments were combined.
+    #[error("streams from different environments cannot be combined (in '{operator}')")]
+    ForeignStream {
+        /// The operator where they meet.
+        operator: String,
+    },
+}
+
+/// Why a job did not finish successfully.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job graph is invalid.
+    #[error("invalid job: {0}")]
+    Validation(#[from] ValidationError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// User code failed (returned an error or panicked) in a task.
+    #[error("operator '{operator}' (subtask {}/{parallelism}) failed: {message}", .subtask + 1)]
+    TaskFailed {
+        /// The failing operator's name.
+        operator: String,
+        /// The failing subtask, zero-based (displayed one-based, as Flink does).
+        subtask: usize,
+        /// The operator's parallelism.
+        parallelism: usize,
+        /// The error or panic message.
+        message: String,
+        /// Whether the failure was a panic (rather than a returned error).
+        panicked: bool,
+    },
+    /// A thread could not be started or joined.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The result type of the engine.
+pub type Result<T, E = JobError> = std::result::Result<T, E>;
+
+/// An error inside a running task, attributed to the chained operator it came from.
+#[derive(Debug)]
+pub(crate) enum TaskError {
+    /// User code of the operator at `operator` (index in the task's chain) failed.
+    User { operator: usize, error: UserError },
+    /// The task was cancelled while waiting.
+    Cancelled,
+}
+
+impl TaskError {
+    pub(crate) fn user(operator: usize, error: UserError) -> Self {
+        TaskError::User { operator, error }
+    }
+}

@@ -1,0 +1,233 @@
+//! The job graph as the stream API builds it: nodes (operators) and the edges between them.
+//!
+//! Nodes are type-erased so one graph holds operators of any record types; each node keeps the
+//! typed factories that build its per-subtask instances, its chain links and its channels when
+//! the job starts. Nothing here runs: `job` plans and executes the graph.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::channel::gate::{GateShared, InputGate, UsageProbe};
+use crate::channel::writer::{
+    BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, RebalancePartitioner,
+    RecordWriter, WriterSettings,
+};
+use crate::channel::gate::ChannelSender;
+use crate::config::Config;
+use crate::data::{Data, Key, KeySelector};
+use crate::error::ValidationError;
+use crate::operator::OperatorInfo;
+use crate::task::chain::{FanOut, Input, NoOutput};
+use crate::task::run::{InputTask, TaskBody};
+use crate::task::signal::Signal;
+
+/// How records of an edge are distributed over the downstream subtasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartitionKind {
+    /// Forward when parallelisms are equal, else rebalance (Flink's default).
+    Default,
+    Forward,
+    Rebalance,
+    Broadcast,
+    KeyGroups,
+}
+
+/// Builds the key-group writer of a keyed edge (captures the key selector's type).
+pub(crate) trait KeyRouter<T>: 'static {
+    fn writer(&self, senders: Vec<ChannelSender<T>>, settings: WriterSettings, max_parallelism: usize) -> Box<dyn Input<T>>;
+}
+
+pub(crate) struct KeyRouterImpl<K, F> {
+    pub key_fn: F,
+    pub _k: PhantomData<fn() -> K>,
+}
+
+impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F> {
+    fn writer(&self, senders: Vec<ChannelSender<T>>, settings: WriterSettings, max_parallelism: usize) -> Box<dyn Input<T>> {
+        let p = KeyGroupPartitioner { key: self.key_fn.clone(), max_parallelism, _t: PhantomData };
+        Box::new(RecordWriter::new(senders, p, settings))
+    }
+}
+
+/// A typed partitioning of a stream (virtual: it becomes an edge's writer).
+pub(crate) enum Partition<T> {
+    Default,
+    Forward,
+    Rebalance,
+    Broadcast,
+    KeyGroups(Rc<dyn KeyRouter<T>>),
+}
+
+impl<T> Clone for Partition<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Partition::Default => Partition::Default,
+            Partition::Forward => Partition::Forward,
+            Partition::Rebalance => Partition::Rebalance,
+            Partition::Broadcast => Partition::Broadcast,
+            Partition::KeyGroups(r) => Partition::KeyGroups(r.clone()),
+        }
+    }
+}
+
+impl<T> Partition<T> {
+    pub(crate) fn kind(&self) -> PartitionKind {
+        match self {
+            Partition::Default => PartitionKind::Default,
+            Partition::Forward => PartitionKind::Forward,
+            Partition::Rebalance => PartitionKind::Rebalance,
+            Partition::Broadcast => PartitionKind::Broadcast,
+            Partition::KeyGroups(_) => PartitionKind::KeyGroups,
+        }
+    }
+}
+
+/// Where one sender's channels of an edge go.
+pub(crate) struct EdgeWiring<'a> {
+    /// The receiving operator's gates (erased `Arc<GateShared<T>>`), one per subtask.
+    pub gates: &'a [Box<dyn Any>],
+    /// This edge's first channel index in each receiver's gate.
+    pub offsets: &'a [usize],
+    pub sender: usize,
+    pub pointwise: bool,
+    pub signal: Signal,
+    pub settings: WriterSettings,
+    pub max_parallelism: usize,
+}
+
+/// The type-erased edge: builds the record writer of one sending subtask.
+pub(crate) trait EdgeConnector {
+    fn writer(&self, w: EdgeWiring<'_>) -> Box<dyn Any>;
+}
+
+pub(crate) struct TypedEdge<T> {
+    pub partition: Partition<T>,
+}
+
+fn gate<T: Data>(g: &dyn Any) -> &Arc<GateShared<T>> {
+    g.downcast_ref::<Arc<GateShared<T>>>().expect("internal: gate type mismatch")
+}
+
+impl<T: Data> EdgeConnector for TypedEdge<T> {
+    fn writer(&self, w: EdgeWiring<'_>) -> Box<dyn Any> {
+        let senders: Vec<ChannelSender<T>> = if w.pointwise {
+            vec![gate::<T>(&*w.gates[w.sender]).sender(w.offsets[w.sender], w.signal.clone())]
+        } else {
+            (0..w.gates.len())
+                .map(|j| gate::<T>(&*w.gates[j]).sender(w.offsets[j] + w.sender, w.signal.clone()))
+                .collect()
+        };
+        let n = senders.len();
+        let writer: Box<dyn Input<T>> = match &self.partition {
+            _ if w.pointwise => Box::new(RecordWriter::new(senders, ForwardPartitioner, w.settings)),
+            Partition::Default | Partition::Rebalance | Partition::Forward => Box::new(
+                RecordWriter::new(senders, RebalancePartitioner { next: w.sender % n }, w.settings),
+            ),
+            Partition::Broadcast => Box::new(RecordWriter::new(senders, BroadcastPartitioner, w.settings)),
+            Partition::KeyGroups(r) => r.writer(senders, w.settings, w.max_parallelism),
+        };
+        Box::new(writer)
+    }
+}
+
+/// Type-erased operations on a record type `T` (the output or input type of a node).
+pub(crate) trait StreamType {
+    fn fanout(&self, outs: Vec<Box<dyn Any>>) -> Box<dyn Any>;
+    fn no_output(&self) -> Box<dyn Any>;
+    fn new_gate(&self, channels: usize, config: &Config, receiver: Signal) -> (Box<dyn Any>, Arc<dyn UsageProbe>);
+    fn input_task(&self, gate: &dyn Any, chain: Box<dyn Any>) -> Box<dyn TaskBody>;
+    fn writer_settings(&self, config: &Config) -> WriterSettings;
+}
+
+pub(crate) struct TypeOps<T>(pub PhantomData<fn() -> T>);
+
+impl<T> TypeOps<T> {
+    pub(crate) fn boxed() -> Box<dyn StreamType>
+    where
+        T: Data,
+    {
+        Box::new(TypeOps::<T>(PhantomData))
+    }
+}
+
+/// Unwraps an erased chain.
+pub(crate) fn chain<T: 'static>(b: Box<dyn Any>) -> Box<dyn Input<T>> {
+    *b.downcast::<Box<dyn Input<T>>>().expect("internal: chain type mismatch")
+}
+
+impl<T: Data> StreamType for TypeOps<T> {
+    fn fanout(&self, outs: Vec<Box<dyn Any>>) -> Box<dyn Any> {
+        let outs: Vec<Box<dyn Input<T>>> = outs.into_iter().map(chain::<T>).collect();
+        Box::new(Box::new(FanOut { outs }) as Box<dyn Input<T>>)
+    }
+    fn no_output(&self) -> Box<dyn Any> {
+        Box::new(Box::new(NoOutput) as Box<dyn Input<T>>)
+    }
+    fn new_gate(&self, channels: usize, config: &Config, receiver: Signal) -> (Box<dyn Any>, Arc<dyn UsageProbe>) {
+        let g = GateShared::<T>::new(
+            channels,
+            config.buffers_per_channel,
+            config.floating_buffers_per_gate,
+            receiver,
+        );
+        (Box::new(g.clone()), g)
+    }
+    fn input_task(&self, gate: &dyn Any, chain_box: Box<dyn Any>) -> Box<dyn TaskBody> {
+        let g = self::gate::<T>(gate).clone();
+        Box::new(InputTask { gate: InputGate::new(g), chain: chain::<T>(chain_box) })
+    }
+    fn writer_settings(&self, config: &Config) -> WriterSettings {
+        WriterSettings {
+            records_per_buffer: config.records_per_buffer(std::mem::size_of::<T>()),
+            flush_every_record: config.buffer_timeout.is_zero(),
+            max_overdraft: config.max_overdraft_buffers.max(1),
+        }
+    }
+}
+
+/// Builds the task body of a source subtask.
+pub(crate) trait SourceFactory {
+    fn build(&mut self, info: OperatorInfo, chain: Box<dyn Any>) -> Box<dyn TaskBody>;
+}
+
+/// Builds the chain link of an operator or sink subtask.
+pub(crate) trait LinkFactory {
+    /// `next` is the erased `Box<dyn Input<Out>>`; returns the erased `Box<dyn Input<In>>`.
+    fn build(&mut self, info: OperatorInfo, index: usize, next: Box<dyn Any>) -> Box<dyn Any>;
+}
+
+pub(crate) enum NodeKind {
+    Source(Box<dyn SourceFactory>),
+    Operator(Box<dyn LinkFactory>),
+}
+
+/// An input edge of a node.
+pub(crate) struct EdgeSpec {
+    pub from: usize,
+    pub kind: PartitionKind,
+    pub connector: Box<dyn EdgeConnector>,
+}
+
+/// One operator of the graph.
+pub(crate) struct Node {
+    pub name: String,
+    pub uid: Option<String>,
+    pub parallelism: Option<usize>,
+    pub max_parallelism: Option<usize>,
+    pub chainable: bool,
+    pub non_parallel: bool,
+    pub inputs: Vec<EdgeSpec>,
+    pub kind: NodeKind,
+    pub in_type: Option<Box<dyn StreamType>>,
+    pub out_type: Option<Box<dyn StreamType>>,
+}
+
+/// The graph under construction.
+pub(crate) struct Graph {
+    pub id: usize,
+    pub config: Config,
+    pub nodes: Vec<Node>,
+    pub errors: Vec<ValidationError>,
+}

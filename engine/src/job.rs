@@ -1,0 +1,490 @@
+//! Planning and running a job: validation, chaining, channels, one thread per task.
+//!
+//! Planning resolves every operator's parallelism and max parallelism, validates the graph,
+//! and groups operators into chains (an operator joins its predecessor's task when it has a
+//! single input, the edge is forward, the parallelisms are equal and chaining is enabled).
+//! Running creates one input gate per subtask of every chain head with network inputs, the
+//! record writers of every network edge, and one thread per task, plus the job's
+//! processing-time service thread.
+//!
+//! Failure: the first task that fails (error or panic) records a [`JobError::TaskFailed`] naming
+//! the operator and subtask and cancels every other task; `join` waits for every thread and
+//! returns that error. Nothing is left running after `join` returns.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{JobError, Result, TaskError, ValidationError};
+use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
+use crate::metrics::{JobMetrics, TaskMetricsCell};
+use crate::operator::OperatorInfo;
+use crate::task::env::TaskEnv;
+use crate::task::mailbox::Mailbox;
+use crate::task::run::{TaskBody, TaskRuntime};
+use crate::task::signal::Signal;
+use crate::task::timer_service::TimerService;
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Every source ended and every record was processed.
+    Finished,
+    /// The job was cancelled.
+    Cancelled,
+}
+
+/// The result of a job that did not fail.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// How it ended.
+    pub status: JobStatus,
+    /// Wall-clock duration.
+    pub duration: Duration,
+    /// Final metrics of every task (rates over each task's lifetime).
+    pub metrics: JobMetrics,
+}
+
+struct JobShared {
+    mailboxes: Vec<Arc<Mailbox>>,
+    metrics: Vec<Arc<TaskMetricsCell>>,
+    failure: Mutex<Option<JobError>>,
+    cancelled: AtomicBool,
+    running: AtomicUsize,
+}
+
+impl JobShared {
+    fn cancel_all(&self) {
+        for m in &self.mailboxes {
+            m.cancel();
+        }
+    }
+    fn fail(&self, e: JobError) {
+        {
+            let mut f = self.failure.lock();
+            if f.is_none() {
+                tracing::error!("{e}");
+                *f = Some(e);
+            }
+        }
+        self.cancel_all();
+    }
+}
+
+/// A running job.
+pub struct JobHandle {
+    shared: Arc<JobShared>,
+    threads: Vec<JoinHandle<()>>,
+    timer_service: Arc<TimerService>,
+    timer_thread: Option<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl JobHandle {
+    /// Current metrics of every task.
+    pub fn metrics(&self) -> JobMetrics {
+        JobMetrics { tasks: self.shared.metrics.iter().map(|m| m.snapshot()).collect() }
+    }
+
+    /// Asks every task to stop; `join` then returns with [`JobStatus::Cancelled`].
+    pub fn cancel(&self) {
+        self.shared.cancelled.store(true, Ordering::Release);
+        self.shared.cancel_all();
+    }
+
+    /// Whether every task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits for every task and returns how the job ended.
+    pub fn join(mut self) -> Result<JobResult> {
+        let mut join_error = None;
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                join_error = Some(JobError::Internal("a task thread could not be joined".into()));
+            }
+        }
+        self.timer_service.shutdown();
+        if let Some(t) = self.timer_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(e) = self.shared.failure.lock().take() {
+            return Err(e);
+        }
+        if let Some(e) = join_error {
+            return Err(e);
+        }
+        let status = if self.shared.cancelled.load(Ordering::Acquire) {
+            JobStatus::Cancelled
+        } else {
+            JobStatus::Finished
+        };
+        Ok(JobResult { status, duration: self.started.elapsed(), metrics: self.metrics() })
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            // Dropped without join: stop the job rather than leak running threads.
+            self.shared.cancel_all();
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        self.timer_service.shutdown();
+        if let Some(t) = self.timer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Resolved facts about the graph.
+struct Plan {
+    parallelism: Vec<usize>,
+    max_parallelism: Vec<usize>,
+    uids: Vec<String>,
+    /// Node is chained into its single input's task.
+    chained: Vec<bool>,
+    /// Consumers of each node: (consumer, index of the edge in the consumer's inputs).
+    consumers: Vec<Vec<(usize, usize)>>,
+}
+
+fn pointwise(kind: PartitionKind, from_p: usize, to_p: usize) -> bool {
+    match kind {
+        PartitionKind::Forward => true,
+        PartitionKind::Default => from_p == to_p,
+        _ => false,
+    }
+}
+
+fn plan(g: &Graph) -> std::result::Result<Plan, ValidationError> {
+    if let Some(e) = g.errors.first() {
+        return Err(e.clone());
+    }
+    if g.nodes.is_empty() {
+        return Err(ValidationError::EmptyJob);
+    }
+    let cfg = &g.config;
+    let mut parallelism = Vec::new();
+    let mut max_parallelism = Vec::new();
+    let mut uids: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        if n.name.is_empty() {
+            return Err(ValidationError::Empty { operator: format!("#{i}"), what: "name" });
+        }
+        let p = match (n.non_parallel, n.parallelism) {
+            (true, Some(p)) if p > 1 => {
+                return Err(ValidationError::NonParallelOperator { operator: n.name.clone(), parallelism: p })
+            }
+            (true, _) => 1,
+            (false, Some(p)) => p,
+            (false, None) => cfg.default_parallelism,
+        };
+        if p == 0 {
+            return Err(ValidationError::ZeroParallelism { operator: n.name.clone() });
+        }
+        let max_p = n.max_parallelism.unwrap_or(cfg.max_parallelism);
+        if max_p == 0 || max_p > weir_state::UPPER_BOUND_MAX_PARALLELISM {
+            return Err(ValidationError::MaxParallelismOutOfRange {
+                operator: n.name.clone(),
+                max_parallelism: max_p,
+            });
+        }
+        if max_p < p {
+            return Err(ValidationError::MaxParallelismTooSmall {
+                operator: n.name.clone(),
+                parallelism: p,
+                max_parallelism: max_p,
+            });
+        }
+        match &n.uid {
+            Some(u) if u.is_empty() => {
+                return Err(ValidationError::Empty { operator: n.name.clone(), what: "uid" })
+            }
+            Some(u) => {
+                if let Some(first) = seen.insert(u, &n.name) {
+                    return Err(ValidationError::DuplicateUid {
+                        uid: u.clone(),
+                        first: first.to_string(),
+                        second: n.name.clone(),
+                    });
+                }
+                uids.push(u.clone());
+            }
+            None => uids.push(format!("auto-{i}-{}", n.name)),
+        }
+        parallelism.push(p);
+        max_parallelism.push(max_p);
+    }
+    let mut consumers = vec![Vec::new(); g.nodes.len()];
+    let mut chained = vec![false; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        for (e_idx, e) in n.inputs.iter().enumerate() {
+            let (fp, tp) = (parallelism[e.from], parallelism[i]);
+            if e.kind == PartitionKind::Forward && fp != tp {
+                return Err(ValidationError::ForwardParallelismMismatch {
+                    from: g.nodes[e.from].name.clone(),
+                    from_parallelism: fp,
+                    to: n.name.clone(),
+                    to_parallelism: tp,
+                });
+            }
+            consumers[e.from].push((i, e_idx));
+        }
+        chained[i] = cfg.operator_chaining
+            && n.chainable
+            && n.inputs.len() == 1
+            && pointwise(n.inputs[0].kind, parallelism[n.inputs[0].from], parallelism[i]);
+    }
+    Ok(Plan { parallelism, max_parallelism, uids, chained, consumers })
+}
+
+struct Builder<'a> {
+    g: &'a mut Graph,
+    plan: &'a Plan,
+    /// Per node with network inputs: its gates (erased), one per subtask.
+    gates: Vec<Vec<Box<dyn Any>>>,
+    /// Per node, per input edge, per receiver subtask: the edge's first channel in the gate.
+    offsets: Vec<Vec<Vec<usize>>>,
+}
+
+impl Builder<'_> {
+    fn info(&self, node: usize, subtask: usize) -> OperatorInfo {
+        OperatorInfo {
+            name: self.g.nodes[node].name.clone(),
+            uid: self.plan.uids[node].clone(),
+            subtask,
+            parallelism: self.plan.parallelism[node],
+            max_parallelism: self.plan.max_parallelism[node],
+        }
+    }
+
+    /// Builds everything downstream of `node` in its task: chained links and network writers.
+    fn output(&mut self, node: usize, subtask: usize, signal: &Signal, names: &mut Vec<String>, channels: &mut usize) -> Box<dyn Any> {
+        let mut outs = Vec::new();
+        for &(c, e_idx) in &self.plan.consumers[node].clone() {
+            if self.plan.chained[c] {
+                let index = names.len();
+                names.push(self.g.nodes[c].name.clone());
+                let next = self.output(c, subtask, signal, names, channels);
+                let info = self.info(c, subtask);
+                match &mut self.g.nodes[c].kind {
+                    NodeKind::Operator(f) => outs.push(f.build(info, index, next)),
+                    NodeKind::Source(_) => unreachable!("a source has no input"),
+                }
+            } else {
+                let (fp, tp) = (self.plan.parallelism[node], self.plan.parallelism[c]);
+                let kind = self.g.nodes[c].inputs[e_idx].kind;
+                let pw = pointwise(kind, fp, tp);
+                *channels += if pw { 1 } else { tp };
+                let settings = self.g.nodes[node]
+                    .out_type
+                    .as_ref()
+                    .expect("a node with consumers has an output type")
+                    .writer_settings(&self.g.config);
+                let w = self.g.nodes[c].inputs[e_idx].connector.writer(EdgeWiring {
+                    gates: &self.gates[c],
+                    offsets: &self.offsets[c][e_idx],
+                    sender: subtask,
+                    pointwise: pw,
+                    signal: signal.clone(),
+                    settings,
+                    max_parallelism: self.plan.max_parallelism[c],
+                });
+                outs.push(w);
+            }
+        }
+        let n = &self.g.nodes[node];
+        match (outs.len(), &n.out_type) {
+            (_, None) => Box::new(()), // a sink: its link ignores `next`
+            (0, Some(t)) => t.no_output(),
+            (1, Some(_)) => outs.pop().expect("one output"),
+            (_, Some(t)) => t.fanout(outs),
+        }
+    }
+
+    fn chain_name(&self, head: usize) -> String {
+        let mut names = vec![self.g.nodes[head].name.clone()];
+        let mut stack = vec![head];
+        while let Some(n) = stack.pop() {
+            for &(c, _) in &self.plan.consumers[n] {
+                if self.plan.chained[c] {
+                    names.push(self.g.nodes[c].name.clone());
+                    stack.push(c);
+                }
+            }
+        }
+        names.join(" -> ")
+    }
+}
+
+struct TaskSpec {
+    body: Box<dyn TaskBody>,
+    names: Vec<String>,
+    subtask: usize,
+    parallelism: usize,
+}
+
+pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
+    g.config.validate()?;
+    let plan = plan(&g)?;
+    let heads: Vec<usize> = (0..g.nodes.len()).filter(|&i| !plan.chained[i]).collect();
+
+    // One signal and mailbox per task; tasks are numbered head by head, subtask by subtask.
+    let mut task_of = vec![usize::MAX; g.nodes.len()];
+    let mut n_tasks = 0;
+    for &h in &heads {
+        task_of[h] = n_tasks;
+        n_tasks += plan.parallelism[h];
+    }
+    let signals: Vec<Signal> = (0..n_tasks).map(|_| Signal::new()).collect();
+    let mailboxes: Vec<Arc<Mailbox>> = signals.iter().map(|s| Arc::new(Mailbox::new(s.clone()))).collect();
+
+    // Gates for every head with network inputs.
+    let n_nodes = g.nodes.len();
+    let mut gates: Vec<Vec<Box<dyn Any>>> = (0..n_nodes).map(|_| Vec::new()).collect();
+    let mut probes: Vec<Vec<Arc<dyn crate::channel::gate::UsageProbe>>> = (0..n_nodes).map(|_| Vec::new()).collect();
+    let mut offsets: Vec<Vec<Vec<usize>>> = (0..n_nodes).map(|_| Vec::new()).collect();
+    for &h in &heads {
+        let node = &g.nodes[h];
+        if node.inputs.is_empty() {
+            continue;
+        }
+        let tp = plan.parallelism[h];
+        let mut per_edge = vec![vec![0; tp]; node.inputs.len()];
+        for j in 0..tp {
+            let mut total = 0;
+            for (e_idx, e) in node.inputs.iter().enumerate() {
+                per_edge[e_idx][j] = total;
+                total += if pointwise(e.kind, plan.parallelism[e.from], tp) { 1 } else { plan.parallelism[e.from] };
+            }
+            let in_type = node.in_type.as_ref().expect("an operator has an input type");
+            let (gate, probe) = in_type.new_gate(total, &g.config, signals[task_of[h] + j].clone());
+            gates[h].push(gate);
+            probes[h].push(probe);
+        }
+        offsets[h] = per_edge;
+    }
+
+    let mut b = Builder { g: &mut g, plan: &plan, gates, offsets };
+    let mut specs = Vec::new();
+    let mut cells = Vec::new();
+    for &h in &heads {
+        let name = b.chain_name(h);
+        for i in 0..plan.parallelism[h] {
+            let task = task_of[h] + i;
+            let mut names = vec![b.g.nodes[h].name.clone()];
+            let mut channels = 0;
+            let out = b.output(h, i, &signals[task], &mut names, &mut channels);
+            let info = b.info(h, i);
+            let body: Box<dyn TaskBody> = if b.g.nodes[h].inputs.is_empty() {
+                match &mut b.g.nodes[h].kind {
+                    NodeKind::Source(f) => f.build(info, out),
+                    NodeKind::Operator(_) => {
+                        return Err(JobError::Internal(format!("operator '{}' has no input", info.name)))
+                    }
+                }
+            } else {
+                let head_link = match &mut b.g.nodes[h].kind {
+                    NodeKind::Operator(f) => f.build(info, 0, out),
+                    NodeKind::Source(_) => unreachable!("a source has no input"),
+                };
+                let in_type = b.g.nodes[h].in_type.as_ref().expect("an operator has an input type");
+                in_type.input_task(&*b.gates[h][i], head_link)
+            };
+            let cell = Arc::new(TaskMetricsCell::new(name.clone(), i, plan.parallelism[h], channels));
+            if let Some(p) = probes[h].get(i) {
+                cell.set_input(p.clone());
+            }
+            cells.push(cell);
+            specs.push(TaskSpec { body, names, subtask: i, parallelism: plan.parallelism[h] });
+        }
+    }
+    drop(b);
+    let buffer_timeout = g.config.buffer_timeout;
+    // The graph (and with it the gates' construction handles) is no longer needed.
+    drop(g);
+
+    let timer_service = TimerService::new(mailboxes.clone());
+    let shared = Arc::new(JobShared {
+        mailboxes: mailboxes.clone(),
+        metrics: cells.clone(),
+        failure: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
+        running: AtomicUsize::new(specs.len()),
+    });
+    let timer_thread = {
+        let ts = timer_service.clone();
+        std::thread::Builder::new()
+            .name("weir-timers".into())
+            .spawn(move || ts.run())
+            .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
+    };
+    let mut handle = JobHandle {
+        shared: shared.clone(),
+        threads: Vec::new(),
+        timer_service: timer_service.clone(),
+        timer_thread: Some(timer_thread),
+        started: Instant::now(),
+    };
+    for (task, spec) in specs.into_iter().enumerate() {
+        let signal = signals[task].clone();
+        let mailbox = mailboxes[task].clone();
+        let cell = cells[task].clone();
+        let task_shared = shared.clone();
+        let rt = TaskRuntime { task, timers: timer_service.clone(), buffer_timeout };
+        let thread_name = format!("weir-{task}");
+        let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+            signal.bind_current_thread();
+            cell.start();
+            let TaskSpec { body, names, subtask, parallelism } = spec;
+            let mut env = TaskEnv::new(mailbox, cell.clone());
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.run(&mut env, &rt)));
+            cell.finish();
+            let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
+            match r {
+                Ok(Ok(())) | Ok(Err(TaskError::Cancelled)) => {}
+                Ok(Err(TaskError::User { operator, error })) => task_shared.fail(JobError::TaskFailed {
+                    operator: name_of(operator),
+                    subtask,
+                    parallelism,
+                    message: error.to_string(),
+                    panicked: false,
+                }),
+                Err(panic) => task_shared.fail(JobError::TaskFailed {
+                    operator: name_of(env.current_operator),
+                    subtask,
+                    parallelism,
+                    message: panic_message(&*panic),
+                    panicked: true,
+                }),
+            }
+            task_shared.running.fetch_sub(1, Ordering::AcqRel);
+        });
+        match spawned {
+            Ok(t) => handle.threads.push(t),
+            Err(e) => {
+                shared.fail(JobError::Internal(format!("cannot start a task thread: {e}")));
+                shared.running.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+    Ok(handle)
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}

@@ -1,0 +1,395 @@
+//! Operator chains: the operators of one task, linked by direct calls.
+//!
+//! A task runs a tree of operators rooted at its head (a source, or the operator reading the
+//! input gate). Each link owns its operator and the boxed next input; fan-out links feed several
+//! consumers, record writers end the chain at network edges. A record handed to the head runs
+//! through the whole chain before the next one is taken: chaining costs no channel and no copy.
+//!
+//! Each link records which operator runs user code (`TaskEnv::current_operator`, restored on
+//! return), so a panic is attributed to the operator that raised it.
+
+use std::collections::BTreeSet;
+
+use weir_state::{KeyGroupRange, KeyedStateBackend, KeyedTimers};
+
+use crate::data::{Data, KeySelector};
+use crate::error::{TaskError, UserError};
+use crate::operator::{Context, KeyedContext, KeyedOpenContext, KeyedOperator, Operator, OperatorInfo, Sink};
+use crate::task::env::TaskEnv;
+use crate::time::{StreamStatus, TimeDomain, Timer, Watermark};
+
+/// The input side of a chain link: everything a task can hand to an operator.
+pub(crate) trait Input<T>: Send {
+    /// A record.
+    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError>;
+    /// The input watermark advanced.
+    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError>;
+    /// The input became idle or active.
+    fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError>;
+    /// Processing time is `now`: fire due timers; return the earliest timer left in the chain.
+    fn processing_time(&mut self, _now: i64, _env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
+        Ok(None)
+    }
+    /// Called once before any record, tail first.
+    fn open(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    /// End of input: finish this operator, then the rest of the chain.
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError>;
+    /// Release everything; best effort, also after a failure.
+    fn close(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    /// Send pending output buffers as credit allows; with `partial`, seal partial ones first.
+    fn flush(&mut self, _partial: bool, _env: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Runs `f` as operator `index`, turning its error (or an error from downstream) into a
+/// `TaskError` and keeping the panic attribution right.
+macro_rules! as_operator {
+    ($env:expr, $index:expr, $ctx:ident = $make:expr, $call:expr) => {{
+        let prev = $env.current_operator;
+        $env.current_operator = $index;
+        let mut $ctx = $make;
+        let r: Result<(), UserError> = $call;
+        let downstream = $ctx.error.take();
+        #[allow(clippy::drop_non_drop)]
+        drop($ctx);
+        $env.current_operator = prev;
+        match (downstream, r) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(TaskError::user($index, e)),
+            (None, Ok(())) => Ok(()),
+        }
+    }};
+}
+
+/// A link running an [`Operator`].
+pub(crate) struct OperatorLink<O: Operator> {
+    pub op: O,
+    pub next: Box<dyn Input<O::Out>>,
+    pub index: usize,
+    pub info: OperatorInfo,
+    pub timers: BTreeSet<i64>,
+    pub watermark: Watermark,
+}
+
+impl<O: Operator> OperatorLink<O> {
+    pub(crate) fn new(op: O, next: Box<dyn Input<O::Out>>, index: usize, info: OperatorInfo) -> Self {
+        OperatorLink { op, next, index, info, timers: BTreeSet::new(), watermark: Watermark::MIN }
+    }
+}
+
+macro_rules! ctx {
+    ($s:ident, $env:ident) => {
+        Context {
+            out: &mut *$s.next,
+            env: &mut *$env,
+            timers: &mut $s.timers,
+            info: &$s.info,
+            watermark: $s.watermark,
+            error: None,
+        }
+    };
+}
+
+impl<O: Operator> Input<O::In> for OperatorLink<O> {
+    #[inline]
+    fn element(&mut self, record: O::In, env: &mut TaskEnv) -> Result<(), TaskError> {
+        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.process_element(record, &mut ctx))
+    }
+    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.watermark = wm;
+        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.process_watermark(wm, &mut ctx))
+    }
+    fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.status(status, env)
+    }
+    fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
+        while let Some(&ts) = self.timers.first() {
+            if ts > now {
+                break;
+            }
+            self.timers.remove(&ts);
+            let timer = Timer { timestamp: ts, domain: TimeDomain::ProcessingTime };
+            as_operator!(env, self.index, ctx = ctx!(self, env), self.op.on_timer(timer, &mut ctx))?;
+        }
+        let rest = self.next.processing_time(now, env)?;
+        Ok(min_opt(self.timers.first().copied(), rest))
+    }
+    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.open(env)?;
+        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.open(&mut ctx))
+    }
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.finish(&mut ctx))?;
+        self.next.end_of_input(env)
+    }
+    fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let prev = env.current_operator;
+        env.current_operator = self.index;
+        let mine = self.op.close().map_err(|e| TaskError::user(self.index, e));
+        env.current_operator = prev;
+        let rest = self.next.close(env);
+        mine.and(rest)
+    }
+    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.flush(partial, env)
+    }
+}
+
+/// A link running a [`KeyedOperator`] with its keyed state and timers.
+pub(crate) struct KeyedLink<O: KeyedOperator, F> {
+    pub op: O,
+    pub next: Box<dyn Input<O::Out>>,
+    pub index: usize,
+    pub info: OperatorInfo,
+    pub key_fn: F,
+    pub state: KeyedStateBackend<O::Key>,
+    pub timers: KeyedTimers<O::Key>,
+    pub unkeyed_timers: BTreeSet<i64>,
+    pub watermark: Watermark,
+}
+
+impl<O: KeyedOperator, F> KeyedLink<O, F> {
+    pub(crate) fn new(op: O, key_fn: F, next: Box<dyn Input<O::Out>>, index: usize, info: OperatorInfo) -> Self {
+        let range = KeyGroupRange::for_operator(info.max_parallelism, info.parallelism, info.subtask);
+        KeyedLink {
+            op,
+            next,
+            index,
+            state: KeyedStateBackend::new(range, info.max_parallelism),
+            info,
+            key_fn,
+            timers: KeyedTimers::default(),
+            unkeyed_timers: BTreeSet::new(),
+            watermark: Watermark::MIN,
+        }
+    }
+}
+
+macro_rules! kctx {
+    ($s:ident, $env:ident, $key:expr) => {
+        KeyedContext {
+            key: $key,
+            state: &mut $s.state,
+            timers: &mut $s.timers,
+            out: &mut *$s.next,
+            env: &mut *$env,
+            info: &$s.info,
+            watermark: $s.watermark,
+            error: None,
+        }
+    };
+}
+
+impl<O, F> Input<O::In> for KeyedLink<O, F>
+where
+    O: KeyedOperator,
+    F: KeySelector<O::In, O::Key>,
+{
+    #[inline]
+    fn element(&mut self, record: O::In, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let key = (self.key_fn)(&record);
+        as_operator!(env, self.index, ctx = kctx!(self, env, &key), self.op.process_element(record, &mut ctx))
+    }
+    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.watermark = wm;
+        while let Some((key, ts)) = self.timers.pop_event_time(wm.0) {
+            let timer = Timer { timestamp: ts, domain: TimeDomain::EventTime };
+            as_operator!(env, self.index, ctx = kctx!(self, env, &key), self.op.on_timer(timer, &mut ctx))?;
+        }
+        self.next.watermark(wm, env)
+    }
+    fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.status(status, env)
+    }
+    fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
+        while let Some((key, ts)) = self.timers.pop_processing_time(now) {
+            let timer = Timer { timestamp: ts, domain: TimeDomain::ProcessingTime };
+            as_operator!(env, self.index, ctx = kctx!(self, env, &key), self.op.on_timer(timer, &mut ctx))?;
+        }
+        let rest = self.next.processing_time(now, env)?;
+        Ok(min_opt(self.timers.next_processing_time(), rest))
+    }
+    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.open(env)?;
+        let prev = env.current_operator;
+        env.current_operator = self.index;
+        let mut ctx = KeyedOpenContext { state: &mut self.state, info: &self.info };
+        let r = self.op.open(&mut ctx);
+        env.current_operator = prev;
+        r.map_err(|e| TaskError::user(self.index, e))
+    }
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        as_operator!(
+            env,
+            self.index,
+            ctx = Context {
+                out: &mut *self.next,
+                env: &mut *env,
+                timers: &mut self.unkeyed_timers,
+                info: &self.info,
+                watermark: self.watermark,
+                error: None,
+            },
+            self.op.finish(&mut ctx)
+        )?;
+        self.next.end_of_input(env)
+    }
+    fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let prev = env.current_operator;
+        env.current_operator = self.index;
+        let mine = self.op.close().map_err(|e| TaskError::user(self.index, e));
+        env.current_operator = prev;
+        let rest = self.next.close(env);
+        mine.and(rest)
+    }
+    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.flush(partial, env)
+    }
+}
+
+/// A link running a [`Sink`]: the end of a chain.
+pub(crate) struct SinkLink<S> {
+    pub sink: S,
+    pub index: usize,
+    pub info: OperatorInfo,
+}
+
+impl<S: Sink> SinkLink<S> {
+    fn call(&mut self, env: &mut TaskEnv, f: impl FnOnce(&mut S) -> Result<(), UserError>) -> Result<(), TaskError> {
+        let prev = env.current_operator;
+        env.current_operator = self.index;
+        let r = f(&mut self.sink);
+        env.current_operator = prev;
+        r.map_err(|e| TaskError::user(self.index, e))
+    }
+}
+
+impl<S: Sink> Input<S::In> for SinkLink<S> {
+    #[inline]
+    fn element(&mut self, record: S::In, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.call(env, |s| s.write(record))
+    }
+    fn watermark(&mut self, _: Watermark, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn status(&mut self, _: StreamStatus, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let info = self.info.clone();
+        self.call(env, |s| s.open(&info))
+    }
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.call(env, |s| s.finish())
+    }
+    fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.call(env, |s| s.close())
+    }
+}
+
+/// Feeds several consumers of one operator's output.
+pub(crate) struct FanOut<T> {
+    pub outs: Vec<Box<dyn Input<T>>>,
+}
+
+impl<T: Data> Input<T> for FanOut<T> {
+    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let (last, rest) = self.outs.split_last_mut().expect("a fan-out has at least two outputs");
+        for o in rest {
+            o.element(record.clone(), env)?;
+        }
+        last.element(record, env)
+    }
+    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs.iter_mut().try_for_each(|o| o.watermark(wm, env))
+    }
+    fn status(&mut self, s: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs.iter_mut().try_for_each(|o| o.status(s, env))
+    }
+    fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
+        let mut next = None;
+        for o in &mut self.outs {
+            next = min_opt(next, o.processing_time(now, env)?);
+        }
+        Ok(next)
+    }
+    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs.iter_mut().try_for_each(|o| o.open(env))
+    }
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs.iter_mut().try_for_each(|o| o.end_of_input(env))
+    }
+    fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        let mut first = Ok(());
+        for o in &mut self.outs {
+            let r = o.close(env);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs.iter_mut().try_for_each(|o| o.flush(partial, env))
+    }
+}
+
+/// The output of an operator nobody consumes: records are dropped.
+pub(crate) struct NoOutput;
+
+impl<T: Data> Input<T> for NoOutput {
+    #[inline]
+    fn element(&mut self, _: T, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn watermark(&mut self, _: Watermark, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn status(&mut self, _: StreamStatus, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn end_of_input(&mut self, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+impl<T> Input<T> for Box<dyn Input<T>> {
+    #[inline]
+    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).element(record, env)
+    }
+    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).watermark(wm, env)
+    }
+    fn status(&mut self, s: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).status(s, env)
+    }
+    fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
+        (**self).processing_time(now, env)
+    }
+    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).open(env)
+    }
+    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).end_of_input(env)
+    }
+    fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).close(env)
+    }
+    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
+        (**self).flush(partial, env)
+    }
+}

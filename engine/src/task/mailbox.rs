@@ -1,0 +1,97 @@
+//! A task's mailbox: what the task must handle between records.
+//!
+//! The hot loop checks one atomic flag per record ([`Mailbox::has_mail`]); everything else is
+//! looked at only when it is set. Mails are: processing-time timers being due (coalesced into
+//! one flag), cancellation, and closures to run on the task thread (later: checkpoint
+//! triggers, async-I/O completions, coordinator events).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use super::signal::Signal;
+
+/// A closure run on the task thread.
+pub(crate) type Mail = Box<dyn FnOnce() + Send>;
+
+/// A task's mailbox.
+pub(crate) struct Mailbox {
+    has_mail: AtomicBool,
+    timer_due: AtomicBool,
+    cancelled: AtomicBool,
+    queue: Mutex<VecDeque<Mail>>,
+    signal: Signal,
+}
+
+impl Mailbox {
+    pub(crate) fn new(signal: Signal) -> Self {
+        Mailbox {
+            has_mail: AtomicBool::new(false),
+            timer_due: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            queue: Mutex::new(VecDeque::new()),
+            signal,
+        }
+    }
+
+    /// Whether anything waits: checked between records.
+    #[inline]
+    pub(crate) fn has_mail(&self) -> bool {
+        self.has_mail.load(Ordering::Acquire)
+    }
+
+    /// The task's signal.
+    pub(crate) fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    fn raise(&self) {
+        self.has_mail.store(true, Ordering::Release);
+        self.signal.notify();
+    }
+
+    /// A processing-time deadline of the task was reached.
+    pub(crate) fn post_timer(&self) {
+        self.timer_due.store(true, Ordering::Release);
+        self.raise();
+    }
+
+    /// Asks the task to stop.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.raise();
+    }
+
+    /// Posts a closure to run on the task thread.
+    #[allow(dead_code)]
+    pub(crate) fn post(&self, mail: Mail) {
+        self.queue.lock().push_back(mail);
+        self.raise();
+    }
+
+    /// Whether cancellation was requested.
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Clears the summary flag and returns (timer due, closures to run).
+    pub(crate) fn take(&self) -> (bool, Vec<Mail>) {
+        self.has_mail.store(false, Ordering::Release);
+        let timer = self.timer_due.swap(false, Ordering::AcqRel);
+        let mails: Vec<Mail> = {
+            let mut q = self.queue.lock();
+            if q.is_empty() {
+                Vec::new()
+            } else {
+                q.drain(..).collect()
+            }
+        };
+        if self.is_cancelled() {
+            // Keep the flag raised so every loop notices.
+            self.has_mail.store(true, Ordering::Release);
+        }
+        (timer, mails)
+    }
+}

@@ -1,0 +1,55 @@
+//! The one thing a task ever waits on.
+//!
+//! Every event that can unblock a task — data or an event arriving on its input, credit coming
+//! back to its output, a mail (timer, cancel, later checkpoint triggers and coordinator events) —
+//! notifies the task's signal. A task therefore waits in exactly one place and can never be
+//! stuck waiting for input or credit while a mail is pending: this is the mailbox property.
+//!
+//! `notify` is an atomic swap plus, only when the task is parked, one wake-up; it is cheap enough
+//! to call once per buffer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+struct Inner {
+    notified: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+/// A wake-up flag bound to one task thread.
+#[derive(Clone)]
+pub(crate) struct Signal(Arc<Inner>);
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        Signal(Arc::new(Inner { notified: AtomicBool::new(false), thread: OnceLock::new() }))
+    }
+
+    /// Binds the signal to the calling thread (the task's thread), once.
+    pub(crate) fn bind_current_thread(&self) {
+        let _ = self.0.thread.set(std::thread::current());
+    }
+
+    /// Wakes the task if it waits, or makes its next wait return at once.
+    pub(crate) fn notify(&self) {
+        if !self.0.notified.swap(true, Ordering::AcqRel) {
+            if let Some(t) = self.0.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Waits until notified (or `timeout` passed). Spurious returns are allowed: callers loop.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) {
+        if self.0.notified.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        match timeout {
+            Some(t) => std::thread::park_timeout(t),
+            None => std::thread::park(),
+        }
+        self.0.notified.store(false, Ordering::Release);
+    }
+}

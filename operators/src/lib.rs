@@ -1,0 +1,27 @@
+//! # weir-operators: the built-in operators
+//!
+//! Everything here is written against the public operator API of `weir-engine` — the same
+//! traits a user implements for a custom operator — and exposed as extension traits:
+//!
+//! - [`StreamEnvExt`]: sources — [`from_iter`](StreamEnvExt::from_iter),
+//!   [`generate_sequence`](StreamEnvExt::generate_sequence), [`generate`](StreamEnvExt::generate)
+//!   (bounded or unbounded, optionally rate-limited);
+//! - [`DataStreamExt`]: `map`, `filter`, `flat_map`, and the sinks `collect`, `print`, `discard`;
+//! - [`KeyedStreamExt`]: `reduce` and `process` (a [`KeyedProcessFunction`] with keyed state and
+//!   timers).
+//!
+//! Invariant: built-in operators hold no hidden state outside the engine's keyed state, so the
+//! checkpointing issue can snapshot them without special cases.
+
+pub mod keyed;
+pub mod sink;
+pub mod source;
+pub mod transform;
+
+mod ext;
+
+pub use ext::{DataStreamExt, KeyedStreamExt, StreamEnvExt};
+pub use keyed::{KeyedProcessFunction, Reduce};
+pub use sink::{CollectHandle, CollectSink, DiscardSink, PrintSink};
+pub use source::{Generator, GeneratorSource, IterSource};
+pub use transform::{Filter, FlatMap, Map};

@@ -1,0 +1,25 @@
+//! # weir-state: keyed state, key groups and timers
+//!
+//! This crate owns the data that a stream operator keeps between records, partitioned so that
+//! it can be snapshotted and redistributed:
+//!
+//! - [`key_group`]: keys map to *key groups* (`0..max_parallelism`) through a hash that is stable
+//!   across processes and builds, and contiguous key-group ranges map to subtasks, exactly as
+//!   Apache Flink does. A key therefore always reaches the same subtask for a given parallelism,
+//!   and keyed state can later be rescaled by moving whole key groups.
+//! - [`keyed`]: the keyed state backend of one subtask: value, list and map states registered by
+//!   name and always accessed for one key at a time.
+//! - [`timers`]: per-key event-time and processing-time timers, deduplicated per (key, time).
+//!
+//! Invariant: every piece of keyed state and every keyed timer belongs to exactly one key, and
+//! so to exactly one key group; nothing here is shared between keys.
+
+pub mod error;
+pub mod key_group;
+pub mod keyed;
+pub mod timers;
+
+pub use error::{Result, StateError};
+pub use key_group::{KeyGroupRange, DEFAULT_MAX_PARALLELISM, UPPER_BOUND_MAX_PARALLELISM};
+pub use keyed::{KeyedStateBackend, ListStateHandle, MapStateHandle, ValueStateHandle};
+pub use timers::KeyedTimers;

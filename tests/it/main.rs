@@ -1,0 +1,10 @@
+//! Integration tests of weir: one binary, one module per feature.
+
+mod backpressure;
+mod common;
+mod config;
+mod keyed;
+mod lifecycle;
+mod partitioning;
+mod time;
+mod validation;
