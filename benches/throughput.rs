@@ -41,7 +41,11 @@ fn run_weir(n: u64, p: usize) -> f64 {
     let start = Instant::now();
     let result = env.execute().expect("weir job failed");
     let secs = start.elapsed().as_secs_f64();
-    let consumed: u64 = result.metrics.tasks_named("Reduce").map(|t| t.records_in).sum();
+    let consumed: u64 = result
+        .metrics
+        .tasks_named("Reduce")
+        .map(|t| t.records_in)
+        .sum();
     assert_eq!(consumed, n, "weir lost records");
     secs
 }
@@ -124,11 +128,21 @@ fn child(system: &str, n: u64, p: usize) {
 fn measure(system: &str, n: u64, p: usize) -> Measurement {
     let exe = std::env::current_exe().expect("current exe");
     let out = Command::new(exe)
-        .args(["--child", system, "--records", &n.to_string(), "--parallelism", &p.to_string()])
+        .args([
+            "--child",
+            system,
+            "--records",
+            &n.to_string(),
+            "--parallelism",
+            &p.to_string(),
+        ])
         .output()
         .expect("spawn child");
     if !out.status.success() {
-        panic!("{system} child failed: {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{system} child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let line = line.lines().last().unwrap_or_default();
@@ -142,21 +156,39 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let records: u64 = arg("--records")
         .or_else(|| std::env::var("WEIR_BENCH_RECORDS").ok())
-        .map(|s| s.replace('_', "").parse().expect("--records takes a number"))
+        .map(|s| {
+            s.replace('_', "")
+                .parse()
+                .expect("--records takes a number")
+        })
         .unwrap_or(50_000_000);
     if let Some(system) = arg("--child") {
-        let p = arg("--parallelism").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let p = arg("--parallelism")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
         child(&system, records, p);
         return;
     }
-    let reps: usize = arg("--reps").and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let reps: usize = arg("--reps")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let ps: Vec<usize> = arg("--parallelism")
         .unwrap_or_else(|| "1,2".into())
         .split(',')
-        .map(|s| s.trim().parse().expect("--parallelism takes a list like 1,2"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("--parallelism takes a list like 1,2")
+        })
         .collect();
     let memory_check = args.iter().any(|a| a == "--memory-check");
 

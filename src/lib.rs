@@ -25,6 +25,8 @@
 //! assert_eq!(last[&3], (0..1000).filter(|x| x % 10 == 3).sum::<u64>());
 //! ```
 
+#![warn(missing_docs)]
+
 pub use weir_engine as engine;
 pub use weir_operators as operators;
 pub use weir_state as state;
@@ -34,12 +36,11 @@ pub mod prelude {
     pub use weir_engine::{
         Config, Context, Data, DataStream, JobError, JobHandle, JobResult, JobStatus, Key,
         KeyedContext, KeyedOpenContext, KeyedOperator, KeyedStream, Operator, OperatorInfo, Sink,
-        Source, SourceContext, SourceStatus, StreamEnv, StreamStatus, TimeDomain, Timer,
-        UserError, Watermark, WatermarkStrategy,
+        Source, SourceContext, SourceStatus, StreamEnv, StreamStatus, TimeDomain, Timer, UserError,
+        Watermark, WatermarkStrategy,
+    };
+    pub use weir_operators::{
+        CollectHandle, DataStreamExt, Generator, KeyedProcessFunction, KeyedStreamExt, StreamEnvExt,
     };
     pub use weir_state::{ListStateHandle, MapStateHandle, ValueStateHandle};
-    pub use weir_operators::{
-        CollectHandle, DataStreamExt, Generator, KeyedProcessFunction, KeyedStreamExt,
-        StreamEnvExt,
-    };
 }

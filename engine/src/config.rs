@@ -240,7 +240,11 @@ options! {
 impl Config {
     fn check(&self, key: &str) -> Result<(), ConfigError> {
         let bad = |value: String, expected| {
-            Err(ConfigError::InvalidValue { key: key.to_string(), value, expected })
+            Err(ConfigError::InvalidValue {
+                key: key.to_string(),
+                value,
+                expected,
+            })
         };
         match key {
             "pipeline.max-parallelism"
@@ -285,12 +289,15 @@ impl Config {
     /// Applies a TOML file's options over this configuration.
     pub fn merge_toml_file(&mut self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         self.merge_toml_str(&text).map_err(|e| match e {
-            ConfigError::Toml { message, .. } => {
-                ConfigError::Toml { path: path.to_path_buf(), message }
-            }
+            ConfigError::Toml { message, .. } => ConfigError::Toml {
+                path: path.to_path_buf(),
+                message,
+            },
             other => other,
         })
     }
@@ -313,11 +320,9 @@ impl Config {
 
     /// Bytes-and-records bound of one buffer for records of `record_size` bytes.
     pub fn records_per_buffer(&self, record_size: usize) -> usize {
-        let by_bytes = if record_size == 0 {
-            usize::MAX
-        } else {
-            (self.segment_size.0 as usize / record_size).max(1)
-        };
+        let by_bytes = (self.segment_size.0 as usize)
+            .checked_div(record_size)
+            .map_or(usize::MAX, |n| n.max(1));
         by_bytes.min(self.max_records_per_buffer).max(1)
     }
 }
@@ -326,7 +331,11 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
     match v {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -363,7 +372,9 @@ mod tests {
         let e = c.set("pipeline.max-paralelism", "4").unwrap_err();
         assert!(e.to_string().contains("'pipeline.max-paralelism'"), "{e}");
         let e = c.set("pipeline.max-parallelism", "lots").unwrap_err();
-        assert!(e.to_string().contains("'lots'") && e.to_string().contains("pipeline.max-parallelism"));
+        assert!(
+            e.to_string().contains("'lots'") && e.to_string().contains("pipeline.max-parallelism")
+        );
         let e = c.set("pipeline.max-parallelism", "0").unwrap_err();
         assert!(matches!(e, ConfigError::InvalidValue { .. }), "{e}");
         assert!(c.set("pipeline.auto-watermark-interval", "soon").is_err());
@@ -389,11 +400,16 @@ mod tests {
         assert_eq!(c.floating_buffers_per_gate, 16);
         assert_eq!(c.auto_watermark_interval, Duration::from_millis(50));
         assert!(!c.operator_chaining);
-        let e = c.merge_toml_str("[pipeline]\nmax-paralelism = 3").unwrap_err();
+        let e = c
+            .merge_toml_str("[pipeline]\nmax-paralelism = 3")
+            .unwrap_err();
         assert!(e.to_string().contains("pipeline.max-paralelism"));
         let e = c.merge_toml_str("parallelism.default = -1").unwrap_err();
         assert!(e.to_string().contains("parallelism.default"));
-        assert!(matches!(c.merge_toml_str("= nope"), Err(ConfigError::Toml { .. })));
+        assert!(matches!(
+            c.merge_toml_str("= nope"),
+            Err(ConfigError::Toml { .. })
+        ));
     }
 
     #[test]

@@ -9,12 +9,12 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::channel::gate::ChannelSender;
 use crate::channel::gate::{GateShared, InputGate, UsageProbe};
 use crate::channel::writer::{
     BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, RebalancePartitioner,
     RecordWriter, WriterSettings,
 };
-use crate::channel::gate::ChannelSender;
 use crate::config::Config;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::ValidationError;
@@ -36,7 +36,12 @@ pub(crate) enum PartitionKind {
 
 /// Builds the key-group writer of a keyed edge (captures the key selector's type).
 pub(crate) trait KeyRouter<T>: 'static {
-    fn writer(&self, senders: Vec<ChannelSender<T>>, settings: WriterSettings, max_parallelism: usize) -> Box<dyn Input<T>>;
+    fn writer(
+        &self,
+        senders: Vec<ChannelSender<T>>,
+        settings: WriterSettings,
+        max_parallelism: usize,
+    ) -> Box<dyn Input<T>>;
 }
 
 pub(crate) struct KeyRouterImpl<K, F> {
@@ -45,8 +50,17 @@ pub(crate) struct KeyRouterImpl<K, F> {
 }
 
 impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F> {
-    fn writer(&self, senders: Vec<ChannelSender<T>>, settings: WriterSettings, max_parallelism: usize) -> Box<dyn Input<T>> {
-        let p = KeyGroupPartitioner { key: self.key_fn.clone(), max_parallelism, _t: PhantomData };
+    fn writer(
+        &self,
+        senders: Vec<ChannelSender<T>>,
+        settings: WriterSettings,
+        max_parallelism: usize,
+    ) -> Box<dyn Input<T>> {
+        let p = KeyGroupPartitioner {
+            key: self.key_fn.clone(),
+            max_parallelism,
+            _t: PhantomData,
+        };
         Box::new(RecordWriter::new(senders, p, settings))
     }
 }
@@ -107,7 +121,8 @@ pub(crate) struct TypedEdge<T> {
 }
 
 fn gate<T: Data>(g: &dyn Any) -> &Arc<GateShared<T>> {
-    g.downcast_ref::<Arc<GateShared<T>>>().expect("internal: gate type mismatch")
+    g.downcast_ref::<Arc<GateShared<T>>>()
+        .expect("internal: gate type mismatch")
 }
 
 impl<T: Data> EdgeConnector for TypedEdge<T> {
@@ -121,11 +136,19 @@ impl<T: Data> EdgeConnector for TypedEdge<T> {
         };
         let n = senders.len();
         let writer: Box<dyn Input<T>> = match &self.partition {
-            _ if w.pointwise => Box::new(RecordWriter::new(senders, ForwardPartitioner, w.settings)),
-            Partition::Default | Partition::Rebalance | Partition::Forward => Box::new(
-                RecordWriter::new(senders, RebalancePartitioner { next: w.sender % n }, w.settings),
-            ),
-            Partition::Broadcast => Box::new(RecordWriter::new(senders, BroadcastPartitioner, w.settings)),
+            _ if w.pointwise => {
+                Box::new(RecordWriter::new(senders, ForwardPartitioner, w.settings))
+            }
+            Partition::Default | Partition::Rebalance | Partition::Forward => {
+                Box::new(RecordWriter::new(
+                    senders,
+                    RebalancePartitioner { next: w.sender % n },
+                    w.settings,
+                ))
+            }
+            Partition::Broadcast => {
+                Box::new(RecordWriter::new(senders, BroadcastPartitioner, w.settings))
+            }
             Partition::KeyGroups(r) => r.writer(senders, w.settings, w.max_parallelism),
         };
         Box::new(writer)
@@ -136,7 +159,12 @@ impl<T: Data> EdgeConnector for TypedEdge<T> {
 pub(crate) trait StreamType {
     fn fanout(&self, outs: Vec<Box<dyn Any>>) -> Box<dyn Any>;
     fn no_output(&self) -> Box<dyn Any>;
-    fn new_gate(&self, channels: usize, config: &Config, receiver: Signal) -> (Box<dyn Any>, Arc<dyn UsageProbe>);
+    fn new_gate(
+        &self,
+        channels: usize,
+        config: &Config,
+        receiver: Signal,
+    ) -> (Box<dyn Any>, Arc<dyn UsageProbe>);
     fn input_task(&self, gate: &dyn Any, chain: Box<dyn Any>) -> Box<dyn TaskBody>;
     fn writer_settings(&self, config: &Config) -> WriterSettings;
 }
@@ -154,7 +182,8 @@ impl<T> TypeOps<T> {
 
 /// Unwraps an erased chain.
 pub(crate) fn chain<T: 'static>(b: Box<dyn Any>) -> Box<dyn Input<T>> {
-    *b.downcast::<Box<dyn Input<T>>>().expect("internal: chain type mismatch")
+    *b.downcast::<Box<dyn Input<T>>>()
+        .expect("internal: chain type mismatch")
 }
 
 impl<T: Data> StreamType for TypeOps<T> {
@@ -165,7 +194,12 @@ impl<T: Data> StreamType for TypeOps<T> {
     fn no_output(&self) -> Box<dyn Any> {
         Box::new(Box::new(NoOutput) as Box<dyn Input<T>>)
     }
-    fn new_gate(&self, channels: usize, config: &Config, receiver: Signal) -> (Box<dyn Any>, Arc<dyn UsageProbe>) {
+    fn new_gate(
+        &self,
+        channels: usize,
+        config: &Config,
+        receiver: Signal,
+    ) -> (Box<dyn Any>, Arc<dyn UsageProbe>) {
         let g = GateShared::<T>::new(
             channels,
             config.buffers_per_channel,
@@ -176,7 +210,10 @@ impl<T: Data> StreamType for TypeOps<T> {
     }
     fn input_task(&self, gate: &dyn Any, chain_box: Box<dyn Any>) -> Box<dyn TaskBody> {
         let g = self::gate::<T>(gate).clone();
-        Box::new(InputTask { gate: InputGate::new(g), chain: chain::<T>(chain_box) })
+        Box::new(InputTask {
+            gate: InputGate::new(g),
+            chain: chain::<T>(chain_box),
+        })
     }
     fn writer_settings(&self, config: &Config) -> WriterSettings {
         WriterSettings {

@@ -87,7 +87,9 @@ pub struct JobHandle {
 impl JobHandle {
     /// Current metrics of every task.
     pub fn metrics(&self) -> JobMetrics {
-        JobMetrics { tasks: self.shared.metrics.iter().map(|m| m.snapshot()).collect() }
+        JobMetrics {
+            tasks: self.shared.metrics.iter().map(|m| m.snapshot()).collect(),
+        }
     }
 
     /// Asks every task to stop; `join` then returns with [`JobStatus::Cancelled`].
@@ -106,7 +108,9 @@ impl JobHandle {
         let mut join_error = None;
         for t in self.threads.drain(..) {
             if t.join().is_err() {
-                join_error = Some(JobError::Internal("a task thread could not be joined".into()));
+                join_error = Some(JobError::Internal(
+                    "a task thread could not be joined".into(),
+                ));
             }
         }
         self.timer_service.shutdown();
@@ -124,7 +128,11 @@ impl JobHandle {
         } else {
             JobStatus::Finished
         };
-        Ok(JobResult { status, duration: self.started.elapsed(), metrics: self.metrics() })
+        Ok(JobResult {
+            status,
+            duration: self.started.elapsed(),
+            metrics: self.metrics(),
+        })
     }
 }
 
@@ -177,18 +185,26 @@ fn plan(g: &Graph) -> std::result::Result<Plan, ValidationError> {
     let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for (i, n) in g.nodes.iter().enumerate() {
         if n.name.is_empty() {
-            return Err(ValidationError::Empty { operator: format!("#{i}"), what: "name" });
+            return Err(ValidationError::Empty {
+                operator: format!("#{i}"),
+                what: "name",
+            });
         }
         let p = match (n.non_parallel, n.parallelism) {
             (true, Some(p)) if p > 1 => {
-                return Err(ValidationError::NonParallelOperator { operator: n.name.clone(), parallelism: p })
+                return Err(ValidationError::NonParallelOperator {
+                    operator: n.name.clone(),
+                    parallelism: p,
+                })
             }
             (true, _) => 1,
             (false, Some(p)) => p,
             (false, None) => cfg.default_parallelism,
         };
         if p == 0 {
-            return Err(ValidationError::ZeroParallelism { operator: n.name.clone() });
+            return Err(ValidationError::ZeroParallelism {
+                operator: n.name.clone(),
+            });
         }
         let max_p = n.max_parallelism.unwrap_or(cfg.max_parallelism);
         if max_p == 0 || max_p > weir_state::UPPER_BOUND_MAX_PARALLELISM {
@@ -206,7 +222,10 @@ fn plan(g: &Graph) -> std::result::Result<Plan, ValidationError> {
         }
         match &n.uid {
             Some(u) if u.is_empty() => {
-                return Err(ValidationError::Empty { operator: n.name.clone(), what: "uid" })
+                return Err(ValidationError::Empty {
+                    operator: n.name.clone(),
+                    what: "uid",
+                })
             }
             Some(u) => {
                 if let Some(first) = seen.insert(u, &n.name) {
@@ -241,9 +260,19 @@ fn plan(g: &Graph) -> std::result::Result<Plan, ValidationError> {
         chained[i] = cfg.operator_chaining
             && n.chainable
             && n.inputs.len() == 1
-            && pointwise(n.inputs[0].kind, parallelism[n.inputs[0].from], parallelism[i]);
+            && pointwise(
+                n.inputs[0].kind,
+                parallelism[n.inputs[0].from],
+                parallelism[i],
+            );
     }
-    Ok(Plan { parallelism, max_parallelism, uids, chained, consumers })
+    Ok(Plan {
+        parallelism,
+        max_parallelism,
+        uids,
+        chained,
+        consumers,
+    })
 }
 
 struct Builder<'a> {
@@ -267,7 +296,14 @@ impl Builder<'_> {
     }
 
     /// Builds everything downstream of `node` in its task: chained links and network writers.
-    fn output(&mut self, node: usize, subtask: usize, signal: &Signal, names: &mut Vec<String>, channels: &mut usize) -> Box<dyn Any> {
+    fn output(
+        &mut self,
+        node: usize,
+        subtask: usize,
+        signal: &Signal,
+        names: &mut Vec<String>,
+        channels: &mut usize,
+    ) -> Box<dyn Any> {
         let mut outs = Vec::new();
         for &(c, e_idx) in &self.plan.consumers[node].clone() {
             if self.plan.chained[c] {
@@ -345,12 +381,16 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         n_tasks += plan.parallelism[h];
     }
     let signals: Vec<Signal> = (0..n_tasks).map(|_| Signal::new()).collect();
-    let mailboxes: Vec<Arc<Mailbox>> = signals.iter().map(|s| Arc::new(Mailbox::new(s.clone()))).collect();
+    let mailboxes: Vec<Arc<Mailbox>> = signals
+        .iter()
+        .map(|s| Arc::new(Mailbox::new(s.clone())))
+        .collect();
 
     // Gates for every head with network inputs.
     let n_nodes = g.nodes.len();
     let mut gates: Vec<Vec<Box<dyn Any>>> = (0..n_nodes).map(|_| Vec::new()).collect();
-    let mut probes: Vec<Vec<Arc<dyn crate::channel::gate::UsageProbe>>> = (0..n_nodes).map(|_| Vec::new()).collect();
+    let mut probes: Vec<Vec<Arc<dyn crate::channel::gate::UsageProbe>>> =
+        (0..n_nodes).map(|_| Vec::new()).collect();
     let mut offsets: Vec<Vec<Vec<usize>>> = (0..n_nodes).map(|_| Vec::new()).collect();
     for &h in &heads {
         let node = &g.nodes[h];
@@ -363,9 +403,16 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             let mut total = 0;
             for (e_idx, e) in node.inputs.iter().enumerate() {
                 per_edge[e_idx][j] = total;
-                total += if pointwise(e.kind, plan.parallelism[e.from], tp) { 1 } else { plan.parallelism[e.from] };
+                total += if pointwise(e.kind, plan.parallelism[e.from], tp) {
+                    1
+                } else {
+                    plan.parallelism[e.from]
+                };
             }
-            let in_type = node.in_type.as_ref().expect("an operator has an input type");
+            let in_type = node
+                .in_type
+                .as_ref()
+                .expect("an operator has an input type");
             let (gate, probe) = in_type.new_gate(total, &g.config, signals[task_of[h] + j].clone());
             gates[h].push(gate);
             probes[h].push(probe);
@@ -373,7 +420,12 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         offsets[h] = per_edge;
     }
 
-    let mut b = Builder { g: &mut g, plan: &plan, gates, offsets };
+    let mut b = Builder {
+        g: &mut g,
+        plan: &plan,
+        gates,
+        offsets,
+    };
     let mut specs = Vec::new();
     let mut cells = Vec::new();
     for &h in &heads {
@@ -388,7 +440,10 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 match &mut b.g.nodes[h].kind {
                     NodeKind::Source(f) => f.build(info, out),
                     NodeKind::Operator(_) => {
-                        return Err(JobError::Internal(format!("operator '{}' has no input", info.name)))
+                        return Err(JobError::Internal(format!(
+                            "operator '{}' has no input",
+                            info.name
+                        )))
                     }
                 }
             } else {
@@ -396,15 +451,28 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                     NodeKind::Operator(f) => f.build(info, 0, out),
                     NodeKind::Source(_) => unreachable!("a source has no input"),
                 };
-                let in_type = b.g.nodes[h].in_type.as_ref().expect("an operator has an input type");
+                let in_type = b.g.nodes[h]
+                    .in_type
+                    .as_ref()
+                    .expect("an operator has an input type");
                 in_type.input_task(&*b.gates[h][i], head_link)
             };
-            let cell = Arc::new(TaskMetricsCell::new(name.clone(), i, plan.parallelism[h], channels));
+            let cell = Arc::new(TaskMetricsCell::new(
+                name.clone(),
+                i,
+                plan.parallelism[h],
+                channels,
+            ));
             if let Some(p) = probes[h].get(i) {
                 cell.set_input(p.clone());
             }
             cells.push(cell);
-            specs.push(TaskSpec { body, names, subtask: i, parallelism: plan.parallelism[h] });
+            specs.push(TaskSpec {
+                body,
+                names,
+                subtask: i,
+                parallelism: plan.parallelism[h],
+            });
         }
     }
     drop(b);
@@ -439,39 +507,56 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         let mailbox = mailboxes[task].clone();
         let cell = cells[task].clone();
         let task_shared = shared.clone();
-        let rt = TaskRuntime { task, timers: timer_service.clone(), buffer_timeout };
+        let rt = TaskRuntime {
+            task,
+            timers: timer_service.clone(),
+            buffer_timeout,
+        };
         let thread_name = format!("weir-{task}");
-        let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
-            signal.bind_current_thread();
-            cell.start();
-            let TaskSpec { body, names, subtask, parallelism } = spec;
-            let mut env = TaskEnv::new(mailbox, cell.clone());
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.run(&mut env, &rt)));
-            cell.finish();
-            let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
-            match r {
-                Ok(Ok(())) | Ok(Err(TaskError::Cancelled)) => {}
-                Ok(Err(TaskError::User { operator, error })) => task_shared.fail(JobError::TaskFailed {
-                    operator: name_of(operator),
+        let spawned = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                signal.bind_current_thread();
+                cell.start();
+                let TaskSpec {
+                    body,
+                    names,
                     subtask,
                     parallelism,
-                    message: error.to_string(),
-                    panicked: false,
-                }),
-                Err(panic) => task_shared.fail(JobError::TaskFailed {
-                    operator: name_of(env.current_operator),
-                    subtask,
-                    parallelism,
-                    message: panic_message(&*panic),
-                    panicked: true,
-                }),
-            }
-            task_shared.running.fetch_sub(1, Ordering::AcqRel);
-        });
+                } = spec;
+                let mut env = TaskEnv::new(mailbox, cell.clone());
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    body.run(&mut env, &rt)
+                }));
+                cell.finish();
+                let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
+                match r {
+                    Ok(Ok(())) | Ok(Err(TaskError::Cancelled)) => {}
+                    Ok(Err(TaskError::User { operator, error })) => {
+                        task_shared.fail(JobError::TaskFailed {
+                            operator: name_of(operator),
+                            subtask,
+                            parallelism,
+                            message: error.to_string(),
+                            panicked: false,
+                        })
+                    }
+                    Err(panic) => task_shared.fail(JobError::TaskFailed {
+                        operator: name_of(env.current_operator),
+                        subtask,
+                        parallelism,
+                        message: panic_message(&*panic),
+                        panicked: true,
+                    }),
+                }
+                task_shared.running.fetch_sub(1, Ordering::AcqRel);
+            });
         match spawned {
             Ok(t) => handle.threads.push(t),
             Err(e) => {
-                shared.fail(JobError::Internal(format!("cannot start a task thread: {e}")));
+                shared.fail(JobError::Internal(format!(
+                    "cannot start a task thread: {e}"
+                )));
                 shared.running.fetch_sub(1, Ordering::AcqRel);
             }
         }

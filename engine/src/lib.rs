@@ -2,7 +2,7 @@
 //!
 //! An operator graph ([`StreamEnv`], [`DataStream`], [`KeyedStream`]) runs as tasks: one thread
 //! per subtask of each chain of forward-connected operators. Tasks talk through bounded,
-//! credit-based channels ([`channel`](crate::channel)): a slow consumer throttles its producers
+//! credit-based channels ([`channel`]): a slow consumer throttles its producers
 //! and memory never grows with the input. Each task runs a mailbox loop that serves timers and
 //! control messages between records, even while it has no input or no output credit.
 //!
@@ -11,6 +11,8 @@
 //! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];
 //! - `channel` — gates, credits, record writers; `task` — mailbox loops, chains, timers;
 //! - [`time`] — watermarks, idleness, watermark strategies; [`metrics`]; [`config`].
+
+#![warn(missing_docs)]
 
 pub mod channel;
 pub mod config;

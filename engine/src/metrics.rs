@@ -32,7 +32,12 @@ pub(crate) struct TaskMetricsCell {
 }
 
 impl TaskMetricsCell {
-    pub(crate) fn new(name: String, subtask: usize, parallelism: usize, output_channels: usize) -> Self {
+    pub(crate) fn new(
+        name: String,
+        subtask: usize,
+        parallelism: usize,
+        output_channels: usize,
+    ) -> Self {
         TaskMetricsCell {
             name,
             subtask,
@@ -59,26 +64,43 @@ impl TaskMetricsCell {
     }
     pub(crate) fn finish(&self) {
         if let Some(s) = self.started.get() {
-            self.finished_after_ns.store(s.elapsed().as_nanos() as u64 | 1, Ordering::Release);
+            self.finished_after_ns
+                .store(s.elapsed().as_nanos() as u64 | 1, Ordering::Release);
         }
     }
     pub(crate) fn add_idle(&self, d: Duration) {
-        self.idle_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.idle_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
     pub(crate) fn add_backpressured(&self, d: Duration) {
-        self.backpressured_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.backpressured_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
-    pub(crate) fn publish(&self, records_in: u64, records_out: u64, blocked: usize, pending_buffers: usize, pending_records: usize) {
+    pub(crate) fn publish(
+        &self,
+        records_in: u64,
+        records_out: u64,
+        blocked: usize,
+        pending_buffers: usize,
+        pending_records: usize,
+    ) {
         self.records_in.store(records_in, Ordering::Relaxed);
         self.records_out.store(records_out, Ordering::Relaxed);
-        self.output_blocked_channels.store(blocked, Ordering::Relaxed);
-        self.output_pending_buffers.store(pending_buffers, Ordering::Relaxed);
-        self.output_pending_records.store(pending_records, Ordering::Relaxed);
+        self.output_blocked_channels
+            .store(blocked, Ordering::Relaxed);
+        self.output_pending_buffers
+            .store(pending_buffers, Ordering::Relaxed);
+        self.output_pending_records
+            .store(pending_records, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> TaskMetrics {
         let elapsed_ns = match self.finished_after_ns.load(Ordering::Acquire) {
-            0 => self.started.get().map(|s| s.elapsed().as_nanos() as u64).unwrap_or(0),
+            0 => self
+                .started
+                .get()
+                .map(|s| s.elapsed().as_nanos() as u64)
+                .unwrap_or(0),
             n => n,
         };
         let idle_ns = self.idle_ns.load(Ordering::Relaxed);
@@ -187,7 +209,9 @@ impl TaskMetrics {
         m.records_in = self.records_in.saturating_sub(earlier.records_in);
         m.records_out = self.records_out.saturating_sub(earlier.records_out);
         m.idle_ns = self.idle_ns.saturating_sub(earlier.idle_ns);
-        m.backpressured_ns = self.backpressured_ns.saturating_sub(earlier.backpressured_ns);
+        m.backpressured_ns = self
+            .backpressured_ns
+            .saturating_sub(earlier.backpressured_ns);
         m.busy_ns = m.elapsed_ns.saturating_sub(m.idle_ns + m.backpressured_ns);
         m
     }
@@ -215,7 +239,14 @@ impl JobMetrics {
         for t in &self.tasks {
             let name = format!("{} ({}/{})", t.task, t.subtask + 1, t.parallelism);
             let name: String = if name.chars().count() > 48 {
-                let tail: String = name.chars().rev().take(45).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = name
+                    .chars()
+                    .rev()
+                    .take(45)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 format!("...{tail}")
             } else {
                 name

@@ -18,7 +18,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use weir_state::{KeyedStateBackend, KeyedTimers, ListStateHandle, MapStateHandle, ValueStateHandle};
+use weir_state::{
+    KeyedStateBackend, KeyedTimers, ListStateHandle, MapStateHandle, ValueStateHandle,
+};
 
 use crate::data::{Data, Key};
 use crate::error::{TaskError, UserError};
@@ -137,7 +139,11 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
     /// Called when a processing-time timer registered through the context is due.
-    fn on_timer(&mut self, _timer: Timer, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        _timer: Timer,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
     /// Called once at the end of input: emit what is still buffered.
@@ -236,15 +242,28 @@ impl<'a, K: Key, O: Data> KeyedContext<'a, K, O> {
         self.state.list_clear(h, self.key)
     }
     /// An entry of the current key's map.
-    pub fn map_get<UK: Key, UV: Data>(&self, h: &MapStateHandle<UK, UV>, user_key: &UK) -> Option<&UV> {
+    pub fn map_get<UK: Key, UV: Data>(
+        &self,
+        h: &MapStateHandle<UK, UV>,
+        user_key: &UK,
+    ) -> Option<&UV> {
         self.state.map_get(h, self.key, user_key)
     }
     /// Puts an entry into the current key's map.
-    pub fn map_put<UK: Key, UV: Data>(&mut self, h: &MapStateHandle<UK, UV>, user_key: UK, value: UV) -> Option<UV> {
+    pub fn map_put<UK: Key, UV: Data>(
+        &mut self,
+        h: &MapStateHandle<UK, UV>,
+        user_key: UK,
+        value: UV,
+    ) -> Option<UV> {
         self.state.map_put(h, self.key, user_key, value)
     }
     /// Removes an entry of the current key's map.
-    pub fn map_remove<UK: Key, UV: Data>(&mut self, h: &MapStateHandle<UK, UV>, user_key: &UK) -> Option<UV> {
+    pub fn map_remove<UK: Key, UV: Data>(
+        &mut self,
+        h: &MapStateHandle<UK, UV>,
+        user_key: &UK,
+    ) -> Option<UV> {
         self.state.map_remove(h, self.key, user_key)
     }
     /// The entries of the current key's map.
@@ -415,7 +434,10 @@ pub trait Source: Send + 'static {
     }
     /// Emits some records (stop when [`SourceContext::should_yield`] says so) and reports
     /// whether more may come.
-    fn poll_next(&mut self, ctx: &mut SourceContext<'_, Self::Out>) -> Result<SourceStatus, UserError>;
+    fn poll_next(
+        &mut self,
+        ctx: &mut SourceContext<'_, Self::Out>,
+    ) -> Result<SourceStatus, UserError>;
     /// Called last, also on failure or cancellation.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())

@@ -4,7 +4,7 @@
 //! Building a job only records operators and edges in the environment's graph; nothing runs
 //! until [`StreamEnv::execute`] or [`StreamEnv::start`]. Mistakes found while building (a
 //! property set on a union, streams of two environments combined) are kept and reported as a
-//! [`ValidationError`](crate::ValidationError) when the job starts, together with the checks
+//! [`ValidationError`] when the job starts, together with the checks
 //! that need the whole graph (parallelism, uids, forward edges).
 //!
 //! The built-in transforms (`map`, `filter`, `reduce`, sources and sinks, ...) live in
@@ -110,7 +110,10 @@ impl StreamEnv {
                 chainable: true,
                 non_parallel,
                 inputs: Vec::new(),
-                kind: NodeKind::Source(Box::new(SourceNode { make, _s: PhantomData })),
+                kind: NodeKind::Source(Box::new(SourceNode {
+                    make,
+                    _s: PhantomData,
+                })),
                 in_type: None,
                 out_type: Some(TypeOps::<S::Out>::boxed()),
             });
@@ -150,7 +153,11 @@ struct SourceNode<S, M> {
 impl<S: Source, M: FnMut(&OperatorInfo) -> S> SourceFactory for SourceNode<S, M> {
     fn build(&mut self, info: OperatorInfo, chain_box: Box<dyn Any>) -> Box<dyn TaskBody> {
         let source = (self.make)(&info);
-        Box::new(SourceTask { source, info, chain: chain::<S::Out>(chain_box) })
+        Box::new(SourceTask {
+            source,
+            info,
+            chain: chain::<S::Out>(chain_box),
+        })
     }
 }
 
@@ -162,7 +169,8 @@ struct OperatorNode<O, M> {
 impl<O: Operator, M: FnMut(&OperatorInfo) -> O> LinkFactory for OperatorNode<O, M> {
     fn build(&mut self, info: OperatorInfo, index: usize, next: Box<dyn Any>) -> Box<dyn Any> {
         let op = (self.make)(&info);
-        let link: Box<dyn Input<O::In>> = Box::new(OperatorLink::new(op, chain::<O::Out>(next), index, info));
+        let link: Box<dyn Input<O::In>> =
+            Box::new(OperatorLink::new(op, chain::<O::Out>(next), index, info));
         Box::new(link)
     }
 }
@@ -181,8 +189,13 @@ where
 {
     fn build(&mut self, info: OperatorInfo, index: usize, next: Box<dyn Any>) -> Box<dyn Any> {
         let op = (self.make)(&info);
-        let link: Box<dyn Input<O::In>> =
-            Box::new(KeyedLink::new(op, self.key_fn.clone(), chain::<O::Out>(next), index, info));
+        let link: Box<dyn Input<O::In>> = Box::new(KeyedLink::new(
+            op,
+            self.key_fn.clone(),
+            chain::<O::Out>(next),
+            index,
+            info,
+        ));
         Box::new(link)
     }
 }
@@ -211,16 +224,31 @@ pub struct DataStream<T: Data> {
 
 impl<T: Data> Clone for DataStream<T> {
     fn clone(&self) -> Self {
-        DataStream { graph: self.graph.clone(), inputs: self.inputs.clone(), node: self.node, what: self.what }
+        DataStream {
+            graph: self.graph.clone(),
+            inputs: self.inputs.clone(),
+            node: self.node,
+            what: self.what,
+        }
     }
 }
 
 impl<T: Data> DataStream<T> {
     fn of_node(graph: Rc<RefCell<Graph>>, id: usize) -> Self {
-        DataStream { graph, inputs: vec![(id, Partition::Default)], node: Some(id), what: "operator" }
+        DataStream {
+            graph,
+            inputs: vec![(id, Partition::Default)],
+            node: Some(id),
+            what: "operator",
+        }
     }
 
-    fn add_node(&self, name: &str, kind: NodeKind, out_type: Option<Box<dyn crate::graph::StreamType>>) -> usize {
+    fn add_node(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        out_type: Option<Box<dyn crate::graph::StreamType>>,
+    ) -> usize {
         let mut g = self.graph.borrow_mut();
         let inputs = self
             .inputs
@@ -228,7 +256,9 @@ impl<T: Data> DataStream<T> {
             .map(|(from, p)| EdgeSpec {
                 from: *from,
                 kind: p.kind(),
-                connector: Box::new(TypedEdge { partition: p.clone() }),
+                connector: Box::new(TypedEdge {
+                    partition: p.clone(),
+                }),
             })
             .collect();
         g.nodes.push(Node {
@@ -252,7 +282,10 @@ impl<T: Data> DataStream<T> {
         O: Operator<In = T>,
         M: FnMut(&OperatorInfo) -> O + 'static,
     {
-        let kind = NodeKind::Operator(Box::new(OperatorNode { make, _o: PhantomData }));
+        let kind = NodeKind::Operator(Box::new(OperatorNode {
+            make,
+            _o: PhantomData,
+        }));
         let id = self.add_node(name, kind, Some(TypeOps::<O::Out>::boxed()));
         DataStream::of_node(self.graph.clone(), id)
     }
@@ -263,16 +296,29 @@ impl<T: Data> DataStream<T> {
         S: Sink<In = T>,
         M: FnMut(&OperatorInfo) -> S + 'static,
     {
-        let kind = NodeKind::Operator(Box::new(SinkNode { make, _s: PhantomData }));
+        let kind = NodeKind::Operator(Box::new(SinkNode {
+            make,
+            _s: PhantomData,
+        }));
         let id = self.add_node(name, kind, None);
-        DataStreamSink { graph: self.graph.clone(), node: id }
+        DataStreamSink {
+            graph: self.graph.clone(),
+            node: id,
+        }
     }
 
     /// Partitions the stream by key: every record of a key goes to the subtask owning the key's
     /// key group.
     pub fn key_by<K: Key, F: KeySelector<T, K>>(&self, key_fn: F) -> KeyedStream<T, K, F> {
-        let router = Rc::new(KeyRouterImpl { key_fn: key_fn.clone(), _k: PhantomData::<fn() -> K> });
-        KeyedStream { stream: self.repartition(Partition::KeyGroups(router)), key_fn, _k: PhantomData }
+        let router = Rc::new(KeyRouterImpl {
+            key_fn: key_fn.clone(),
+            _k: PhantomData::<fn() -> K>,
+        });
+        KeyedStream {
+            stream: self.repartition(Partition::KeyGroups(router)),
+            key_fn,
+            _k: PhantomData,
+        }
     }
 
     fn repartition(&self, p: Partition<T>) -> DataStream<T> {
@@ -305,24 +351,40 @@ impl<T: Data> DataStream<T> {
         for o in others {
             if !Rc::ptr_eq(&o.graph, &self.graph) {
                 let name = self.describe();
-                self.graph.borrow_mut().errors.push(ValidationError::ForeignStream { operator: name });
+                self.graph
+                    .borrow_mut()
+                    .errors
+                    .push(ValidationError::ForeignStream { operator: name });
                 continue;
             }
             inputs.extend(o.inputs.iter().cloned());
         }
-        DataStream { graph: self.graph.clone(), inputs, node: None, what: "union" }
+        DataStream {
+            graph: self.graph.clone(),
+            inputs,
+            node: None,
+            what: "union",
+        }
     }
 
     /// Assigns timestamps and emits watermarks (and idleness) as `strategy` says; chained right
     /// after the source this is the source's watermark generator.
-    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+    pub fn assign_timestamps_and_watermarks(
+        &self,
+        strategy: WatermarkStrategy<T>,
+    ) -> DataStream<T> {
         let interval = self.graph.borrow().config.auto_watermark_interval;
-        self.transform("Timestamps/Watermarks", move |_info| TimestampsAndWatermarks::new(strategy.clone(), interval))
+        self.transform("Timestamps/Watermarks", move |_info| {
+            TimestampsAndWatermarks::new(strategy.clone(), interval)
+        })
     }
 
     fn describe(&self) -> String {
         let g = self.graph.borrow();
-        self.inputs.first().map(|(n, _)| g.nodes[*n].name.clone()).unwrap_or_default()
+        self.inputs
+            .first()
+            .map(|(n, _)| g.nodes[*n].name.clone())
+            .unwrap_or_default()
     }
 
     fn with_node(self, property: &'static str, f: impl FnOnce(&mut Node)) -> Self {
@@ -332,7 +394,10 @@ impl<T: Data> DataStream<T> {
                 .graph
                 .borrow_mut()
                 .errors
-                .push(ValidationError::NotAnOperator { property, stream: self.what }),
+                .push(ValidationError::NotAnOperator {
+                    property,
+                    stream: self.what,
+                }),
         }
         self
     }
@@ -356,7 +421,9 @@ impl<T: Data> DataStream<T> {
 
     /// Sets the operator's max parallelism (number of key groups of keyed state).
     pub fn set_max_parallelism(self, max_parallelism: usize) -> Self {
-        self.with_node("max parallelism", |n| n.max_parallelism = Some(max_parallelism))
+        self.with_node("max parallelism", |n| {
+            n.max_parallelism = Some(max_parallelism)
+        })
     }
 
     /// Starts a new chain at this operator: it never runs in its predecessor's task.
@@ -379,8 +446,14 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyedStream<T, K, F> {
         O: KeyedOperator<Key = K, In = T>,
         M: FnMut(&OperatorInfo) -> O + 'static,
     {
-        let kind = NodeKind::Operator(Box::new(KeyedNode { make, key_fn: self.key_fn.clone(), _o: PhantomData }));
-        let id = self.stream.add_node(name, kind, Some(TypeOps::<O::Out>::boxed()));
+        let kind = NodeKind::Operator(Box::new(KeyedNode {
+            make,
+            key_fn: self.key_fn.clone(),
+            _o: PhantomData,
+        }));
+        let id = self
+            .stream
+            .add_node(name, kind, Some(TypeOps::<O::Out>::boxed()));
         DataStream::of_node(self.stream.graph.clone(), id)
     }
 

@@ -13,6 +13,8 @@ use crate::transform::{Filter, FlatMap, Map};
 /// Built-in sources.
 pub trait StreamEnvExt {
     /// The items of a collection or iterator, in order, from one (non-parallel) subtask.
+    // Named after what it reads (Flink's `fromCollection`), not a `From` conversion of `self`.
+    #[allow(clippy::wrong_self_convention)]
     fn from_iter<I>(&self, items: I) -> DataStream<I::Item>
     where
         I: IntoIterator + Clone + 'static,
@@ -33,11 +35,15 @@ impl StreamEnvExt for StreamEnv {
         I::IntoIter: Send + 'static,
         I::Item: Data,
     {
-        self.add_non_parallel_source("Collection Source", move |_| IterSource::new(items.clone().into_iter()))
+        self.add_non_parallel_source("Collection Source", move |_| {
+            IterSource::new(items.clone().into_iter())
+        })
     }
 
     fn generate_sequence(&self, range: Range<u64>) -> DataStream<u64> {
-        self.add_source("Sequence Source", move |info| SequenceSource::new(range.clone(), info))
+        self.add_source("Sequence Source", move |info| {
+            SequenceSource::new(range.clone(), info)
+        })
     }
 
     fn generate<T: Data>(&self, generator: Generator<T>) -> DataStream<T> {

@@ -18,7 +18,11 @@ pub struct Reduce<K, T, F> {
 impl<K, T, F> Reduce<K, T, F> {
     /// A reduce with `f(accumulated, new) -> accumulated`.
     pub fn new(f: F) -> Self {
-        Reduce { f, state: None, _k: PhantomData }
+        Reduce {
+            f,
+            state: None,
+            _k: PhantomData,
+        }
     }
 }
 
@@ -33,8 +37,14 @@ impl<K: Key, T: Data, F: FnMut(T, T) -> T + Send + 'static> KeyedOperator for Re
     }
 
     #[inline]
-    fn process_element(&mut self, element: T, ctx: &mut KeyedContext<'_, K, T>) -> Result<(), UserError> {
-        let Some(h) = self.state else { return Err("reduce used before open".into()) };
+    fn process_element(
+        &mut self,
+        element: T,
+        ctx: &mut KeyedContext<'_, K, T>,
+    ) -> Result<(), UserError> {
+        let Some(h) = self.state else {
+            return Err("reduce used before open".into());
+        };
         let out = match ctx.value_mut(&h) {
             Some(acc) => {
                 let next = (self.f)(acc.clone(), element);
@@ -59,9 +69,17 @@ pub trait KeyedProcessFunction<K: Key, I: Data, O: Data>: Clone + Send + 'static
         Ok(())
     }
     /// Handles one record of the current key.
-    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<'_, K, O>) -> Result<(), UserError>;
+    fn process_element(
+        &mut self,
+        value: I,
+        ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<(), UserError>;
     /// Handles a timer of the current key.
-    fn on_timer(&mut self, _timer: Timer, _ctx: &mut KeyedContext<'_, K, O>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        _timer: Timer,
+        _ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -79,7 +97,9 @@ impl<K, I, O, P> KeyedProcess<K, I, O, P> {
     }
 }
 
-impl<K: Key, I: Data, O: Data, P: KeyedProcessFunction<K, I, O>> KeyedOperator for KeyedProcess<K, I, O, P> {
+impl<K: Key, I: Data, O: Data, P: KeyedProcessFunction<K, I, O>> KeyedOperator
+    for KeyedProcess<K, I, O, P>
+{
     type Key = K;
     type In = I;
     type Out = O;
@@ -87,10 +107,18 @@ impl<K: Key, I: Data, O: Data, P: KeyedProcessFunction<K, I, O>> KeyedOperator f
         self.f.open(ctx)
     }
     #[inline]
-    fn process_element(&mut self, element: I, ctx: &mut KeyedContext<'_, K, O>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        element: I,
+        ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<(), UserError> {
         self.f.process_element(element, ctx)
     }
-    fn on_timer(&mut self, timer: Timer, ctx: &mut KeyedContext<'_, K, O>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        timer: Timer,
+        ctx: &mut KeyedContext<'_, K, O>,
+    ) -> Result<(), UserError> {
         self.f.on_timer(timer, ctx)
     }
 }

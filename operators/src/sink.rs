@@ -33,7 +33,10 @@ pub struct PrintSink<T> {
 
 impl<T> Default for PrintSink<T> {
     fn default() -> Self {
-        PrintSink { prefix: String::new(), _t: PhantomData }
+        PrintSink {
+            prefix: String::new(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -59,13 +62,17 @@ pub struct CollectHandle<T> {
 
 impl<T> Clone for CollectHandle<T> {
     fn clone(&self) -> Self {
-        CollectHandle { parts: self.parts.clone() }
+        CollectHandle {
+            parts: self.parts.clone(),
+        }
     }
 }
 
 impl<T> Default for CollectHandle<T> {
     fn default() -> Self {
-        CollectHandle { parts: Arc::new(Mutex::new(Vec::new())) }
+        CollectHandle {
+            parts: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 }
 
@@ -95,7 +102,11 @@ impl<T: Data> CollectHandle<T> {
         if parts.len() < info.parallelism {
             parts.resize_with(info.parallelism, Vec::new);
         }
-        CollectSink { parts: self.parts.clone(), subtask: info.subtask, buffer: Vec::new() }
+        CollectSink {
+            parts: self.parts.clone(),
+            subtask: info.subtask,
+            buffer: Vec::new(),
+        }
     }
 }
 

@@ -27,7 +27,10 @@ where
     I::Item: Data,
 {
     type Out = I::Item;
-    fn poll_next(&mut self, ctx: &mut SourceContext<'_, I::Item>) -> Result<SourceStatus, UserError> {
+    fn poll_next(
+        &mut self,
+        ctx: &mut SourceContext<'_, I::Item>,
+    ) -> Result<SourceStatus, UserError> {
         while !ctx.should_yield() {
             match self.iter.next() {
                 Some(x) => ctx.emit(x),
@@ -48,14 +51,22 @@ pub struct Generator<T> {
 
 impl<T> Clone for Generator<T> {
     fn clone(&self) -> Self {
-        Generator { f: self.f.clone(), count: self.count, records_per_second: self.records_per_second }
+        Generator {
+            f: self.f.clone(),
+            count: self.count,
+            records_per_second: self.records_per_second,
+        }
     }
 }
 
 impl<T: Data> Generator<T> {
     /// An unbounded generator of `f(0), f(1), ...`.
     pub fn new(f: impl Fn(u64) -> T + Send + Sync + 'static) -> Self {
-        Generator { f: Arc::new(f), count: None, records_per_second: None }
+        Generator {
+            f: Arc::new(f),
+            count: None,
+            records_per_second: None,
+        }
     }
     /// Ends after `count` records in total.
     pub fn bounded(mut self, count: u64) -> Self {

@@ -170,15 +170,30 @@ mod tests {
         // These values are part of the persisted format: a change here breaks restores.
         assert_eq!(key_hash(&0u64), fmix64(0));
         assert_eq!(key_hash(&1u64), fmix64(SEED));
-        assert_eq!(assign_to_key_group("weir", 128), assign_to_key_group("weir", 128));
+        assert_eq!(
+            assign_to_key_group("weir", 128),
+            assign_to_key_group("weir", 128)
+        );
     }
 
     #[test]
     fn ranges_match_flink() {
         // Flink: maxParallelism 128, parallelism 3 -> [0,42], [43,85], [86,127]
-        assert_eq!(KeyGroupRange::for_operator(128, 3, 0), KeyGroupRange { start: 0, end: 42 });
-        assert_eq!(KeyGroupRange::for_operator(128, 3, 1), KeyGroupRange { start: 43, end: 85 });
-        assert_eq!(KeyGroupRange::for_operator(128, 3, 2), KeyGroupRange { start: 86, end: 127 });
+        assert_eq!(
+            KeyGroupRange::for_operator(128, 3, 0),
+            KeyGroupRange { start: 0, end: 42 }
+        );
+        assert_eq!(
+            KeyGroupRange::for_operator(128, 3, 1),
+            KeyGroupRange { start: 43, end: 85 }
+        );
+        assert_eq!(
+            KeyGroupRange::for_operator(128, 3, 2),
+            KeyGroupRange {
+                start: 86,
+                end: 127
+            }
+        );
     }
 
     proptest! {

@@ -87,7 +87,11 @@ pub struct KeyedStateBackend<K> {
 impl<K: StateKey> KeyedStateBackend<K> {
     /// A backend for the key groups `key_groups` out of `max_parallelism`.
     pub fn new(key_groups: KeyGroupRange, max_parallelism: usize) -> Self {
-        KeyedStateBackend { key_groups, max_parallelism, states: Vec::new() }
+        KeyedStateBackend {
+            key_groups,
+            max_parallelism,
+            states: Vec::new(),
+        }
     }
 
     /// The key groups this backend owns.
@@ -109,22 +113,33 @@ impl<K: StateKey> KeyedStateBackend<K> {
             if self.states[i].table.as_any().is::<T>() {
                 return Ok(i);
             }
-            return Err(StateError::StateTypeMismatch { name: name.to_string() });
+            return Err(StateError::StateTypeMismatch {
+                name: name.to_string(),
+            });
         }
-        self.states.push(Registered { name: name.to_string(), table: Box::new(make()) });
+        self.states.push(Registered {
+            name: name.to_string(),
+            table: Box::new(make()),
+        });
         Ok(self.states.len() - 1)
     }
 
     /// Registers (or looks up) the value state `name`.
     pub fn register_value<V: Send + 'static>(&mut self, name: &str) -> Result<ValueStateHandle<V>> {
         let index = self.register(name, || ValueTable::<K, V>(FxHashMap::default()))?;
-        Ok(ValueStateHandle { index, _v: PhantomData })
+        Ok(ValueStateHandle {
+            index,
+            _v: PhantomData,
+        })
     }
 
     /// Registers (or looks up) the list state `name`.
     pub fn register_list<V: Send + 'static>(&mut self, name: &str) -> Result<ListStateHandle<V>> {
         let index = self.register(name, || ListTable::<K, V>(FxHashMap::default()))?;
-        Ok(ListStateHandle { index, _v: PhantomData })
+        Ok(ListStateHandle {
+            index,
+            _v: PhantomData,
+        })
     }
 
     /// Registers (or looks up) the map state `name`.
@@ -133,7 +148,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
         name: &str,
     ) -> Result<MapStateHandle<UK, UV>> {
         let index = self.register(name, || MapTable::<K, UK, UV>(FxHashMap::default()))?;
-        Ok(MapStateHandle { index, _v: PhantomData })
+        Ok(MapStateHandle {
+            index,
+            _v: PhantomData,
+        })
     }
 
     /// Number of keys that have an entry in any state.
@@ -145,7 +163,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
         let s = &self.states[index];
         match s.table.as_any().downcast_ref::<T>() {
             Some(t) => t,
-            None => panic!("state handle for '{}' used with a different backend", s.name),
+            None => panic!(
+                "state handle for '{}' used with a different backend",
+                s.name
+            ),
         }
     }
 
@@ -153,7 +174,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
         let s = &mut self.states[index];
         match s.table.as_any_mut().downcast_mut::<T>() {
             Some(t) => t,
-            None => panic!("state handle for '{}' used with a different backend", s.name),
+            None => panic!(
+                "state handle for '{}' used with a different backend",
+                s.name
+            ),
         }
     }
 
@@ -186,7 +210,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Removes the value of `key`, returning it.
-    pub fn clear_value<V: Send + 'static>(&mut self, h: &ValueStateHandle<V>, key: &K) -> Option<V> {
+    pub fn clear_value<V: Send + 'static>(
+        &mut self,
+        h: &ValueStateHandle<V>,
+        key: &K,
+    ) -> Option<V> {
         self.table_mut::<ValueTable<K, V>>(h.index).0.remove(key)
     }
 
@@ -194,7 +222,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
 
     /// The list of `key` (empty when none).
     pub fn list<V: Send + 'static>(&self, h: &ListStateHandle<V>, key: &K) -> &[V] {
-        self.table::<ListTable<K, V>>(h.index).0.get(key).map(|v| v.as_slice()).unwrap_or(&[])
+        self.table::<ListTable<K, V>>(h.index)
+            .0
+            .get(key)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Appends to the list of `key`.
@@ -210,7 +242,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
 
     /// Removes the list of `key`, returning it.
     pub fn list_clear<V: Send + 'static>(&mut self, h: &ListStateHandle<V>, key: &K) -> Vec<V> {
-        self.table_mut::<ListTable<K, V>>(h.index).0.remove(key).unwrap_or_default()
+        self.table_mut::<ListTable<K, V>>(h.index)
+            .0
+            .remove(key)
+            .unwrap_or_default()
     }
 
     // ---- map state ----
@@ -222,7 +257,10 @@ impl<K: StateKey> KeyedStateBackend<K> {
         key: &K,
         user_key: &UK,
     ) -> Option<&UV> {
-        self.table::<MapTable<K, UK, UV>>(h.index).0.get(key).and_then(|m| m.get(user_key))
+        self.table::<MapTable<K, UK, UV>>(h.index)
+            .0
+            .get(key)
+            .and_then(|m| m.get(user_key))
     }
 
     /// Inserts into `key`'s map, returning the previous entry.
@@ -314,7 +352,10 @@ mod tests {
         let h1 = b.register_value::<u64>("x").unwrap();
         let h2 = b.register_value::<u64>("x").unwrap();
         assert_eq!(h1.index, h2.index);
-        assert!(matches!(b.register_value::<String>("x"), Err(StateError::StateTypeMismatch { .. })));
+        assert!(matches!(
+            b.register_value::<String>("x"),
+            Err(StateError::StateTypeMismatch { .. })
+        ));
         assert!(b.register_list::<u64>("x").is_err());
     }
 }

@@ -14,6 +14,8 @@
 //! Invariant: every piece of keyed state and every keyed timer belongs to exactly one key, and
 //! so to exactly one key group; nothing here is shared between keys.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod key_group;
 pub mod keyed;

@@ -19,7 +19,10 @@ struct Queue<K: StateKey> {
 
 impl<K: StateKey> Default for Queue<K> {
     fn default() -> Self {
-        Queue { by_time: BTreeMap::new(), live: FxHashSet::default() }
+        Queue {
+            by_time: BTreeMap::new(),
+            live: FxHashSet::default(),
+        }
     }
 }
 
@@ -76,7 +79,10 @@ pub struct KeyedTimers<K: StateKey> {
 
 impl<K: StateKey> Default for KeyedTimers<K> {
     fn default() -> Self {
-        KeyedTimers { event: Queue::default(), processing: Queue::default() }
+        KeyedTimers {
+            event: Queue::default(),
+            processing: Queue::default(),
+        }
     }
 }
 

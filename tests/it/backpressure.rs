@@ -22,8 +22,15 @@ fn a_slow_sink_throttles_a_fast_source_within_the_configured_buffers() {
     let ticks = Arc::new(AtomicU64::new(0));
     let (c, t) = (consumed.clone(), ticks.clone());
     env.generate(Generator::new(|i| i))
-        .transform("Ticker", move |_| Ticker { interval: Duration::from_millis(20), fired: t.clone(), _t: Default::default() })
-        .sink("Slow Sink", move |_| SlowSink { cost: Duration::from_millis(1), consumed: c.clone() })
+        .transform("Ticker", move |_| Ticker {
+            interval: Duration::from_millis(20),
+            fired: t.clone(),
+            _t: Default::default(),
+        })
+        .sink("Slow Sink", move |_| SlowSink {
+            cost: Duration::from_millis(1),
+            consumed: c.clone(),
+        })
         .disable_chaining();
     let handle = env.start().unwrap();
 
@@ -31,8 +38,20 @@ fn a_slow_sink_throttles_a_fast_source_within_the_configured_buffers() {
     // (1 channel x 2 exclusive + 8 floating), the sink's buffer in hand, and the source's
     // pending buffer and partial buffer.
     let bound = ((2 + 8) + 1 + 1 + 1) * RECORDS_PER_BUFFER as u64;
-    let source = |h: &JobHandle| h.metrics().tasks_named("Generator").next().cloned().expect("source task");
-    let sink = |h: &JobHandle| h.metrics().tasks_named("Slow Sink").next().cloned().expect("sink task");
+    let source = |h: &JobHandle| {
+        h.metrics()
+            .tasks_named("Generator")
+            .next()
+            .cloned()
+            .expect("source task")
+    };
+    let sink = |h: &JobHandle| {
+        h.metrics()
+            .tasks_named("Slow Sink")
+            .next()
+            .cloned()
+            .expect("sink task")
+    };
 
     std::thread::sleep(Duration::from_secs(1));
     let src_start = source(&handle);
@@ -55,14 +74,26 @@ fn a_slow_sink_throttles_a_fast_source_within_the_configured_buffers() {
     handle.cancel();
     join_within(handle, Duration::from_secs(10)).unwrap();
 
-    assert!(max_queued <= bound, "queued {max_queued} records, buffers hold {bound}");
-    assert!(max_gate <= 10 * RECORDS_PER_BUFFER, "gate held {max_gate} records");
+    assert!(
+        max_queued <= bound,
+        "queued {max_queued} records, buffers hold {bound}"
+    );
+    assert!(
+        max_gate <= 10 * RECORDS_PER_BUFFER,
+        "gate held {max_gate} records"
+    );
     let bp = window.backpressured_ms_per_sec();
-    assert!(bp > 900.0, "source backpressured {bp:.0} ms/s, expected > 900");
+    assert!(
+        bp > 900.0,
+        "source backpressured {bp:.0} ms/s, expected > 900"
+    );
     let sunk = consumed.load(Ordering::Relaxed);
     assert!(sunk > 3_000, "the sink made progress ({sunk} records)");
     // The backpressured source task still served its timers (every 20 ms over 10 s).
-    assert!(ticks_during >= 200, "only {ticks_during} timer firings while backpressured");
+    assert!(
+        ticks_during >= 200,
+        "only {ticks_during} timer firings while backpressured"
+    );
     eprintln!(
         "backpressure: max queued {max_queued} (bound {bound}), gate max {max_gate}, source bp {bp:.0} ms/s, \
          sink consumed {sunk}, ticks {ticks_during}"
@@ -76,16 +107,28 @@ fn a_task_without_input_still_serves_its_mailbox() {
     let t = ticks.clone();
     env.add_non_parallel_source("Silent", |_| ScriptSource::<u64>::new(vec![Step::Forever]))
         .rebalance()
-        .transform("Ticker", move |_| Ticker { interval: Duration::from_millis(10), fired: t.clone(), _t: Default::default() })
+        .transform("Ticker", move |_| Ticker {
+            interval: Duration::from_millis(10),
+            fired: t.clone(),
+            _t: Default::default(),
+        })
         .discard();
     let handle = env.start().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let ticker_task = handle.metrics().tasks_named("Ticker").next().cloned().unwrap();
+    let ticker_task = handle
+        .metrics()
+        .tasks_named("Ticker")
+        .next()
+        .cloned()
+        .unwrap();
     handle.cancel();
     join_within(handle, Duration::from_secs(10)).unwrap();
     let n = ticks.load(Ordering::Relaxed);
     assert!(n >= 20, "only {n} timer firings in 500 ms without input");
-    assert!(ticker_task.idle_ms_per_sec() > 800.0, "the ticker task waited for input");
+    assert!(
+        ticker_task.idle_ms_per_sec() > 800.0,
+        "the ticker task waited for input"
+    );
 }
 
 /// One record that emits far more than the overdraft allows waits for credit inside the

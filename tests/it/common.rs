@@ -27,7 +27,11 @@ pub struct ScriptSource<T> {
 
 impl<T> ScriptSource<T> {
     pub fn new(steps: Vec<Step<T>>) -> Self {
-        ScriptSource { steps, pos: 0, sleeping_until: None }
+        ScriptSource {
+            steps,
+            pos: 0,
+            sleeping_until: None,
+        }
     }
 }
 
@@ -46,7 +50,9 @@ impl<T: Data> Source for ScriptSource<T> {
                 Step::Watermark(w) => ctx.emit_watermark(Watermark(w)),
                 Step::Status(s) => ctx.emit_status(s),
                 Step::Sleep(d) => {
-                    let until = *self.sleeping_until.get_or_insert_with(|| Instant::now() + d);
+                    let until = *self
+                        .sleeping_until
+                        .get_or_insert_with(|| Instant::now() + d);
                     let now = Instant::now();
                     if now < until {
                         return Ok(SourceStatus::Pending(until - now));
@@ -72,7 +78,11 @@ impl<T> Tag<T> {
 impl<T: Data> Operator for Tag<T> {
     type In = T;
     type Out = (usize, T);
-    fn process_element(&mut self, element: T, ctx: &mut Context<'_, (usize, T)>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        element: T,
+        ctx: &mut Context<'_, (usize, T)>,
+    ) -> Result<(), UserError> {
         let s = ctx.info().subtask;
         ctx.emit((s, element));
         Ok(())
@@ -101,7 +111,10 @@ impl<T: Data> Operator for Ticker<T> {
     }
     fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_, T>) -> Result<(), UserError> {
         assert_eq!(timer.domain, TimeDomain::ProcessingTime);
-        assert!(ctx.current_processing_time() >= timer.timestamp, "timer fired early");
+        assert!(
+            ctx.current_processing_time() >= timer.timestamp,
+            "timer fired early"
+        );
         self.fired.fetch_add(1, Ordering::Relaxed);
         ctx.register_processing_time_timer(timer.timestamp + self.interval.as_millis() as i64);
         Ok(())
@@ -136,7 +149,11 @@ impl<T: Data> Operator for WatermarkRecorder<T> {
         ctx.emit(element);
         Ok(())
     }
-    fn process_watermark(&mut self, wm: Watermark, ctx: &mut Context<'_, T>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        wm: Watermark,
+        ctx: &mut Context<'_, T>,
+    ) -> Result<(), UserError> {
         self.seen.lock().push(wm.0);
         ctx.emit_watermark(wm);
         Ok(())
@@ -161,5 +178,6 @@ pub fn join_within(handle: JobHandle, timeout: Duration) -> Result<JobResult, Jo
     std::thread::spawn(move || {
         let _ = tx.send(handle.join());
     });
-    rx.recv_timeout(timeout).expect("job did not end in time: a task hangs")
+    rx.recv_timeout(timeout)
+        .expect("job did not end in time: a task hangs")
 }

@@ -22,12 +22,22 @@ fn a_toml_file_configures_a_job() {
     env.execute().unwrap();
     assert_eq!(out.take().len(), 100);
 
-    std::fs::write(&path, "[taskmanager.network.memory]\nbufers-per-channel = 3\n").unwrap();
+    std::fs::write(
+        &path,
+        "[taskmanager.network.memory]\nbufers-per-channel = 3\n",
+    )
+    .unwrap();
     let e = Config::from_toml_file(&path).unwrap_err();
-    assert!(matches!(&e, ConfigError::UnknownOption { key } if key == "taskmanager.network.memory.bufers-per-channel"));
+    assert!(
+        matches!(&e, ConfigError::UnknownOption { key } if key == "taskmanager.network.memory.bufers-per-channel")
+    );
     std::fs::write(&path, "\"pipeline.auto-watermark-interval\" = \"fast\"\n").unwrap();
     let e = Config::from_toml_file(&path).unwrap_err();
-    assert!(e.to_string().contains("'fast'") && e.to_string().contains("pipeline.auto-watermark-interval"), "{e}");
+    assert!(
+        e.to_string().contains("'fast'")
+            && e.to_string().contains("pipeline.auto-watermark-interval"),
+        "{e}"
+    );
     let e = Config::from_toml_file(dir.join("missing.toml")).unwrap_err();
     assert!(e.to_string().contains("missing.toml"));
     std::fs::remove_dir_all(&dir).ok();

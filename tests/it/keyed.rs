@@ -26,7 +26,11 @@ impl KeyedProcessFunction<String, (String, u64), (String, u64, usize, usize, u64
         ctx: &mut KeyedContext<'_, String, (String, u64, usize, usize, u64)>,
     ) -> Result<(), UserError> {
         assert_eq!(ctx.current_key(), &key);
-        let (c, l, m) = (self.count.unwrap(), self.values.unwrap(), self.distinct.unwrap());
+        let (c, l, m) = (
+            self.count.unwrap(),
+            self.values.unwrap(),
+            self.distinct.unwrap(),
+        );
         let count = ctx.value(&c).copied().unwrap_or(0) + 1;
         ctx.set_value(&c, count);
         ctx.list_add(&l, v);
@@ -43,7 +47,9 @@ impl KeyedProcessFunction<String, (String, u64), (String, u64, usize, usize, u64
 #[test]
 fn keyed_state_is_isolated_between_keys() {
     let env = StreamEnv::new();
-    let input: Vec<(String, u64)> = (0..3_000u64).map(|i| (format!("key-{}", i % 37), i % 11)).collect();
+    let input: Vec<(String, u64)> = (0..3_000u64)
+        .map(|i| (format!("key-{}", i % 37), i % 11))
+        .collect();
     let out = env
         .from_iter(input.clone())
         .key_by(|r| r.0.clone())
@@ -60,7 +66,12 @@ fn keyed_state_is_isolated_between_keys() {
         let mut d = l.clone();
         d.sort();
         d.dedup();
-        expect.entry(k.clone()).or_default().push((l.len() as u64, l.len(), d.len(), l.iter().sum()));
+        expect.entry(k.clone()).or_default().push((
+            l.len() as u64,
+            l.len(),
+            d.len(),
+            l.iter().sum(),
+        ));
     }
     let mut got: HashMap<String, Vec<(u64, usize, usize, u64)>> = HashMap::new();
     for (k, c, l, d, s) in out.take() {
@@ -87,7 +98,10 @@ fn reduce_keeps_a_running_value_per_key() {
     assert_eq!(per_key.len(), 10);
     for (k, sums) in per_key {
         assert_eq!(sums.len(), 1_000, "one output per input of key {k}");
-        assert!(sums.windows(2).all(|w| w[0] < w[1]) || k == 0, "running sums grow");
+        assert!(
+            sums.windows(2).all(|w| w[0] < w[1]) || k == 0,
+            "running sums grow"
+        );
         let want: u64 = (0..10_000u64).filter(|x| x % 10 == k).sum();
         assert_eq!(*sums.last().unwrap(), want, "key {k}");
     }

@@ -26,7 +26,11 @@ fn bounded_input_ends_with_every_result_flushed() {
     let result = env.execute().unwrap();
     assert_eq!(result.status, JobStatus::Finished);
     let got = out.take();
-    let want: Vec<u64> = (0..100_001u64).map(|x| x * 3).filter(|x| x % 2 == 0).flat_map(|x| [x, x + 1]).collect();
+    let want: Vec<u64> = (0..100_001u64)
+        .map(|x| x * 3)
+        .filter(|x| x % 2 == 0)
+        .flat_map(|x| [x, x + 1])
+        .collect();
     assert_eq!(got.len(), want.len());
     assert_eq!(got.iter().sum::<u64>(), want.iter().sum::<u64>());
     assert!(result.duration < Duration::from_secs(60));
@@ -47,7 +51,9 @@ fn cancel_stops_a_running_job_and_joins_every_thread() {
         })
         .discard();
     let handle = env.start().unwrap();
-    assert!(eventually(Duration::from_secs(10), || seen.load(Ordering::Relaxed) > 10_000));
+    assert!(eventually(Duration::from_secs(10), || seen
+        .load(Ordering::Relaxed)
+        > 10_000));
     assert!(!handle.is_finished());
     handle.cancel();
     let result = join_within(handle, Duration::from_secs(10)).unwrap();
@@ -72,11 +78,20 @@ fn a_panic_in_user_code_fails_the_job_naming_operator_and_subtask() {
     let handle = env.start().unwrap();
     let err = join_within(handle, Duration::from_secs(20)).unwrap_err();
     match &err {
-        JobError::TaskFailed { operator, subtask, parallelism, message, panicked } => {
+        JobError::TaskFailed {
+            operator,
+            subtask,
+            parallelism,
+            message,
+            panicked,
+        } => {
             assert_eq!(operator, "Exploding Map");
             // 5001 is odd: key 1 lives in the subtask owning its key group.
             let kg = weir::state::key_group::assign_to_key_group(&1u64, 128);
-            assert_eq!(*subtask, weir::state::key_group::operator_index_for_key_group(128, 2, kg));
+            assert_eq!(
+                *subtask,
+                weir::state::key_group::operator_index_for_key_group(128, 2, kg)
+            );
             assert_eq!(*parallelism, 2);
             assert!(message.contains("bad record 5001"), "{message}");
             assert!(panicked);
@@ -84,7 +99,10 @@ fn a_panic_in_user_code_fails_the_job_naming_operator_and_subtask() {
         other => panic!("unexpected error {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains("'Exploding Map'") && text.contains("/2)"), "{text}");
+    assert!(
+        text.contains("'Exploding Map'") && text.contains("/2)"),
+        "{text}"
+    );
 }
 
 struct FailingOperator;
@@ -92,7 +110,11 @@ struct FailingOperator;
 impl Operator for FailingOperator {
     type In = u64;
     type Out = u64;
-    fn process_element(&mut self, element: u64, ctx: &mut Context<'_, u64>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        element: u64,
+        ctx: &mut Context<'_, u64>,
+    ) -> Result<(), UserError> {
         if element == 77 {
             return Err(format!("cannot handle {element}").into());
         }
@@ -111,8 +133,17 @@ fn an_error_returned_by_an_operator_fails_the_job() {
         .discard();
     let err = join_within(env.start().unwrap(), Duration::from_secs(20)).unwrap_err();
     match err {
-        JobError::TaskFailed { operator, subtask, message, panicked, .. } => {
-            assert_eq!(operator, "Picky", "the chained operator that failed, not its task head");
+        JobError::TaskFailed {
+            operator,
+            subtask,
+            message,
+            panicked,
+            ..
+        } => {
+            assert_eq!(
+                operator, "Picky",
+                "the chained operator that failed, not its task head"
+            );
             assert_eq!(subtask, 0);
             assert_eq!(message, "cannot handle 77");
             assert!(!panicked);
@@ -136,9 +167,15 @@ impl Sink for FailingSink {
 #[test]
 fn a_failing_sink_fails_the_job_while_upstream_is_unbounded() {
     let env = StreamEnv::new();
-    env.generate(Generator::new(|i| i)).rebalance().sink("Failing Sink", |_| FailingSink).set_parallelism(2);
+    env.generate(Generator::new(|i| i))
+        .rebalance()
+        .sink("Failing Sink", |_| FailingSink)
+        .set_parallelism(2);
     let err = join_within(env.start().unwrap(), Duration::from_secs(20)).unwrap_err();
-    assert!(matches!(&err, JobError::TaskFailed { operator, .. } if operator == "Failing Sink"), "{err}");
+    assert!(
+        matches!(&err, JobError::TaskFailed { operator, .. } if operator == "Failing Sink"),
+        "{err}"
+    );
     assert!(err.to_string().contains("disk full"));
 }
 
@@ -153,9 +190,14 @@ impl Source for FailingSource {
 #[test]
 fn a_failing_source_fails_the_job() {
     let env = StreamEnv::new();
-    env.add_source("Flaky Source", |_| FailingSource).map(|x| x).discard();
+    env.add_source("Flaky Source", |_| FailingSource)
+        .map(|x| x)
+        .discard();
     let err = join_within(env.start().unwrap(), Duration::from_secs(20)).unwrap_err();
-    assert!(matches!(&err, JobError::TaskFailed { operator, .. } if operator == "Flaky Source"), "{err}");
+    assert!(
+        matches!(&err, JobError::TaskFailed { operator, .. } if operator == "Flaky Source"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -169,5 +211,6 @@ fn dropping_a_handle_stops_the_job() {
         drop(handle);
         let _ = tx.send(());
     });
-    rx.recv_timeout(Duration::from_secs(10)).expect("drop must cancel and join the job");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("drop must cancel and join the job");
 }

@@ -25,7 +25,10 @@ fn a_key_always_reaches_the_same_subtask() {
     let mut owner: HashMap<u64, usize> = HashMap::new();
     for (subtask, key) in out {
         let prev = owner.insert(key, subtask);
-        assert!(prev.is_none_or(|p| p == subtask), "key {key} reached subtasks {prev:?} and {subtask}");
+        assert!(
+            prev.is_none_or(|p| p == subtask),
+            "key {key} reached subtasks {prev:?} and {subtask}"
+        );
         // And it is the subtask Flink's key-group assignment names.
         let kg = assign_to_key_group(&key, 128);
         assert_eq!(operator_index_for_key_group(128, 3, kg), subtask);
@@ -55,7 +58,11 @@ fn rebalance_spreads_evenly() {
 #[test]
 fn default_edge_between_different_parallelism_rebalances() {
     let env = StreamEnv::new();
-    let out = env.from_iter(0..1_000u64).transform("Tag", |_| Tag::new()).set_parallelism(4).collect();
+    let out = env
+        .from_iter(0..1_000u64)
+        .transform("Tag", |_| Tag::new())
+        .set_parallelism(4)
+        .collect();
     env.execute().unwrap();
     let mut counts = [0usize; 4];
     for (s, _) in out.take() {
@@ -100,7 +107,11 @@ fn forward_keeps_subtask_index() {
     assert_eq!(out.len(), 300);
     for (second, (first, x)) in out {
         assert_eq!(first, second);
-        assert_eq!(x % 3, first as u64, "the sequence source strides by subtask");
+        assert_eq!(
+            x % 3,
+            first as u64,
+            "the sequence source strides by subtask"
+        );
     }
 }
 
@@ -128,8 +139,11 @@ fn per_channel_order_is_preserved() {
         total += records.len();
         for receiver in 0..3usize {
             for sender in 0..2u64 {
-                let seq: Vec<u64> =
-                    records.iter().filter(|(r, x)| *r == receiver && x % 2 == sender).map(|(_, x)| *x).collect();
+                let seq: Vec<u64> = records
+                    .iter()
+                    .filter(|(r, x)| *r == receiver && x % 2 == sender)
+                    .map(|(_, x)| *x)
+                    .collect();
                 assert!(
                     seq.windows(2).all(|w| w[0] < w[1]),
                     "path source {sender} -> tag {receiver} -> collect {collector} reordered"

@@ -8,9 +8,14 @@ use weir::prelude::*;
 
 use crate::common::{eventually, join_within, ScriptSource, Step, WatermarkRecorder};
 
-fn recorder<T: Data>(seen: &Arc<Mutex<Vec<i64>>>) -> impl FnMut(&OperatorInfo) -> WatermarkRecorder<T> + 'static {
+fn recorder<T: Data>(
+    seen: &Arc<Mutex<Vec<i64>>>,
+) -> impl FnMut(&OperatorInfo) -> WatermarkRecorder<T> + 'static {
     let seen = seen.clone();
-    move |_| WatermarkRecorder { seen: seen.clone(), _t: std::marker::PhantomData }
+    move |_| WatermarkRecorder {
+        seen: seen.clone(),
+        _t: std::marker::PhantomData,
+    }
 }
 
 #[test]
@@ -20,18 +25,32 @@ fn the_watermark_is_the_minimum_across_inputs() {
         ScriptSource::<u64>::new(vec![Step::Watermark(100), Step::Forever])
     });
     let b = env.add_non_parallel_source("B", |_| {
-        ScriptSource::<u64>::new(vec![Step::Watermark(50), Step::Watermark(500), Step::Forever])
+        ScriptSource::<u64>::new(vec![
+            Step::Watermark(50),
+            Step::Watermark(500),
+            Step::Forever,
+        ])
     });
     let seen = Arc::new(Mutex::new(Vec::new()));
-    a.union(&[b]).transform("Recorder", recorder(&seen)).discard();
+    a.union(&[b])
+        .transform("Recorder", recorder(&seen))
+        .discard();
     let handle = env.start().unwrap();
-    assert!(eventually(Duration::from_secs(10), || seen.lock().contains(&100)));
+    assert!(eventually(Duration::from_secs(10), || seen
+        .lock()
+        .contains(&100)));
     std::thread::sleep(Duration::from_millis(200));
     handle.cancel();
     join_within(handle, Duration::from_secs(10)).unwrap();
     let seen = seen.lock().clone();
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "watermarks only advance: {seen:?}");
-    assert!(seen.iter().all(|w| *w == 50 || *w == 100), "never above the minimum: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "watermarks only advance: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|w| *w == 50 || *w == 100),
+        "never above the minimum: {seen:?}"
+    );
 }
 
 #[test]
@@ -55,12 +74,18 @@ fn an_idle_input_does_not_hold_the_watermark_back() {
         ScriptSource::new(steps)
     });
     let seen = Arc::new(Mutex::new(Vec::new()));
-    a.union(&[b]).transform("Recorder", recorder(&seen)).discard();
+    a.union(&[b])
+        .transform("Recorder", recorder(&seen))
+        .discard();
     let handle = env.start().unwrap();
     let advanced = eventually(Duration::from_secs(10), || seen.lock().contains(&5000));
     handle.cancel();
     join_within(handle, Duration::from_secs(10)).unwrap();
-    assert!(advanced, "the busy input alone must move the watermark: {:?}", seen.lock());
+    assert!(
+        advanced,
+        "the busy input alone must move the watermark: {:?}",
+        seen.lock()
+    );
 }
 
 #[test]
@@ -68,10 +93,15 @@ fn source_idleness_from_a_watermark_strategy() {
     // Two sources with a strategy: one stops producing and must go idle by itself.
     let env = StreamEnv::new();
     env.configure(|c| c.auto_watermark_interval = Duration::from_millis(20));
-    let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(0), |x: &u64| *x as i64)
+    let strategy =
+        WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(0), |x: &u64| {
+            *x as i64
+        })
         .with_idleness(Duration::from_millis(100));
     let quiet = env
-        .add_non_parallel_source("Quiet", |_| ScriptSource::new(vec![Step::Emit(5u64), Step::Forever]))
+        .add_non_parallel_source("Quiet", |_| {
+            ScriptSource::new(vec![Step::Emit(5u64), Step::Forever])
+        })
         .assign_timestamps_and_watermarks(strategy.clone());
     let busy = env
         .add_non_parallel_source("Busy", |_| {
@@ -85,9 +115,14 @@ fn source_idleness_from_a_watermark_strategy() {
         })
         .assign_timestamps_and_watermarks(strategy);
     let seen = Arc::new(Mutex::new(Vec::new()));
-    quiet.union(&[busy]).transform("Recorder", recorder(&seen)).discard();
+    quiet
+        .union(&[busy])
+        .transform("Recorder", recorder(&seen))
+        .discard();
     let handle = env.start().unwrap();
-    let advanced = eventually(Duration::from_secs(10), || seen.lock().iter().any(|w| *w > 1000));
+    let advanced = eventually(Duration::from_secs(10), || {
+        seen.lock().iter().any(|w| *w > 1000)
+    });
     handle.cancel();
     join_within(handle, Duration::from_secs(10)).unwrap();
     assert!(advanced, "the quiet source must go idle: {:?}", seen.lock());
@@ -106,7 +141,11 @@ impl KeyedProcessFunction<u64, (u64, i64), (u64, i64, i64)> for EventTimers {
         ctx.register_event_time_timer(value.1 + 10);
         Ok(())
     }
-    fn on_timer(&mut self, timer: Timer, ctx: &mut KeyedContext<'_, u64, (u64, i64, i64)>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        timer: Timer,
+        ctx: &mut KeyedContext<'_, u64, (u64, i64, i64)>,
+    ) -> Result<(), UserError> {
         assert_eq!(timer.domain, TimeDomain::EventTime);
         let key = *ctx.current_key();
         let wm = ctx.current_watermark().0;
@@ -128,7 +167,10 @@ fn event_time_timers_fire_as_the_watermark_passes_them() {
             records.push((i as u64 % 3, ts));
         }
     }
-    let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(20), |r: &(u64, i64)| r.1);
+    let strategy = WatermarkStrategy::for_bounded_out_of_orderness(
+        Duration::from_millis(20),
+        |r: &(u64, i64)| r.1,
+    );
     let records_for_source = records.clone();
     let out = env
         .add_non_parallel_source("Events", move |_| {
@@ -158,7 +200,10 @@ fn event_time_timers_fire_as_the_watermark_passes_them() {
         assert!(wm >= t, "timer ({k},{t}) fired at watermark {wm}");
     }
     // Some timers fired before the end of input, driven by periodic watermarks.
-    assert!(fired.iter().any(|(_, _, wm)| *wm < i64::MAX), "only the final watermark fired timers");
+    assert!(
+        fired.iter().any(|(_, _, wm)| *wm < i64::MAX),
+        "only the final watermark fired timers"
+    );
     // Per key, timers fire in time order.
     for key in 0..3 {
         let ts: Vec<i64> = fired.iter().filter(|f| f.0 == key).map(|f| f.1).collect();
@@ -177,7 +222,11 @@ impl KeyedProcessFunction<u64, u64, (u64, i64, i64)> for ProcessingTimers {
         self.first = Some(ctx.value_state("registered")?);
         Ok(())
     }
-    fn process_element(&mut self, _v: u64, ctx: &mut KeyedContext<'_, u64, (u64, i64, i64)>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        _v: u64,
+        ctx: &mut KeyedContext<'_, u64, (u64, i64, i64)>,
+    ) -> Result<(), UserError> {
         let h = self.first.expect("opened");
         if ctx.value(&h).is_none() {
             let at = ctx.current_processing_time() + 30;
@@ -186,7 +235,11 @@ impl KeyedProcessFunction<u64, u64, (u64, i64, i64)> for ProcessingTimers {
         }
         Ok(())
     }
-    fn on_timer(&mut self, timer: Timer, ctx: &mut KeyedContext<'_, u64, (u64, i64, i64)>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        timer: Timer,
+        ctx: &mut KeyedContext<'_, u64, (u64, i64, i64)>,
+    ) -> Result<(), UserError> {
         assert_eq!(timer.domain, TimeDomain::ProcessingTime);
         let key = *ctx.current_key();
         let now = ctx.current_processing_time();

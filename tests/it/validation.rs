@@ -17,9 +17,18 @@ fn validation_error(env: StreamEnv) -> ValidationError {
 #[test]
 fn zero_parallelism() {
     let env = StreamEnv::new();
-    env.from_iter(0..3u64).map(|x| x).name("Doubler").set_parallelism(0).discard();
+    env.from_iter(0..3u64)
+        .map(|x| x)
+        .name("Doubler")
+        .set_parallelism(0)
+        .discard();
     let e = validation_error(env);
-    assert_eq!(e, ValidationError::ZeroParallelism { operator: "Doubler".into() });
+    assert_eq!(
+        e,
+        ValidationError::ZeroParallelism {
+            operator: "Doubler".into()
+        }
+    );
     assert!(e.to_string().contains("'Doubler' has parallelism 0"));
 }
 
@@ -29,7 +38,9 @@ fn zero_default_parallelism_is_a_config_error() {
     env.set_parallelism(0);
     env.from_iter(0..3u64).discard();
     match env.start() {
-        Err(JobError::Config(ConfigError::InvalidValue { key, .. })) => assert_eq!(key, "parallelism.default"),
+        Err(JobError::Config(ConfigError::InvalidValue { key, .. })) => {
+            assert_eq!(key, "parallelism.default")
+        }
         other => panic!("unexpected {:?}", other.err()),
     }
 }
@@ -37,11 +48,20 @@ fn zero_default_parallelism_is_a_config_error() {
 #[test]
 fn duplicate_uids() {
     let env = StreamEnv::new();
-    env.from_iter(0..3u64).uid("source").map(|x| x).name("M").uid("source").discard();
+    env.from_iter(0..3u64)
+        .uid("source")
+        .map(|x| x)
+        .name("M")
+        .uid("source")
+        .discard();
     let e = validation_error(env);
     assert_eq!(
         e,
-        ValidationError::DuplicateUid { uid: "source".into(), first: "Collection Source".into(), second: "M".into() }
+        ValidationError::DuplicateUid {
+            uid: "source".into(),
+            first: "Collection Source".into(),
+            second: "M".into()
+        }
     );
 }
 
@@ -49,7 +69,10 @@ fn duplicate_uids() {
 fn empty_uid() {
     let env = StreamEnv::new();
     env.from_iter(0..3u64).map(|x| x).uid("").discard();
-    assert!(matches!(validation_error(env), ValidationError::Empty { what: "uid", .. }));
+    assert!(matches!(
+        validation_error(env),
+        ValidationError::Empty { what: "uid", .. }
+    ));
 }
 
 #[test]
@@ -72,7 +95,10 @@ fn forward_between_different_parallelism() {
             to_parallelism: 3
         }
     );
-    assert!(e.to_string().contains("rebalance"), "the message suggests the fix: {e}");
+    assert!(
+        e.to_string().contains("rebalance"),
+        "the message suggests the fix: {e}"
+    );
 }
 
 #[test]
@@ -87,7 +113,11 @@ fn max_parallelism_smaller_than_parallelism() {
         .discard();
     assert_eq!(
         validation_error(env),
-        ValidationError::MaxParallelismTooSmall { operator: "Sum".into(), parallelism: 8, max_parallelism: 4 }
+        ValidationError::MaxParallelismTooSmall {
+            operator: "Sum".into(),
+            parallelism: 8,
+            max_parallelism: 4
+        }
     );
 }
 
@@ -95,7 +125,9 @@ fn max_parallelism_smaller_than_parallelism() {
 fn max_parallelism_out_of_range() {
     for bad in [0usize, 40_000] {
         let env = StreamEnv::new();
-        env.generate_sequence(0..10).set_max_parallelism(bad).discard();
+        env.generate_sequence(0..10)
+            .set_max_parallelism(bad)
+            .discard();
         assert!(matches!(
             validation_error(env),
             ValidationError::MaxParallelismOutOfRange { max_parallelism, .. } if max_parallelism == bad
@@ -109,13 +141,19 @@ fn non_parallel_source_with_parallelism() {
     env.from_iter(vec![1u64, 2, 3]).set_parallelism(2).discard();
     assert_eq!(
         validation_error(env),
-        ValidationError::NonParallelOperator { operator: "Collection Source".into(), parallelism: 2 }
+        ValidationError::NonParallelOperator {
+            operator: "Collection Source".into(),
+            parallelism: 2
+        }
     );
 }
 
 #[test]
 fn empty_job() {
-    assert_eq!(validation_error(StreamEnv::new()), ValidationError::EmptyJob);
+    assert_eq!(
+        validation_error(StreamEnv::new()),
+        ValidationError::EmptyJob
+    );
 }
 
 #[test]
@@ -126,11 +164,20 @@ fn properties_on_a_union_or_partitioned_stream() {
     a.union(&[b]).set_parallelism(2).discard();
     assert_eq!(
         validation_error(env),
-        ValidationError::NotAnOperator { property: "parallelism", stream: "union" }
+        ValidationError::NotAnOperator {
+            property: "parallelism",
+            stream: "union"
+        }
     );
     let env = StreamEnv::new();
     env.from_iter(0..3u64).rebalance().name("x").discard();
-    assert_eq!(validation_error(env), ValidationError::NotAnOperator { property: "name", stream: "partitioned" });
+    assert_eq!(
+        validation_error(env),
+        ValidationError::NotAnOperator {
+            property: "name",
+            stream: "partitioned"
+        }
+    );
 }
 
 #[test]
@@ -140,5 +187,8 @@ fn streams_of_two_environments() {
     let a = env.from_iter(0..3u64);
     let b = other.from_iter(0..3u64);
     a.union(&[b]).discard();
-    assert!(matches!(validation_error(env), ValidationError::ForeignStream { .. }));
+    assert!(matches!(
+        validation_error(env),
+        ValidationError::ForeignStream { .. }
+    ));
 }

@@ -74,7 +74,12 @@ impl<T: Send> UsageProbe for GateShared<T> {
 
 impl<T> GateShared<T> {
     /// A gate of `channels` channels whose receiving task wakes through `receiver`.
-    pub(crate) fn new(channels: usize, exclusive: usize, floating: usize, receiver: Signal) -> Arc<Self> {
+    pub(crate) fn new(
+        channels: usize,
+        exclusive: usize,
+        floating: usize,
+        receiver: Signal,
+    ) -> Arc<Self> {
         let state = GateState {
             channels: (0..channels)
                 .map(|_| ChannelState {
@@ -105,7 +110,10 @@ impl<T> GateShared<T> {
     /// The sending end of channel `index`, owned by the task that wakes through `sender`.
     pub(crate) fn sender(self: &Arc<Self>, index: usize, sender: Signal) -> ChannelSender<T> {
         self.state.lock().channels[index].sender = Some(sender);
-        ChannelSender { gate: self.clone(), index }
+        ChannelSender {
+            gate: self.clone(),
+            index,
+        }
     }
 
     /// Number of channels.
@@ -136,7 +144,10 @@ impl<T> ChannelSender<T> {
         pending: &mut VecDeque<Message<T>>,
         spare: &mut Option<VecDeque<T>>,
     ) -> SendOutcome {
-        let mut outcome = SendOutcome { blocked: false, sent_buffers: 0 };
+        let mut outcome = SendOutcome {
+            blocked: false,
+            sent_buffers: 0,
+        };
         if pending.is_empty() {
             return outcome;
         }
@@ -146,7 +157,10 @@ impl<T> ChannelSender<T> {
             let st = &mut *guard;
             if st.receiver_gone {
                 // The receiver failed or was cancelled: the job is going down; drop the data.
-                outcome.sent_buffers = pending.iter().filter(|m| matches!(m, Message::Records(_))).count();
+                outcome.sent_buffers = pending
+                    .iter()
+                    .filter(|m| matches!(m, Message::Records(_)))
+                    .count();
                 pending.clear();
                 return outcome;
             }
@@ -168,7 +182,9 @@ impl<T> ChannelSender<T> {
                         }
                     }
                 };
-                let Some(msg) = pending.pop_front() else { break };
+                let Some(msg) = pending.pop_front() else {
+                    break;
+                };
                 match msg {
                     Message::Records(buf) => {
                         st.queued_buffers += 1;
@@ -180,8 +196,13 @@ impl<T> ChannelSender<T> {
                         // Coalesce consecutive watermarks / status changes: only the latest counts.
                         let coalesce = matches!(
                             (ch.queue.back(), &ev),
-                            (Some((Message::Event(Event::Watermark(_)), _)), Event::Watermark(_))
-                                | (Some((Message::Event(Event::Status(_)), _)), Event::Status(_))
+                            (
+                                Some((Message::Event(Event::Watermark(_)), _)),
+                                Event::Watermark(_)
+                            ) | (
+                                Some((Message::Event(Event::Status(_)), _)),
+                                Event::Status(_)
+                            )
                         );
                         if coalesce {
                             if let Some(last) = ch.queue.back_mut() {
@@ -232,7 +253,10 @@ pub(crate) struct InputGate<T> {
 
 impl<T> InputGate<T> {
     pub(crate) fn new(shared: Arc<GateShared<T>>) -> Self {
-        InputGate { shared, notify: Vec::new() }
+        InputGate {
+            shared,
+            notify: Vec::new(),
+        }
     }
 
     /// Number of channels.
@@ -315,7 +339,10 @@ impl<T> Drop for InputGate<T> {
                 c.priority.clear();
             }
             st.free_buffers.clear();
-            st.channels.iter().filter_map(|c| c.sender.clone()).collect()
+            st.channels
+                .iter()
+                .filter_map(|c| c.sender.clone())
+                .collect()
         };
         for s in senders {
             s.notify();
@@ -345,7 +372,10 @@ mod tests {
         assert!(o.blocked);
         let mut p1: VecDeque<_> = (0..3).map(|_| records(1)).collect();
         let o = s1.send(&mut p1, &mut spare);
-        assert_eq!(o.sent_buffers, 2, "floating buffer already taken by channel 0");
+        assert_eq!(
+            o.sent_buffers, 2,
+            "floating buffer already taken by channel 0"
+        );
         assert!(o.blocked);
         assert_eq!(gate.usage().queued_buffers, 5);
         assert_eq!(gate.usage().capacity_buffers, 5);
@@ -371,7 +401,10 @@ mod tests {
         s1.send_priority(Event::EndOfInput);
         let mut rx = InputGate::new(gate.clone());
         let (ch, m) = rx.poll(None).unwrap();
-        assert_eq!((ch, matches!(m, Message::Event(Event::EndOfInput))), (1, true));
+        assert_eq!(
+            (ch, matches!(m, Message::Event(Event::EndOfInput))),
+            (1, true)
+        );
         let order: Vec<usize> = std::iter::from_fn(|| rx.poll(None).map(|(c, _)| c)).collect();
         assert_eq!(order, vec![0, 1, 0, 1, 0, 1]);
     }
@@ -388,6 +421,9 @@ mod tests {
         let mut rx = InputGate::new(gate.clone());
         let got: Vec<_> = std::iter::from_fn(|| rx.poll(None)).collect();
         assert_eq!(got.len(), 1);
-        assert!(matches!(got[0].1, Message::Event(Event::Watermark(Watermark(99)))));
+        assert!(matches!(
+            got[0].1,
+            Message::Event(Event::Watermark(Watermark(99)))
+        ));
     }
 }

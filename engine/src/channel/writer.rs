@@ -71,7 +71,11 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> Partitioner<T> for KeyGroupPartition
     #[inline]
     fn route(&mut self, record: &T, channels: usize) -> Option<usize> {
         let kg = key_group_for_hash(key_hash(&(self.key)(record)), self.max_parallelism);
-        Some(operator_index_for_key_group(self.max_parallelism, channels, kg))
+        Some(operator_index_for_key_group(
+            self.max_parallelism,
+            channels,
+            kg,
+        ))
     }
 }
 
@@ -101,7 +105,11 @@ pub(crate) struct RecordWriter<T, P> {
 }
 
 impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
-    pub(crate) fn new(senders: Vec<ChannelSender<T>>, partitioner: P, settings: WriterSettings) -> Self {
+    pub(crate) fn new(
+        senders: Vec<ChannelSender<T>>,
+        partitioner: P,
+        settings: WriterSettings,
+    ) -> Self {
         RecordWriter {
             channels: senders
                 .into_iter()
@@ -134,7 +142,8 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         }
         ch.current.push_back(record);
         env.pending_records += 1;
-        if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record {
+        if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record
+        {
             self.seal(idx, env);
             self.send(idx, env);
             // Overdraft exhausted inside one record: wait for credit right here.
@@ -178,7 +187,13 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             let left: usize = ch
                 .pending
                 .iter()
-                .map(|m| if let Message::Records(b) = m { b.len() } else { 0 })
+                .map(|m| {
+                    if let Message::Records(b) = m {
+                        b.len()
+                    } else {
+                        0
+                    }
+                })
                 .sum();
             env.pending_records -= ch.pending_records - left;
             ch.pending_records = left;
@@ -244,5 +259,4 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
         }
         Ok(())
     }
-
 }

@@ -14,7 +14,9 @@ use weir_state::{KeyGroupRange, KeyedStateBackend, KeyedTimers};
 
 use crate::data::{Data, KeySelector};
 use crate::error::{TaskError, UserError};
-use crate::operator::{Context, KeyedContext, KeyedOpenContext, KeyedOperator, Operator, OperatorInfo, Sink};
+use crate::operator::{
+    Context, KeyedContext, KeyedOpenContext, KeyedOperator, Operator, OperatorInfo, Sink,
+};
 use crate::task::env::TaskEnv;
 use crate::time::{StreamStatus, TimeDomain, Timer, Watermark};
 
@@ -85,8 +87,20 @@ pub(crate) struct OperatorLink<O: Operator> {
 }
 
 impl<O: Operator> OperatorLink<O> {
-    pub(crate) fn new(op: O, next: Box<dyn Input<O::Out>>, index: usize, info: OperatorInfo) -> Self {
-        OperatorLink { op, next, index, info, timers: BTreeSet::new(), watermark: Watermark::MIN }
+    pub(crate) fn new(
+        op: O,
+        next: Box<dyn Input<O::Out>>,
+        index: usize,
+        info: OperatorInfo,
+    ) -> Self {
+        OperatorLink {
+            op,
+            next,
+            index,
+            info,
+            timers: BTreeSet::new(),
+            watermark: Watermark::MIN,
+        }
     }
 }
 
@@ -106,11 +120,21 @@ macro_rules! ctx {
 impl<O: Operator> Input<O::In> for OperatorLink<O> {
     #[inline]
     fn element(&mut self, record: O::In, env: &mut TaskEnv) -> Result<(), TaskError> {
-        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.process_element(record, &mut ctx))
+        as_operator!(
+            env,
+            self.index,
+            ctx = ctx!(self, env),
+            self.op.process_element(record, &mut ctx)
+        )
     }
     fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.watermark = wm;
-        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.process_watermark(wm, &mut ctx))
+        as_operator!(
+            env,
+            self.index,
+            ctx = ctx!(self, env),
+            self.op.process_watermark(wm, &mut ctx)
+        )
     }
     fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.status(status, env)
@@ -121,18 +145,36 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
                 break;
             }
             self.timers.remove(&ts);
-            let timer = Timer { timestamp: ts, domain: TimeDomain::ProcessingTime };
-            as_operator!(env, self.index, ctx = ctx!(self, env), self.op.on_timer(timer, &mut ctx))?;
+            let timer = Timer {
+                timestamp: ts,
+                domain: TimeDomain::ProcessingTime,
+            };
+            as_operator!(
+                env,
+                self.index,
+                ctx = ctx!(self, env),
+                self.op.on_timer(timer, &mut ctx)
+            )?;
         }
         let rest = self.next.processing_time(now, env)?;
         Ok(min_opt(self.timers.first().copied(), rest))
     }
     fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.open(env)?;
-        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.open(&mut ctx))
+        as_operator!(
+            env,
+            self.index,
+            ctx = ctx!(self, env),
+            self.op.open(&mut ctx)
+        )
     }
     fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        as_operator!(env, self.index, ctx = ctx!(self, env), self.op.finish(&mut ctx))?;
+        as_operator!(
+            env,
+            self.index,
+            ctx = ctx!(self, env),
+            self.op.finish(&mut ctx)
+        )?;
         self.next.end_of_input(env)
     }
     fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
@@ -162,8 +204,15 @@ pub(crate) struct KeyedLink<O: KeyedOperator, F> {
 }
 
 impl<O: KeyedOperator, F> KeyedLink<O, F> {
-    pub(crate) fn new(op: O, key_fn: F, next: Box<dyn Input<O::Out>>, index: usize, info: OperatorInfo) -> Self {
-        let range = KeyGroupRange::for_operator(info.max_parallelism, info.parallelism, info.subtask);
+    pub(crate) fn new(
+        op: O,
+        key_fn: F,
+        next: Box<dyn Input<O::Out>>,
+        index: usize,
+        info: OperatorInfo,
+    ) -> Self {
+        let range =
+            KeyGroupRange::for_operator(info.max_parallelism, info.parallelism, info.subtask);
         KeyedLink {
             op,
             next,
@@ -201,13 +250,26 @@ where
     #[inline]
     fn element(&mut self, record: O::In, env: &mut TaskEnv) -> Result<(), TaskError> {
         let key = (self.key_fn)(&record);
-        as_operator!(env, self.index, ctx = kctx!(self, env, &key), self.op.process_element(record, &mut ctx))
+        as_operator!(
+            env,
+            self.index,
+            ctx = kctx!(self, env, &key),
+            self.op.process_element(record, &mut ctx)
+        )
     }
     fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.watermark = wm;
         while let Some((key, ts)) = self.timers.pop_event_time(wm.0) {
-            let timer = Timer { timestamp: ts, domain: TimeDomain::EventTime };
-            as_operator!(env, self.index, ctx = kctx!(self, env, &key), self.op.on_timer(timer, &mut ctx))?;
+            let timer = Timer {
+                timestamp: ts,
+                domain: TimeDomain::EventTime,
+            };
+            as_operator!(
+                env,
+                self.index,
+                ctx = kctx!(self, env, &key),
+                self.op.on_timer(timer, &mut ctx)
+            )?;
         }
         self.next.watermark(wm, env)
     }
@@ -216,8 +278,16 @@ where
     }
     fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
         while let Some((key, ts)) = self.timers.pop_processing_time(now) {
-            let timer = Timer { timestamp: ts, domain: TimeDomain::ProcessingTime };
-            as_operator!(env, self.index, ctx = kctx!(self, env, &key), self.op.on_timer(timer, &mut ctx))?;
+            let timer = Timer {
+                timestamp: ts,
+                domain: TimeDomain::ProcessingTime,
+            };
+            as_operator!(
+                env,
+                self.index,
+                ctx = kctx!(self, env, &key),
+                self.op.on_timer(timer, &mut ctx)
+            )?;
         }
         let rest = self.next.processing_time(now, env)?;
         Ok(min_opt(self.timers.next_processing_time(), rest))
@@ -226,7 +296,10 @@ where
         self.next.open(env)?;
         let prev = env.current_operator;
         env.current_operator = self.index;
-        let mut ctx = KeyedOpenContext { state: &mut self.state, info: &self.info };
+        let mut ctx = KeyedOpenContext {
+            state: &mut self.state,
+            info: &self.info,
+        };
         let r = self.op.open(&mut ctx);
         env.current_operator = prev;
         r.map_err(|e| TaskError::user(self.index, e))
@@ -268,7 +341,11 @@ pub(crate) struct SinkLink<S> {
 }
 
 impl<S: Sink> SinkLink<S> {
-    fn call(&mut self, env: &mut TaskEnv, f: impl FnOnce(&mut S) -> Result<(), UserError>) -> Result<(), TaskError> {
+    fn call(
+        &mut self,
+        env: &mut TaskEnv,
+        f: impl FnOnce(&mut S) -> Result<(), UserError>,
+    ) -> Result<(), TaskError> {
         let prev = env.current_operator;
         env.current_operator = self.index;
         let r = f(&mut self.sink);
@@ -307,7 +384,10 @@ pub(crate) struct FanOut<T> {
 
 impl<T: Data> Input<T> for FanOut<T> {
     fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
-        let (last, rest) = self.outs.split_last_mut().expect("a fan-out has at least two outputs");
+        let (last, rest) = self
+            .outs
+            .split_last_mut()
+            .expect("a fan-out has at least two outputs");
         for o in rest {
             o.element(record.clone(), env)?;
         }

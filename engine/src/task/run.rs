@@ -50,7 +50,14 @@ fn instant_of(ts_ms: i64) -> Instant {
 
 impl<'a> Scheduler<'a> {
     fn new(rt: &'a TaskRuntime) -> Self {
-        Scheduler { rt, scheduled: None, flush_at: None, operator_timer_at: None, wake_at: None, records_in: 0 }
+        Scheduler {
+            rt,
+            scheduled: None,
+            flush_at: None,
+            operator_timer_at: None,
+            wake_at: None,
+            records_in: 0,
+        }
     }
 
     /// Serves mails and requests raised by the chain; returns `Cancelled` when asked to stop.
@@ -108,7 +115,10 @@ impl<'a> Scheduler<'a> {
 
     fn reschedule(&mut self) {
         let mut next = self.flush_at;
-        for t in [self.wake_at, self.operator_timer_at.map(instant_of)].into_iter().flatten() {
+        for t in [self.wake_at, self.operator_timer_at.map(instant_of)]
+            .into_iter()
+            .flatten()
+        {
             if next.is_none_or(|n| t < n) {
                 next = Some(t);
             }
@@ -152,7 +162,11 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Handles missing credit: returns true if the task must wait.
-    fn blocked<T>(&mut self, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<bool, TaskError> {
+    fn blocked<T>(
+        &mut self,
+        chain: &mut dyn Input<T>,
+        env: &mut TaskEnv,
+    ) -> Result<bool, TaskError> {
         if env.blocked_channels == 0 {
             return Ok(false);
         }
@@ -174,7 +188,11 @@ pub(crate) struct SourceTask<S: Source> {
 
 impl<S: Source> TaskBody for SourceTask<S> {
     fn run(self: Box<Self>, env: &mut TaskEnv, rt: &TaskRuntime) -> Result<(), TaskError> {
-        let SourceTask { mut source, info, mut chain } = *self;
+        let SourceTask {
+            mut source,
+            info,
+            mut chain,
+        } = *self;
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
         chain.open(env)?;
@@ -191,7 +209,13 @@ impl<S: Source> TaskBody for SourceTask<S> {
                 sched.wait(env, Waiting::Input);
                 continue;
             }
-            let mut ctx = SourceContext { out: &mut *chain, env: &mut *env, info: &info, error: None, emitted: 0 };
+            let mut ctx = SourceContext {
+                out: &mut *chain,
+                env: &mut *env,
+                info: &info,
+                error: None,
+                emitted: 0,
+            };
             let status = source.poll_next(&mut ctx);
             if let Some(e) = ctx.error.take() {
                 return Err(e);
@@ -221,7 +245,11 @@ pub(crate) struct InputTask<T> {
     pub chain: Box<dyn Input<T>>,
 }
 
-fn apply<T>(out: ValveOutput, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
+fn apply<T>(
+    out: ValveOutput,
+    chain: &mut dyn Input<T>,
+    env: &mut TaskEnv,
+) -> Result<(), TaskError> {
     if let Some(wm) = out.watermark {
         chain.watermark(wm, env)?;
     }
@@ -233,7 +261,10 @@ fn apply<T>(out: ValveOutput, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Re
 
 impl<T: Data> TaskBody for InputTask<T> {
     fn run(self: Box<Self>, env: &mut TaskEnv, rt: &TaskRuntime) -> Result<(), TaskError> {
-        let InputTask { mut gate, mut chain } = *self;
+        let InputTask {
+            mut gate,
+            mut chain,
+        } = *self;
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
         chain.open(env)?;
@@ -282,7 +313,8 @@ impl<T: Data> TaskBody for InputTask<T> {
         }
         chain.end_of_input(env)?;
         sched.drain(chain, env)?;
-        env.metrics.publish(sched.records_in, env.records_out, 0, 0, 0);
+        env.metrics
+            .publish(sched.records_in, env.records_out, 0, 0, 0);
         chain.close(env)
     }
 }

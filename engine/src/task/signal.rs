@@ -24,7 +24,10 @@ pub(crate) struct Signal(Arc<Inner>);
 
 impl Signal {
     pub(crate) fn new() -> Self {
-        Signal(Arc::new(Inner { notified: AtomicBool::new(false), thread: OnceLock::new() }))
+        Signal(Arc::new(Inner {
+            notified: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }))
     }
 
     /// Binds the signal to the calling thread (the task's thread), once.

@@ -30,7 +30,10 @@ pub(crate) struct TimerService {
 impl TimerService {
     pub(crate) fn new(mailboxes: Vec<Arc<Mailbox>>) -> Arc<Self> {
         Arc::new(TimerService {
-            state: Mutex::new(State { heap: BinaryHeap::new(), shutdown: false }),
+            state: Mutex::new(State {
+                heap: BinaryHeap::new(),
+                shutdown: false,
+            }),
             cv: Condvar::new(),
             mailboxes,
         })

@@ -41,11 +41,17 @@ impl<T> WatermarkStrategy<T> {
         max: Duration,
         timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static,
     ) -> Self {
-        WatermarkStrategy { timestamp: Arc::new(timestamp), out_of_orderness: max, idleness: None }
+        WatermarkStrategy {
+            timestamp: Arc::new(timestamp),
+            out_of_orderness: max,
+            idleness: None,
+        }
     }
 
     /// Timestamps never decrease.
-    pub fn for_monotonous_timestamps(timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Self {
+    pub fn for_monotonous_timestamps(
+        timestamp: impl Fn(&T) -> i64 + Send + Sync + 'static,
+    ) -> Self {
         Self::for_bounded_out_of_orderness(Duration::ZERO, timestamp)
     }
 
@@ -121,7 +127,11 @@ impl<T: Data> Operator for TimestampsAndWatermarks<T> {
         Ok(())
     }
 
-    fn process_watermark(&mut self, watermark: Watermark, ctx: &mut Context<'_, T>) -> Result<(), UserError> {
+    fn process_watermark(
+        &mut self,
+        watermark: Watermark,
+        ctx: &mut Context<'_, T>,
+    ) -> Result<(), UserError> {
         if watermark == Watermark::MAX {
             ctx.emit_watermark(watermark);
         }

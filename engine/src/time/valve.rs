@@ -39,7 +39,14 @@ impl WatermarkValve {
     /// A valve over `n` channels, all active, none with a watermark yet.
     pub fn new(n: usize) -> Self {
         WatermarkValve {
-            channels: vec![Channel { watermark: i64::MIN, idle: false, aligned: true }; n],
+            channels: vec![
+                Channel {
+                    watermark: i64::MIN,
+                    idle: false,
+                    aligned: true
+                };
+                n
+            ],
             last_output: i64::MIN,
             idle: false,
         }
@@ -81,7 +88,12 @@ impl WatermarkValve {
             self.channels[channel].aligned = false;
             if self.channels.iter().all(|c| c.idle) {
                 // Every input idle: flush the largest watermark seen, then become idle.
-                let max = self.channels.iter().map(|c| c.watermark).max().unwrap_or(i64::MIN);
+                let max = self
+                    .channels
+                    .iter()
+                    .map(|c| c.watermark)
+                    .max()
+                    .unwrap_or(i64::MIN);
                 if max > self.last_output {
                     self.last_output = max;
                     out.watermark = Some(Watermark(max));
@@ -140,7 +152,11 @@ mod tests {
         assert_eq!(wm(&v.input_watermark(0, Watermark(10))), None);
         assert_eq!(wm(&v.input_watermark(1, Watermark(5))), Some(5));
         assert_eq!(wm(&v.input_watermark(1, Watermark(20))), Some(10));
-        assert_eq!(wm(&v.input_watermark(0, Watermark(7))), None, "never backwards");
+        assert_eq!(
+            wm(&v.input_watermark(0, Watermark(7))),
+            None,
+            "never backwards"
+        );
         assert_eq!(wm(&v.input_watermark(0, Watermark(30))), Some(20));
     }
 
