@@ -56,11 +56,7 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F>
         settings: WriterSettings,
         max_parallelism: usize,
     ) -> Box<dyn Input<T>> {
-        let p = KeyGroupPartitioner {
-            key: self.key_fn.clone(),
-            max_parallelism,
-            _t: PhantomData,
-        };
+        let p = KeyGroupPartitioner::new(self.key_fn.clone(), max_parallelism, senders.len());
         Box::new(RecordWriter::new(senders, p, settings))
     }
 }

@@ -160,7 +160,7 @@ pub struct TaskMetrics {
     pub output_blocked_channels: usize,
     /// Full buffers waiting for credit.
     pub output_pending_buffers: usize,
-    /// Records in output buffers not yet sent (partial and pending).
+    /// Records in full output buffers waiting for credit.
     pub output_pending_records: usize,
 }
 

@@ -21,10 +21,8 @@ use crate::{KeyGroupRange, Result, StateError};
 pub trait StateKey: Hash + Eq + Clone + Send + 'static {}
 impl<T: Hash + Eq + Clone + Send + 'static> StateKey for T {}
 
-trait StateTable<K>: Send {
-    fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn keys(&self) -> usize;
+trait StateTable<K> {
+    fn keys(table: &dyn Any) -> usize;
 }
 
 struct ValueTable<K, V>(FxHashMap<K, V>);
@@ -34,9 +32,9 @@ struct MapTable<K, UK, UV>(FxHashMap<K, FxHashMap<UK, UV>>);
 macro_rules! table_impl {
     ($t:ident < $($p:ident),* >) => {
         impl<K: StateKey, $($p: Send + 'static),*> StateTable<K> for $t<K, $($p),*> {
-            fn as_any(&self) -> &dyn Any { self }
-            fn as_any_mut(&mut self) -> &mut dyn Any { self }
-            fn keys(&self) -> usize { self.0.len() }
+            fn keys(table: &dyn Any) -> usize {
+                table.downcast_ref::<Self>().map_or(0, |t| t.0.len())
+            }
         }
     };
 }
@@ -44,9 +42,12 @@ table_impl!(ValueTable<V>);
 table_impl!(ListTable<V>);
 table_impl!(MapTable<UK, UV>);
 
-struct Registered<K> {
+/// A registered state: its table is a `dyn Any` so that an access costs one type check, and
+/// `keys` knows the concrete type for introspection.
+struct Registered {
     name: String,
-    table: Box<dyn StateTable<K>>,
+    table: Box<dyn Any + Send>,
+    keys: fn(&dyn Any) -> usize,
 }
 
 /// A handle to a value state: one optional `V` per key.
@@ -81,7 +82,8 @@ handle_copy!(MapStateHandle<UK, UV>);
 pub struct KeyedStateBackend<K> {
     key_groups: KeyGroupRange,
     max_parallelism: usize,
-    states: Vec<Registered<K>>,
+    states: Vec<Registered>,
+    _k: PhantomData<fn() -> K>,
 }
 
 impl<K: StateKey> KeyedStateBackend<K> {
@@ -91,6 +93,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
             key_groups,
             max_parallelism,
             states: Vec::new(),
+            _k: PhantomData,
         }
     }
 
@@ -104,13 +107,13 @@ impl<K: StateKey> KeyedStateBackend<K> {
         self.max_parallelism
     }
 
-    fn register<T: StateTable<K> + 'static>(
+    fn register<T: StateTable<K> + Send + 'static>(
         &mut self,
         name: &str,
         make: impl FnOnce() -> T,
     ) -> Result<usize> {
         if let Some(i) = self.states.iter().position(|s| s.name == name) {
-            if self.states[i].table.as_any().is::<T>() {
+            if self.states[i].table.is::<T>() {
                 return Ok(i);
             }
             return Err(StateError::StateTypeMismatch {
@@ -120,6 +123,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         self.states.push(Registered {
             name: name.to_string(),
             table: Box::new(make()),
+            keys: <T as StateTable<K>>::keys,
         });
         Ok(self.states.len() - 1)
     }
@@ -156,12 +160,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
 
     /// Number of keys that have an entry in any state.
     pub fn keys_with_state(&self) -> usize {
-        self.states.iter().map(|s| s.table.keys()).sum()
+        self.states.iter().map(|s| (s.keys)(&*s.table)).sum()
     }
 
     fn table<T: 'static>(&self, index: usize) -> &T {
         let s = &self.states[index];
-        match s.table.as_any().downcast_ref::<T>() {
+        match s.table.downcast_ref::<T>() {
             Some(t) => t,
             None => panic!(
                 "state handle for '{}' used with a different backend",
@@ -172,7 +176,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
 
     fn table_mut<T: 'static>(&mut self, index: usize) -> &mut T {
         let s = &mut self.states[index];
-        match s.table.as_any_mut().downcast_mut::<T>() {
+        match s.table.downcast_mut::<T>() {
             Some(t) => t,
             None => panic!(
                 "state handle for '{}' used with a different backend",

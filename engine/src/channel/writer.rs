@@ -62,20 +62,42 @@ impl<T> Partitioner<T> for BroadcastPartitioner {
 }
 
 /// Records go to the subtask owning their key's key group.
+///
+/// The key group → channel mapping is a table built once, and the key group is a mask when the
+/// max parallelism is a power of two (the default, 128): no division per record.
 pub(crate) struct KeyGroupPartitioner<T, K, F> {
-    pub key: F,
-    pub max_parallelism: usize,
-    pub _t: PhantomData<fn(&T) -> K>,
+    key: F,
+    max_parallelism: u64,
+    mask: Option<u64>,
+    channel_of_group: Vec<u32>,
+    _t: PhantomData<fn(&T) -> K>,
 }
+
+impl<T, K, F> KeyGroupPartitioner<T, K, F> {
+    pub(crate) fn new(key: F, max_parallelism: usize, channels: usize) -> Self {
+        KeyGroupPartitioner {
+            key,
+            max_parallelism: max_parallelism as u64,
+            mask: max_parallelism
+                .is_power_of_two()
+                .then(|| max_parallelism as u64 - 1),
+            channel_of_group: (0..max_parallelism)
+                .map(|g| operator_index_for_key_group(max_parallelism, channels, g) as u32)
+                .collect(),
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T: Data, K: Key, F: KeySelector<T, K>> Partitioner<T> for KeyGroupPartitioner<T, K, F> {
     #[inline]
-    fn route(&mut self, record: &T, channels: usize) -> Option<usize> {
-        let kg = key_group_for_hash(key_hash(&(self.key)(record)), self.max_parallelism);
-        Some(operator_index_for_key_group(
-            self.max_parallelism,
-            channels,
-            kg,
-        ))
+    fn route(&mut self, record: &T, _channels: usize) -> Option<usize> {
+        let h = key_hash(&(self.key)(record));
+        let group = match self.mask {
+            Some(m) => h & m,
+            None => key_group_for_hash(h, self.max_parallelism as usize) as u64,
+        };
+        Some(self.channel_of_group[group as usize] as usize)
     }
 }
 
@@ -141,7 +163,6 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             env.request_flush();
         }
         ch.current.push_back(record);
-        env.pending_records += 1;
         if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record
         {
             self.seal(idx, env);
@@ -164,6 +185,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         let next = ch.spare.take().unwrap_or_default();
         let full = std::mem::replace(&mut ch.current, next);
         ch.pending_records += full.len();
+        env.pending_records += full.len();
         ch.pending.push_back(Message::Records(full));
         ch.pending_buffers += 1;
         env.pending_buffers += 1;

@@ -20,7 +20,7 @@ pub(crate) struct TaskEnv {
     pub blocked_channels: usize,
     /// Buffers waiting for credit, over all output channels.
     pub pending_buffers: usize,
-    /// Records waiting in output buffers (partial or pending).
+    /// Records in full output buffers waiting for credit.
     pub pending_records: usize,
     /// Records emitted to output channels.
     pub records_out: u64,

@@ -182,9 +182,11 @@ mod tests {
     #[test]
     fn all_idle_emits_max_and_idle() {
         let mut v = WatermarkValve::new(2);
-        v.input_watermark(0, Watermark(3));
-        v.input_watermark(1, Watermark(9));
-        v.input_status(0, StreamStatus::Idle);
+        v.input_watermark(0, Watermark(9));
+        assert_eq!(wm(&v.input_watermark(1, Watermark(3))), Some(3));
+        // Channel 0 goes idle: channel 1 alone holds the minimum.
+        assert_eq!(v.input_status(0, StreamStatus::Idle), ValveOutput::default());
+        // Both idle: the largest watermark seen is flushed and the task becomes idle.
         let o = v.input_status(1, StreamStatus::Idle);
         assert_eq!(wm(&o), Some(9));
         assert_eq!(o.status, Some(StreamStatus::Idle));
