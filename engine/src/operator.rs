@@ -146,11 +146,13 @@ pub trait Operator: Send + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
-    /// Called once at the end of input: emit what is still buffered.
+    /// Called once at the end of input: emit what is still buffered. Processing-time timers
+    /// still pending are dropped (as in Flink): `on_timer` is never called after `finish`.
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }
-    /// Called last, also when the job fails or is cancelled: release resources.
+    /// Called last, also when the job fails or is cancelled: release resources. (After a panic
+    /// it is not called; the operator is dropped.)
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
@@ -329,7 +331,8 @@ pub trait KeyedOperator: Send + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
-    /// Called once at the end of input (after the final watermark fired every event-time timer).
+    /// Called once at the end of input (after the final watermark fired every event-time
+    /// timer). Pending processing-time timers are dropped and never fire after this.
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }

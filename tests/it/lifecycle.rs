@@ -214,3 +214,143 @@ fn dropping_a_handle_stops_the_job() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("drop must cancel and join the job");
 }
+
+/// Emits a marker (`u64::MAX`) on every processing-time timer, every millisecond.
+struct Marker {
+    emitted: Arc<AtomicU64>,
+    finished: bool,
+}
+
+impl Operator for Marker {
+    type In = u64;
+    type Out = u64;
+    fn open(&mut self, ctx: &mut Context<'_, u64>) -> Result<(), UserError> {
+        let at = ctx.current_processing_time() + 1;
+        ctx.register_processing_time_timer(at);
+        Ok(())
+    }
+    fn process_element(
+        &mut self,
+        element: u64,
+        ctx: &mut Context<'_, u64>,
+    ) -> Result<(), UserError> {
+        ctx.emit(element);
+        Ok(())
+    }
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_, u64>) -> Result<(), UserError> {
+        if self.finished {
+            return Err("on_timer called after finish".into());
+        }
+        ctx.emit(u64::MAX);
+        self.emitted.fetch_add(1, Ordering::Relaxed);
+        ctx.register_processing_time_timer(timer.timestamp + 1);
+        Ok(())
+    }
+    fn finish(&mut self, _ctx: &mut Context<'_, u64>) -> Result<(), UserError> {
+        self.finished = true;
+        Ok(())
+    }
+}
+
+struct MarkerCounter {
+    received: Arc<AtomicU64>,
+}
+
+impl Sink for MarkerCounter {
+    type In = u64;
+    fn write(&mut self, record: u64) -> Result<(), UserError> {
+        if record == u64::MAX {
+            self.received.fetch_add(1, Ordering::Relaxed);
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+}
+
+/// Timers stop at the end of input: nothing a timer emits is ever queued behind the end of
+/// input (where it would be lost) and `on_timer` never follows `finish`, even while the task
+/// waits for credit to drain its last buffers.
+#[test]
+fn no_timer_fires_after_the_end_of_input() {
+    for _ in 0..3 {
+        let env = StreamEnv::new();
+        env.configure(|c| {
+            c.max_records_per_buffer = 8;
+            c.buffers_per_channel = 1;
+            c.floating_buffers_per_gate = 0;
+        });
+        let (emitted, received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (e, r) = (emitted.clone(), received.clone());
+        env.generate(Generator::new(|i| i).bounded(300))
+            .transform("Marker", move |_| Marker {
+                emitted: e.clone(),
+                finished: false,
+            })
+            .rebalance()
+            .sink("Counter", move |_| MarkerCounter {
+                received: r.clone(),
+            });
+        join_within(env.start().unwrap(), Duration::from_secs(30)).unwrap();
+        assert!(
+            emitted.load(Ordering::Relaxed) > 0,
+            "timers fired while records flowed"
+        );
+        assert_eq!(
+            emitted.load(Ordering::Relaxed),
+            received.load(Ordering::Relaxed),
+            "a marker was lost"
+        );
+    }
+}
+
+struct ClosingOperator {
+    closed: Arc<AtomicU64>,
+}
+
+impl Operator for ClosingOperator {
+    type In = u64;
+    type Out = u64;
+    fn process_element(
+        &mut self,
+        element: u64,
+        ctx: &mut Context<'_, u64>,
+    ) -> Result<(), UserError> {
+        if element == 1_000 {
+            return Err("stop".into());
+        }
+        ctx.emit(element);
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), UserError> {
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `close` runs after a failure (in the failing task and in the cancelled ones) and after a
+/// cancellation.
+#[test]
+fn close_runs_after_failure_and_cancellation() {
+    let closed = Arc::new(AtomicU64::new(0));
+    let c = closed.clone();
+    let env = StreamEnv::new();
+    env.set_parallelism(2);
+    env.generate(Generator::new(|i| i))
+        .transform("Closing", move |_| ClosingOperator { closed: c.clone() })
+        .discard();
+    assert!(join_within(env.start().unwrap(), Duration::from_secs(20)).is_err());
+    assert_eq!(closed.load(Ordering::Relaxed), 2, "both subtasks closed");
+
+    let closed = Arc::new(AtomicU64::new(0));
+    let c = closed.clone();
+    let env = StreamEnv::new();
+    env.generate(Generator::new(|i| i + 2_000))
+        .transform("Closing", move |_| ClosingOperator { closed: c.clone() })
+        .discard();
+    let handle = env.start().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    assert_eq!(closed.load(Ordering::Relaxed), 1);
+}

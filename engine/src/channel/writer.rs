@@ -191,11 +191,29 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         env.pending_buffers += 1;
     }
 
-    /// Queues an event on channel `idx` behind its data.
-    fn push_event(&mut self, idx: usize, event: Event, env: &mut TaskEnv) {
+    /// Queues an event on channel `idx` behind its data. A watermark or status directly behind
+    /// another of its kind replaces it (only the latest counts), so events waiting for credit
+    /// stay bounded; sealing the partial buffer obeys the overdraft limit like records do.
+    fn push_event(&mut self, idx: usize, event: Event, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.seal(idx, env);
-        self.channels[idx].pending.push_back(Message::Event(event));
+        let ch = &mut self.channels[idx];
+        let replaces = matches!(
+            (ch.pending.back(), &event),
+            (
+                Some(Message::Event(Event::Watermark(_))),
+                Event::Watermark(_)
+            ) | (Some(Message::Event(Event::Status(_))), Event::Status(_))
+        );
+        if replaces {
+            ch.pending.pop_back();
+        }
+        ch.pending.push_back(Message::Event(event));
         self.send(idx, env);
+        while self.channels[idx].pending_buffers > self.settings.max_overdraft {
+            env.wait_for_credit()?;
+            self.send(idx, env);
+        }
+        Ok(())
     }
 
     /// Sends what credit allows on channel `idx`, keeping `env`'s counters right.
@@ -234,10 +252,11 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         }
     }
 
-    fn broadcast_event(&mut self, event: Event, env: &mut TaskEnv) {
+    fn broadcast_event(&mut self, event: Event, env: &mut TaskEnv) -> Result<(), TaskError> {
         for idx in 0..self.channels.len() {
-            self.push_event(idx, event.clone(), env);
+            self.push_event(idx, event.clone(), env)?;
         }
+        Ok(())
     }
 }
 
@@ -258,18 +277,15 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
     }
 
     fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::Watermark(wm), env);
-        Ok(())
+        self.broadcast_event(Event::Watermark(wm), env)
     }
 
     fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::Status(status), env);
-        Ok(())
+        self.broadcast_event(Event::Status(status), env)
     }
 
     fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::EndOfInput, env);
-        Ok(())
+        self.broadcast_event(Event::EndOfInput, env)
     }
 
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {

@@ -128,6 +128,10 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
         )
     }
     fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        // Watermarks only advance: an operator never sees (nor forwards) a smaller one.
+        if wm <= self.watermark {
+            return Ok(());
+        }
         self.watermark = wm;
         as_operator!(
             env,
@@ -258,6 +262,9 @@ where
         )
     }
     fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
         self.watermark = wm;
         while let Some((key, ts)) = self.timers.pop_event_time(wm.0) {
             let timer = Timer {

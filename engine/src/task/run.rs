@@ -41,11 +41,14 @@ struct Scheduler<'a> {
     operator_timer_at: Option<i64>,
     wake_at: Option<Instant>,
     records_in: u64,
+    /// End of input began: operator timers no longer fire (as in Flink, pending
+    /// processing-time timers are dropped at the end of input).
+    ended: bool,
 }
 
-fn instant_of(ts_ms: i64) -> Instant {
+fn instant_of(ts_ms: i64) -> Option<Instant> {
     let delta = ts_ms.saturating_sub(now_ms());
-    Instant::now() + Duration::from_millis(delta.max(0) as u64)
+    Instant::now().checked_add(Duration::from_millis(delta.max(0) as u64))
 }
 
 impl<'a> Scheduler<'a> {
@@ -57,6 +60,7 @@ impl<'a> Scheduler<'a> {
             operator_timer_at: None,
             wake_at: None,
             records_in: 0,
+            ended: false,
         }
     }
 
@@ -81,12 +85,13 @@ impl<'a> Scheduler<'a> {
             if self.rt.buffer_timeout.is_zero() {
                 chain.flush(true, env)?;
             } else {
-                env.flush_scheduled = true;
-                self.flush_at = Some(Instant::now() + self.rt.buffer_timeout);
+                // A timeout too large to represent means "never flush by time".
+                self.flush_at = Instant::now().checked_add(self.rt.buffer_timeout);
+                env.flush_scheduled = self.flush_at.is_some();
             }
         }
         if let Some(ts) = env.timer_request.take() {
-            if self.operator_timer_at.is_none_or(|t| ts < t) {
+            if !self.ended && self.operator_timer_at.is_none_or(|t| ts < t) {
                 self.operator_timer_at = Some(ts);
             }
         }
@@ -107,7 +112,7 @@ impl<'a> Scheduler<'a> {
             self.wake_at = None;
         }
         let now_ms = now_ms();
-        if self.operator_timer_at.is_some_and(|t| t <= now_ms) {
+        if !self.ended && self.operator_timer_at.is_some_and(|t| t <= now_ms) {
             self.operator_timer_at = chain.processing_time(now_ms, env)?;
         }
         Ok(())
@@ -115,7 +120,7 @@ impl<'a> Scheduler<'a> {
 
     fn reschedule(&mut self) {
         let mut next = self.flush_at;
-        for t in [self.wake_at, self.operator_timer_at.map(instant_of)]
+        for t in [self.wake_at, self.operator_timer_at.and_then(instant_of)]
             .into_iter()
             .flatten()
         {
@@ -145,6 +150,12 @@ impl<'a> Scheduler<'a> {
             Waiting::Input => env.metrics.add_idle(start.elapsed()),
             Waiting::Credit => env.metrics.add_backpressured(start.elapsed()),
         }
+    }
+
+    /// Stops operator timers: called when the end of input begins.
+    fn end(&mut self) {
+        self.ended = true;
+        self.operator_timer_at = None;
     }
 
     /// Sends everything still buffered, serving mails while credit is missing.
@@ -186,18 +197,17 @@ pub(crate) struct SourceTask<S: Source> {
     pub chain: Box<dyn Input<S::Out>>,
 }
 
-impl<S: Source> TaskBody for SourceTask<S> {
-    fn run(self: Box<Self>, env: &mut TaskEnv, rt: &TaskRuntime) -> Result<(), TaskError> {
-        let SourceTask {
-            mut source,
-            info,
-            mut chain,
-        } = *self;
-        let chain = &mut *chain;
-        let mut sched = Scheduler::new(rt);
+impl<S: Source> SourceTask<S> {
+    fn run_loop(
+        source: &mut S,
+        info: &OperatorInfo,
+        chain: &mut dyn Input<S::Out>,
+        env: &mut TaskEnv,
+        sched: &mut Scheduler<'_>,
+    ) -> Result<(), TaskError> {
         chain.open(env)?;
         env.current_operator = 0;
-        source.open(&info).map_err(|e| TaskError::user(0, e))?;
+        source.open(info).map_err(|e| TaskError::user(0, e))?;
         loop {
             if env.attention || env.mailbox.has_mail() {
                 sched.service(chain, env)?;
@@ -212,7 +222,7 @@ impl<S: Source> TaskBody for SourceTask<S> {
             let mut ctx = SourceContext {
                 out: &mut *chain,
                 env: &mut *env,
-                info: &info,
+                info,
                 error: None,
                 emitted: 0,
             };
@@ -223,19 +233,38 @@ impl<S: Source> TaskBody for SourceTask<S> {
             match status.map_err(|e| TaskError::user(0, e))? {
                 SourceStatus::MoreAvailable => {}
                 SourceStatus::Pending(after) => {
-                    sched.wake_at = Some(Instant::now() + after);
+                    // A deadline too far to represent: poll again in a second.
+                    sched.wake_at = Instant::now()
+                        .checked_add(after)
+                        .or_else(|| Instant::now().checked_add(Duration::from_secs(1)));
                     env.attention = true;
                 }
                 SourceStatus::Finished => break,
             }
         }
+        sched.end();
         chain.watermark(Watermark::MAX, env)?;
         chain.end_of_input(env)?;
-        sched.drain(chain, env)?;
+        sched.drain(chain, env)
+    }
+}
+
+impl<S: Source> TaskBody for SourceTask<S> {
+    fn run(self: Box<Self>, env: &mut TaskEnv, rt: &TaskRuntime) -> Result<(), TaskError> {
+        let SourceTask {
+            mut source,
+            info,
+            mut chain,
+        } = *self;
+        let chain = &mut *chain;
+        let mut sched = Scheduler::new(rt);
+        let result = Self::run_loop(&mut source, &info, chain, env, &mut sched);
         env.metrics.publish(0, env.records_out, 0, 0, 0);
+        // Close everything, also after a failure or cancellation; the first error wins.
         env.current_operator = 0;
-        source.close().map_err(|e| TaskError::user(0, e))?;
-        chain.close(env)
+        let closed_source = source.close().map_err(|e| TaskError::user(0, e));
+        let closed_chain = chain.close(env);
+        result.and(closed_source).and(closed_chain)
     }
 }
 
@@ -259,14 +288,13 @@ fn apply<T>(
     Ok(())
 }
 
-impl<T: Data> TaskBody for InputTask<T> {
-    fn run(self: Box<Self>, env: &mut TaskEnv, rt: &TaskRuntime) -> Result<(), TaskError> {
-        let InputTask {
-            mut gate,
-            mut chain,
-        } = *self;
-        let chain = &mut *chain;
-        let mut sched = Scheduler::new(rt);
+impl<T: Data> InputTask<T> {
+    fn run_loop(
+        gate: &mut InputGate<T>,
+        chain: &mut dyn Input<T>,
+        env: &mut TaskEnv,
+        sched: &mut Scheduler<'_>,
+    ) -> Result<(), TaskError> {
         chain.open(env)?;
         let channels = gate.channels();
         let mut valve = WatermarkValve::new(channels);
@@ -295,6 +323,13 @@ impl<T: Data> TaskBody for InputTask<T> {
             match gate.poll(recycle.take()) {
                 Some((_, Message::Records(buf))) => {
                     sched.records_in += buf.len() as u64;
+                    env.metrics.publish(
+                        sched.records_in,
+                        env.records_out,
+                        env.blocked_channels,
+                        env.pending_buffers,
+                        env.pending_records,
+                    );
                     current = Some(buf);
                 }
                 Some((ch, Message::Event(ev))) => match ev {
@@ -311,10 +346,25 @@ impl<T: Data> TaskBody for InputTask<T> {
                 None => sched.wait(env, Waiting::Input),
             }
         }
+        sched.end();
         chain.end_of_input(env)?;
-        sched.drain(chain, env)?;
+        sched.drain(chain, env)
+    }
+}
+
+impl<T: Data> TaskBody for InputTask<T> {
+    fn run(self: Box<Self>, env: &mut TaskEnv, rt: &TaskRuntime) -> Result<(), TaskError> {
+        let InputTask {
+            mut gate,
+            mut chain,
+        } = *self;
+        let chain = &mut *chain;
+        let mut sched = Scheduler::new(rt);
+        let result = Self::run_loop(&mut gate, chain, env, &mut sched);
         env.metrics
             .publish(sched.records_in, env.records_out, 0, 0, 0);
-        chain.close(env)
+        // Close the chain, also after a failure or cancellation; the first error wins.
+        let closed = chain.close(env);
+        result.and(closed)
     }
 }

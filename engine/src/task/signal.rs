@@ -45,6 +45,12 @@ impl Signal {
     }
 
     /// Waits until notified (or `timeout` passed). Spurious returns are allowed: callers loop.
+    ///
+    /// The flag is only ever cleared by the swap at the start of a wait, never after `park`:
+    /// every notification is then either seen by that swap (which synchronises with the
+    /// notifier's swap, so what it wrote before notifying is visible) or comes after it and
+    /// unparks. A notification that arrives while the task runs leaves the flag set, and the next
+    /// wait returns at once (one spare loop, never a lost wake-up).
     pub(crate) fn wait(&self, timeout: Option<Duration>) {
         if self.0.notified.swap(false, Ordering::AcqRel) {
             return;
@@ -53,6 +59,5 @@ impl Signal {
             Some(t) => std::thread::park_timeout(t),
             None => std::thread::park(),
         }
-        self.0.notified.store(false, Ordering::Release);
     }
 }

@@ -133,6 +133,8 @@ impl<T: Data> Operator for TimestampsAndWatermarks<T> {
         ctx: &mut Context<'_, T>,
     ) -> Result<(), UserError> {
         if watermark == Watermark::MAX {
+            // The end: nothing may follow it, not even a periodic watermark.
+            self.last_emitted = i64::MAX;
             ctx.emit_watermark(watermark);
         }
         Ok(())

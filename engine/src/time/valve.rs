@@ -119,7 +119,13 @@ impl WatermarkValve {
         let c = &mut self.channels[channel];
         c.idle = false;
         c.aligned = true;
-        self.input_watermark(channel, Watermark::MAX)
+        let mut out = self.input_watermark(channel, Watermark::MAX);
+        if self.idle {
+            // The finished channel delivers the final watermark: the task is active again.
+            self.idle = false;
+            out.status = Some(StreamStatus::Active);
+        }
+        out
     }
 
     fn advance_to_min(&mut self) -> Option<Watermark> {
@@ -185,7 +191,10 @@ mod tests {
         v.input_watermark(0, Watermark(9));
         assert_eq!(wm(&v.input_watermark(1, Watermark(3))), Some(3));
         // Channel 0 goes idle: channel 1 alone holds the minimum.
-        assert_eq!(v.input_status(0, StreamStatus::Idle), ValveOutput::default());
+        assert_eq!(
+            v.input_status(0, StreamStatus::Idle),
+            ValveOutput::default()
+        );
         // Both idle: the largest watermark seen is flushed and the task becomes idle.
         let o = v.input_status(1, StreamStatus::Idle);
         assert_eq!(wm(&o), Some(9));
@@ -193,6 +202,24 @@ mod tests {
         let o = v.input_watermark(0, Watermark(12));
         assert_eq!(o.status, Some(StreamStatus::Active));
         assert_eq!(wm(&o), Some(12));
+    }
+
+    #[test]
+    fn a_channel_finishing_while_all_idle_reactivates() {
+        let mut v = WatermarkValve::new(2);
+        v.input_watermark(0, Watermark(5));
+        v.input_status(0, StreamStatus::Idle);
+        assert_eq!(
+            v.input_status(1, StreamStatus::Idle).status,
+            Some(StreamStatus::Idle)
+        );
+        let o = v.input_finished(1);
+        assert_eq!(o.status, Some(StreamStatus::Active));
+        assert_eq!(
+            wm(&o),
+            Some(i64::MAX),
+            "idle siblings do not hold the final watermark back"
+        );
     }
 
     #[test]
