@@ -129,8 +129,15 @@ pub enum JobError {
 pub type Result<T, E = JobError> = std::result::Result<T, E>;
 
 /// An error inside a running task, attributed to the chained operator it came from.
+///
+/// Boxed so that `Result<(), TaskError>`, which every per-record call returns, is one pointer
+/// wide and travels in a register.
 #[derive(Debug)]
-pub(crate) enum TaskError {
+pub(crate) struct TaskError(Box<TaskErrorKind>);
+
+/// What went wrong in a task.
+#[derive(Debug)]
+pub(crate) enum TaskErrorKind {
     /// User code of the operator at `operator` (index in the task's chain) failed.
     User { operator: usize, error: UserError },
     /// The task was cancelled while waiting.
@@ -139,6 +146,12 @@ pub(crate) enum TaskError {
 
 impl TaskError {
     pub(crate) fn user(operator: usize, error: UserError) -> Self {
-        TaskError::User { operator, error }
+        TaskError(Box::new(TaskErrorKind::User { operator, error }))
+    }
+    pub(crate) fn cancelled() -> Self {
+        TaskError(Box::new(TaskErrorKind::Cancelled))
+    }
+    pub(crate) fn into_kind(self) -> TaskErrorKind {
+        *self.0
     }
 }

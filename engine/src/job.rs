@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::error::{JobError, Result, TaskError, ValidationError};
+use crate::error::{JobError, Result, TaskErrorKind, ValidationError};
 use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
 use crate::metrics::{JobMetrics, TaskMetricsCell};
 use crate::operator::OperatorInfo;
@@ -531,16 +531,19 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 cell.finish();
                 let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
                 match r {
-                    Ok(Ok(())) | Ok(Err(TaskError::Cancelled)) => {}
-                    Ok(Err(TaskError::User { operator, error })) => {
-                        task_shared.fail(JobError::TaskFailed {
-                            operator: name_of(operator),
-                            subtask,
-                            parallelism,
-                            message: error.to_string(),
-                            panicked: false,
-                        })
-                    }
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => match e.into_kind() {
+                        TaskErrorKind::Cancelled => {}
+                        TaskErrorKind::User { operator, error } => {
+                            task_shared.fail(JobError::TaskFailed {
+                                operator: name_of(operator),
+                                subtask,
+                                parallelism,
+                                message: error.to_string(),
+                                panicked: false,
+                            })
+                        }
+                    },
                     Err(panic) => task_shared.fail(JobError::TaskFailed {
                         operator: name_of(env.current_operator),
                         subtask,

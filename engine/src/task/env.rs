@@ -77,7 +77,7 @@ impl TaskEnv {
     /// Returns `Cancelled` if the task is cancelled meanwhile.
     pub(crate) fn wait_for_credit(&mut self) -> Result<(), TaskError> {
         if self.mailbox.is_cancelled() {
-            return Err(TaskError::Cancelled);
+            return Err(TaskError::cancelled());
         }
         let start = Instant::now();
         self.mailbox.signal().wait(None);

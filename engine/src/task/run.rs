@@ -69,7 +69,7 @@ impl<'a> Scheduler<'a> {
         if env.mailbox.has_mail() {
             let (timer, mails) = env.mailbox.take();
             if env.mailbox.is_cancelled() {
-                return Err(TaskError::Cancelled);
+                return Err(TaskError::cancelled());
             }
             for mail in mails {
                 mail();
