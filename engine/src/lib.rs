@@ -6,6 +6,56 @@
 //! and memory never grows with the input. Each task runs a mailbox loop that serves timers and
 //! control messages between records, even while it has no input or no output credit.
 //!
+//! A job built directly on the engine's operator API (the built-in `map`, `reduce`, ... of
+//! `weir-operators` are written exactly like this):
+//!
+//! ```
+//! use weir_engine::{Context, Operator, Sink, Source, SourceContext, SourceStatus, StreamEnv, UserError};
+//!
+//! struct Count { next: u64, end: u64 }
+//! impl Source for Count {
+//!     type Out = u64;
+//!     fn poll_next(&mut self, ctx: &mut SourceContext<'_, u64>) -> Result<SourceStatus, UserError> {
+//!         while !ctx.should_yield() {
+//!             if self.next == self.end { return Ok(SourceStatus::Finished); }
+//!             ctx.emit(self.next);
+//!             self.next += 1;
+//!         }
+//!         Ok(SourceStatus::MoreAvailable)
+//!     }
+//! }
+//!
+//! struct Square;
+//! impl Operator for Square {
+//!     type In = u64;
+//!     type Out = u64;
+//!     fn process_element(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), UserError> {
+//!         ctx.emit(x * x);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! struct Total(std::sync::Arc<std::sync::atomic::AtomicU64>);
+//! impl Sink for Total {
+//!     type In = u64;
+//!     fn write(&mut self, x: u64) -> Result<(), UserError> {
+//!         self.0.fetch_add(x, std::sync::atomic::Ordering::Relaxed);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+//! let t = total.clone();
+//! let env = StreamEnv::new();
+//! env.add_non_parallel_source("Count", |_| Count { next: 0, end: 10 })
+//!     .rebalance()
+//!     .transform("Square", |_| Square)
+//!     .set_parallelism(2)
+//!     .sink("Total", move |_| Total(t.clone()));
+//! env.execute().unwrap();
+//! assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 285);
+//! ```
+//!
 //! Module map:
 //! - [`stream`] — the typed job API; [`operator`] — the operator, source and sink traits;
 //! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];

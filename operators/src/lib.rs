@@ -10,6 +10,23 @@
 //! - [`KeyedStreamExt`]: `reduce` and `process` (a [`KeyedProcessFunction`] with keyed state and
 //!   timers).
 //!
+//! ```
+//! use weir_engine::StreamEnv;
+//! use weir_operators::{DataStreamExt, KeyedStreamExt, StreamEnvExt};
+//!
+//! let env = StreamEnv::new();
+//! let words = env
+//!     .from_iter(vec!["a b".to_string(), "b c".into(), "c".into()])
+//!     .flat_map(|line: String| line.split(' ').map(|w| (w.to_string(), 1u64)).collect::<Vec<_>>())
+//!     .key_by(|(w, _)| w.clone())
+//!     .reduce(|(w, a), (_, b)| (w, a + b))
+//!     .collect();
+//! env.execute().unwrap();
+//! let mut counts = words.take();
+//! counts.sort();
+//! assert_eq!(counts.last(), Some(&("c".to_string(), 2)));
+//! ```
+//!
 //! Invariant: built-in operators hold no hidden state outside the engine's keyed state, so the
 //! checkpointing issue can snapshot them without special cases.
 

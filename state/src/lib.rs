@@ -11,6 +11,22 @@
 //!   name and always accessed for one key at a time.
 //! - [`timers`]: per-key event-time and processing-time timers, deduplicated per (key, time).
 //!
+//! ```
+//! use weir_state::key_group::{assign_to_key_group, operator_index_for_key_group};
+//! use weir_state::{KeyGroupRange, KeyedStateBackend};
+//!
+//! // Key "user-7" lives in one key group out of 128; with 4 subtasks, one subtask owns it.
+//! let group = assign_to_key_group("user-7", 128);
+//! let owner = operator_index_for_key_group(128, 4, group);
+//! assert!(KeyGroupRange::for_operator(128, 4, owner).contains(group));
+//!
+//! let mut state = KeyedStateBackend::<String>::new(KeyGroupRange::for_operator(128, 4, owner), 128);
+//! let clicks = state.register_value::<u64>("clicks").unwrap();
+//! state.set_value(&clicks, &"user-7".to_string(), 3);
+//! assert_eq!(state.value(&clicks, &"user-7".to_string()), Some(&3));
+//! assert_eq!(state.value(&clicks, &"user-8".to_string()), None);
+//! ```
+//!
 //! Invariant: every piece of keyed state and every keyed timer belongs to exactly one key, and
 //! so to exactly one key group; nothing here is shared between keys.
 

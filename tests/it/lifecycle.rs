@@ -354,3 +354,19 @@ fn close_runs_after_failure_and_cancellation() {
     join_within(handle, Duration::from_secs(20)).unwrap();
     assert_eq!(closed.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn print_sink_runs() {
+    let env = StreamEnv::new();
+    env.from_iter(vec![(1u64, "one".to_string()), (2, "two".to_string())])
+        .print();
+    let result = env.execute().unwrap();
+    assert_eq!(result.status, JobStatus::Finished);
+    let sink = result
+        .metrics
+        .tasks_named("Print Sink")
+        .next()
+        .cloned()
+        .expect("print sink task");
+    assert_eq!(sink.records_out, 0);
+}
