@@ -76,6 +76,19 @@ macro_rules! as_operator {
     }};
 }
 
+/// Runs `f` as operator `index` (for panic attribution) and attributes its error to it.
+fn attributed(
+    env: &mut TaskEnv,
+    index: usize,
+    f: impl FnOnce() -> Result<(), UserError>,
+) -> Result<(), TaskError> {
+    let prev = env.current_operator;
+    env.current_operator = index;
+    let r = f();
+    env.current_operator = prev;
+    r.map_err(|e| TaskError::user(index, e))
+}
+
 /// A link running an [`Operator`].
 pub(crate) struct OperatorLink<O: Operator> {
     pub op: O,
@@ -182,10 +195,8 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
         self.next.end_of_input(env)
     }
     fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        let prev = env.current_operator;
-        env.current_operator = self.index;
-        let mine = self.op.close().map_err(|e| TaskError::user(self.index, e));
-        env.current_operator = prev;
+        let op = &mut self.op;
+        let mine = attributed(env, self.index, || op.close());
         let rest = self.next.close(env);
         mine.and(rest)
     }
@@ -246,6 +257,34 @@ macro_rules! kctx {
     };
 }
 
+impl<O: KeyedOperator, F> KeyedLink<O, F> {
+    /// Fires, in time order, every timer of `domain` due at `upto` (including timers that
+    /// firing registers and that are already due).
+    fn fire_timers(
+        &mut self,
+        domain: TimeDomain,
+        upto: i64,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        loop {
+            let due = match domain {
+                TimeDomain::EventTime => self.timers.pop_event_time(upto),
+                TimeDomain::ProcessingTime => self.timers.pop_processing_time(upto),
+            };
+            let Some((key, timestamp)) = due else {
+                return Ok(());
+            };
+            let timer = Timer { timestamp, domain };
+            as_operator!(
+                env,
+                self.index,
+                ctx = kctx!(self, env, &key),
+                self.op.on_timer(timer, &mut ctx)
+            )?;
+        }
+    }
+}
+
 impl<O, F> Input<O::In> for KeyedLink<O, F>
 where
     O: KeyedOperator,
@@ -266,50 +305,23 @@ where
             return Ok(());
         }
         self.watermark = wm;
-        while let Some((key, ts)) = self.timers.pop_event_time(wm.0) {
-            let timer = Timer {
-                timestamp: ts,
-                domain: TimeDomain::EventTime,
-            };
-            as_operator!(
-                env,
-                self.index,
-                ctx = kctx!(self, env, &key),
-                self.op.on_timer(timer, &mut ctx)
-            )?;
-        }
+        self.fire_timers(TimeDomain::EventTime, wm.0, env)?;
         self.next.watermark(wm, env)
     }
     fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.status(status, env)
     }
     fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
-        while let Some((key, ts)) = self.timers.pop_processing_time(now) {
-            let timer = Timer {
-                timestamp: ts,
-                domain: TimeDomain::ProcessingTime,
-            };
-            as_operator!(
-                env,
-                self.index,
-                ctx = kctx!(self, env, &key),
-                self.op.on_timer(timer, &mut ctx)
-            )?;
-        }
+        self.fire_timers(TimeDomain::ProcessingTime, now, env)?;
         let rest = self.next.processing_time(now, env)?;
         Ok(min_opt(self.timers.next_processing_time(), rest))
     }
     fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.open(env)?;
-        let prev = env.current_operator;
-        env.current_operator = self.index;
-        let mut ctx = KeyedOpenContext {
-            state: &mut self.state,
-            info: &self.info,
-        };
-        let r = self.op.open(&mut ctx);
-        env.current_operator = prev;
-        r.map_err(|e| TaskError::user(self.index, e))
+        let (op, state, info) = (&mut self.op, &mut self.state, &self.info);
+        attributed(env, self.index, || {
+            op.open(&mut KeyedOpenContext { state, info })
+        })
     }
     fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         as_operator!(
@@ -328,10 +340,8 @@ where
         self.next.end_of_input(env)
     }
     fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        let prev = env.current_operator;
-        env.current_operator = self.index;
-        let mine = self.op.close().map_err(|e| TaskError::user(self.index, e));
-        env.current_operator = prev;
+        let op = &mut self.op;
+        let mine = attributed(env, self.index, || op.close());
         let rest = self.next.close(env);
         mine.and(rest)
     }
@@ -353,11 +363,8 @@ impl<S: Sink> SinkLink<S> {
         env: &mut TaskEnv,
         f: impl FnOnce(&mut S) -> Result<(), UserError>,
     ) -> Result<(), TaskError> {
-        let prev = env.current_operator;
-        env.current_operator = self.index;
-        let r = f(&mut self.sink);
-        env.current_operator = prev;
-        r.map_err(|e| TaskError::user(self.index, e))
+        let sink = &mut self.sink;
+        attributed(env, self.index, || f(sink))
     }
 }
 
