@@ -14,15 +14,66 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::checkpoint::format::{decode, encode};
+use crate::key_group::assign_to_key_group;
 use crate::{KeyGroupRange, Result, StateError};
 
 /// Bounds every key type satisfies.
-pub trait StateKey: Hash + Eq + Clone + Send + 'static {}
-impl<T: Hash + Eq + Clone + Send + 'static> StateKey for T {}
+pub trait StateKey: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static> StateKey for T {}
+
+/// Bounds every state value satisfies.
+pub trait StateValue: Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Send + Serialize + DeserializeOwned + 'static> StateValue for T {}
+
+/// The kind of a registered state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateKind {
+    /// One value per key.
+    Value,
+    /// A list per key.
+    List,
+    /// A map per key.
+    Map,
+}
+
+/// Encoded entries per key group: `(key group, bytes)`.
+pub type KeyGroupBytes = Vec<(u32, Vec<u8>)>;
+
+/// One state's entries, grouped by key group: `(key group, encoded Vec<(key, value)>)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedStateSnapshot {
+    /// The state's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: StateKind,
+    /// Encoded entries per key group.
+    pub groups: KeyGroupBytes,
+}
+
+/// The keyed state (and timers) of one subtask, by key group: restorable into any subtask
+/// whose key-group range overlaps, so keyed state can be rescaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateSnapshot {
+    /// Max parallelism the key groups were computed with.
+    pub max_parallelism: usize,
+    /// The key groups this snapshot covers.
+    pub key_groups: KeyGroupRange,
+    /// Every registered state.
+    pub states: Vec<NamedStateSnapshot>,
+    /// Encoded timers per key group (see `KeyedTimers`).
+    pub timers: KeyGroupBytes,
+}
 
 trait StateTable<K> {
+    const KIND: StateKind;
     fn keys(table: &dyn Any) -> usize;
+    /// Entries grouped by key group, each group encoded.
+    fn snapshot(table: &dyn Any, max_parallelism: usize) -> Result<KeyGroupBytes>;
+    /// Inserts the encoded entries of one key group.
+    fn restore(table: &mut dyn Any, name: &str, bytes: &[u8]) -> Result<()>;
 }
 
 struct ValueTable<K, V>(FxHashMap<K, V>);
@@ -30,24 +81,50 @@ struct ListTable<K, V>(FxHashMap<K, Vec<V>>);
 struct MapTable<K, UK, UV>(FxHashMap<K, FxHashMap<UK, UV>>);
 
 macro_rules! table_impl {
-    ($t:ident < $($p:ident),* >) => {
-        impl<K: StateKey, $($p: Send + 'static),*> StateTable<K> for $t<K, $($p),*> {
+    ($t:ident < $($p:ident),* >, $kind:expr, $entry:ty) => {
+        impl<K: StateKey, $($p: StateValue),*> StateTable<K> for $t<K, $($p),*>
+        where
+            $entry: Serialize + DeserializeOwned,
+        {
+            const KIND: StateKind = $kind;
             fn keys(table: &dyn Any) -> usize {
                 table.downcast_ref::<Self>().map_or(0, |t| t.0.len())
+            }
+            fn snapshot(table: &dyn Any, max_parallelism: usize) -> Result<KeyGroupBytes> {
+                let Some(t) = table.downcast_ref::<Self>() else { return Ok(Vec::new()) };
+                let mut groups: FxHashMap<u32, Vec<(&K, &$entry)>> = FxHashMap::default();
+                for (k, v) in &t.0 {
+                    groups.entry(assign_to_key_group(k, max_parallelism) as u32).or_default().push((k, v));
+                }
+                let mut out = groups
+                    .into_iter()
+                    .map(|(g, entries)| Ok((g, encode(&entries)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                out.sort_by_key(|(g, _)| *g);
+                Ok(out)
+            }
+            fn restore(table: &mut dyn Any, name: &str, bytes: &[u8]) -> Result<()> {
+                let Some(t) = table.downcast_mut::<Self>() else { return Ok(()) };
+                let entries: Vec<(K, $entry)> = decode(&format!("state '{name}'"), bytes)?;
+                t.0.extend(entries);
+                Ok(())
             }
         }
     };
 }
-table_impl!(ValueTable<V>);
-table_impl!(ListTable<V>);
-table_impl!(MapTable<UK, UV>);
+table_impl!(ValueTable<V>, StateKind::Value, V);
+table_impl!(ListTable<V>, StateKind::List, Vec<V>);
+table_impl!(MapTable<UK, UV>, StateKind::Map, FxHashMap<UK, UV>);
 
 /// A registered state: its table is a `dyn Any` so that an access costs one type check, and
 /// `keys` knows the concrete type for introspection.
 struct Registered {
     name: String,
+    kind: StateKind,
     table: Box<dyn Any + Send>,
     keys: fn(&dyn Any) -> usize,
+    snapshot: fn(&dyn Any, usize) -> Result<KeyGroupBytes>,
+    restore: fn(&mut dyn Any, &str, &[u8]) -> Result<()>,
 }
 
 /// A handle to a value state: one optional `V` per key.
@@ -83,6 +160,9 @@ pub struct KeyedStateBackend<K> {
     key_groups: KeyGroupRange,
     max_parallelism: usize,
     states: Vec<Registered>,
+    /// Restored entries of states not registered yet (decoded when the operator registers them,
+    /// the first moment their types are known).
+    restored: FxHashMap<String, (StateKind, KeyGroupBytes)>,
     _k: PhantomData<fn() -> K>,
 }
 
@@ -93,6 +173,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
             key_groups,
             max_parallelism,
             states: Vec::new(),
+            restored: FxHashMap::default(),
             _k: PhantomData,
         }
     }
@@ -120,16 +201,103 @@ impl<K: StateKey> KeyedStateBackend<K> {
                 name: name.to_string(),
             });
         }
+        let mut table: Box<dyn Any + Send> = Box::new(make());
+        if let Some((kind, groups)) = self.restored.remove(name) {
+            if kind != T::KIND {
+                return Err(StateError::StateTypeMismatch {
+                    name: name.to_string(),
+                });
+            }
+            for (_, bytes) in &groups {
+                T::restore(&mut *table, name, bytes)?;
+            }
+        }
         self.states.push(Registered {
             name: name.to_string(),
-            table: Box::new(make()),
+            kind: T::KIND,
+            table,
             keys: <T as StateTable<K>>::keys,
+            snapshot: <T as StateTable<K>>::snapshot,
+            restore: <T as StateTable<K>>::restore,
         });
         Ok(self.states.len() - 1)
     }
 
+    /// A snapshot of every state, grouped by key group (timers are added by the caller).
+    pub fn snapshot(&self) -> Result<KeyedStateSnapshot> {
+        let mut states = Vec::new();
+        for s in &self.states {
+            states.push(NamedStateSnapshot {
+                name: s.name.clone(),
+                kind: s.kind,
+                groups: (s.snapshot)(&*s.table, self.max_parallelism)?,
+            });
+        }
+        // Restored state that no operator registered again is carried over, not dropped.
+        for (name, (kind, groups)) in &self.restored {
+            states.push(NamedStateSnapshot {
+                name: name.clone(),
+                kind: *kind,
+                groups: groups.clone(),
+            });
+        }
+        Ok(KeyedStateSnapshot {
+            max_parallelism: self.max_parallelism,
+            key_groups: self.key_groups,
+            states,
+            timers: Vec::new(),
+        })
+    }
+
+    /// Restores the key groups of this backend's range from `snapshots` (of any parallelism with
+    /// the same max parallelism). Call before states are registered, or after: registered states
+    /// receive their entries at once, others when they are registered.
+    pub fn restore(&mut self, snapshots: &[KeyedStateSnapshot]) -> Result<()> {
+        for snap in snapshots {
+            if snap.max_parallelism != self.max_parallelism {
+                return Err(StateError::MaxParallelismChanged {
+                    was: snap.max_parallelism,
+                    now: self.max_parallelism,
+                });
+            }
+            for st in &snap.states {
+                let mine: Vec<(u32, Vec<u8>)> = st
+                    .groups
+                    .iter()
+                    .filter(|(g, _)| self.key_groups.contains(*g as usize))
+                    .cloned()
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                if let Some(r) = self.states.iter_mut().find(|r| r.name == st.name) {
+                    if r.kind != st.kind {
+                        return Err(StateError::StateTypeMismatch {
+                            name: st.name.clone(),
+                        });
+                    }
+                    for (_, bytes) in &mine {
+                        (r.restore)(&mut *r.table, &st.name, bytes)?;
+                    }
+                } else {
+                    let entry = self
+                        .restored
+                        .entry(st.name.clone())
+                        .or_insert((st.kind, Vec::new()));
+                    if entry.0 != st.kind {
+                        return Err(StateError::StateTypeMismatch {
+                            name: st.name.clone(),
+                        });
+                    }
+                    entry.1.extend(mine);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Registers (or looks up) the value state `name`.
-    pub fn register_value<V: Send + 'static>(&mut self, name: &str) -> Result<ValueStateHandle<V>> {
+    pub fn register_value<V: StateValue>(&mut self, name: &str) -> Result<ValueStateHandle<V>> {
         let index = self.register(name, || ValueTable::<K, V>(FxHashMap::default()))?;
         Ok(ValueStateHandle {
             index,
@@ -138,7 +306,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Registers (or looks up) the list state `name`.
-    pub fn register_list<V: Send + 'static>(&mut self, name: &str) -> Result<ListStateHandle<V>> {
+    pub fn register_list<V: StateValue>(&mut self, name: &str) -> Result<ListStateHandle<V>> {
         let index = self.register(name, || ListTable::<K, V>(FxHashMap::default()))?;
         Ok(ListStateHandle {
             index,
@@ -147,7 +315,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Registers (or looks up) the map state `name`.
-    pub fn register_map<UK: Hash + Eq + Send + 'static, UV: Send + 'static>(
+    pub fn register_map<UK: StateKey, UV: StateValue>(
         &mut self,
         name: &str,
     ) -> Result<MapStateHandle<UK, UV>> {
@@ -188,22 +356,18 @@ impl<K: StateKey> KeyedStateBackend<K> {
     // ---- value state ----
 
     /// The value of `key`, if any.
-    pub fn value<V: Send + 'static>(&self, h: &ValueStateHandle<V>, key: &K) -> Option<&V> {
+    pub fn value<V: StateValue>(&self, h: &ValueStateHandle<V>, key: &K) -> Option<&V> {
         self.table::<ValueTable<K, V>>(h.index).0.get(key)
     }
 
     /// The value of `key`, mutably, if any.
     #[inline]
-    pub fn value_mut<V: Send + 'static>(
-        &mut self,
-        h: &ValueStateHandle<V>,
-        key: &K,
-    ) -> Option<&mut V> {
+    pub fn value_mut<V: StateValue>(&mut self, h: &ValueStateHandle<V>, key: &K) -> Option<&mut V> {
         self.table_mut::<ValueTable<K, V>>(h.index).0.get_mut(key)
     }
 
     /// Sets the value of `key`.
-    pub fn set_value<V: Send + 'static>(&mut self, h: &ValueStateHandle<V>, key: &K, value: V) {
+    pub fn set_value<V: StateValue>(&mut self, h: &ValueStateHandle<V>, key: &K, value: V) {
         let t = &mut self.table_mut::<ValueTable<K, V>>(h.index).0;
         match t.get_mut(key) {
             Some(slot) => *slot = value,
@@ -214,18 +378,14 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Removes the value of `key`, returning it.
-    pub fn clear_value<V: Send + 'static>(
-        &mut self,
-        h: &ValueStateHandle<V>,
-        key: &K,
-    ) -> Option<V> {
+    pub fn clear_value<V: StateValue>(&mut self, h: &ValueStateHandle<V>, key: &K) -> Option<V> {
         self.table_mut::<ValueTable<K, V>>(h.index).0.remove(key)
     }
 
     // ---- list state ----
 
     /// The list of `key` (empty when none).
-    pub fn list<V: Send + 'static>(&self, h: &ListStateHandle<V>, key: &K) -> &[V] {
+    pub fn list<V: StateValue>(&self, h: &ListStateHandle<V>, key: &K) -> &[V] {
         self.table::<ListTable<K, V>>(h.index)
             .0
             .get(key)
@@ -234,7 +394,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Appends to the list of `key`.
-    pub fn list_add<V: Send + 'static>(&mut self, h: &ListStateHandle<V>, key: &K, value: V) {
+    pub fn list_add<V: StateValue>(&mut self, h: &ListStateHandle<V>, key: &K, value: V) {
         let t = &mut self.table_mut::<ListTable<K, V>>(h.index).0;
         match t.get_mut(key) {
             Some(l) => l.push(value),
@@ -245,7 +405,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Removes the list of `key`, returning it.
-    pub fn list_clear<V: Send + 'static>(&mut self, h: &ListStateHandle<V>, key: &K) -> Vec<V> {
+    pub fn list_clear<V: StateValue>(&mut self, h: &ListStateHandle<V>, key: &K) -> Vec<V> {
         self.table_mut::<ListTable<K, V>>(h.index)
             .0
             .remove(key)
@@ -255,7 +415,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     // ---- map state ----
 
     /// The entry `user_key` of `key`'s map.
-    pub fn map_get<UK: Hash + Eq + Send + 'static, UV: Send + 'static>(
+    pub fn map_get<UK: StateKey, UV: StateValue>(
         &self,
         h: &MapStateHandle<UK, UV>,
         key: &K,
@@ -268,7 +428,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Inserts into `key`'s map, returning the previous entry.
-    pub fn map_put<UK: Hash + Eq + Send + 'static, UV: Send + 'static>(
+    pub fn map_put<UK: StateKey, UV: StateValue>(
         &mut self,
         h: &MapStateHandle<UK, UV>,
         key: &K,
@@ -288,7 +448,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Removes an entry from `key`'s map (and the map itself once empty).
-    pub fn map_remove<UK: Hash + Eq + Send + 'static, UV: Send + 'static>(
+    pub fn map_remove<UK: StateKey, UV: StateValue>(
         &mut self,
         h: &MapStateHandle<UK, UV>,
         key: &K,
@@ -304,7 +464,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// All entries of `key`'s map, in no particular order.
-    pub fn map_entries<UK: Hash + Eq + Send + 'static, UV: Send + 'static>(
+    pub fn map_entries<UK: StateKey, UV: StateValue>(
         &self,
         h: &MapStateHandle<UK, UV>,
         key: &K,
@@ -316,11 +476,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Removes `key`'s whole map.
-    pub fn map_clear<UK: Hash + Eq + Send + 'static, UV: Send + 'static>(
-        &mut self,
-        h: &MapStateHandle<UK, UV>,
-        key: &K,
-    ) {
+    pub fn map_clear<UK: StateKey, UV: StateValue>(&mut self, h: &MapStateHandle<UK, UV>, key: &K) {
         self.table_mut::<MapTable<K, UK, UV>>(h.index).0.remove(key);
     }
 }
@@ -328,6 +484,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::format::{decode, encode};
 
     #[test]
     fn states_are_isolated_per_key() {
@@ -348,6 +505,89 @@ mod tests {
         assert_eq!(b.map_get(&m, &z, &"x".into()), None);
         assert_eq!(b.map_remove(&m, &a, &"x".into()), Some(-1));
         assert!(b.map_entries(&m, &a).is_empty());
+    }
+
+    /// Keyed state and timers written by 2 subtasks are restored into 3 subtasks and into 1:
+    /// every key's state and timers land in exactly the subtask that owns its key group.
+    #[test]
+    fn rescaling_restores_every_key_group_once() {
+        use crate::key_group::{assign_to_key_group, operator_index_for_key_group};
+        use crate::KeyedTimers;
+        const MAX_P: usize = 128;
+        let keys: Vec<u64> = (0..500).collect();
+        // Write at parallelism 2.
+        let mut snaps = Vec::new();
+        for i in 0..2 {
+            let range = KeyGroupRange::for_operator(MAX_P, 2, i);
+            let mut b = KeyedStateBackend::<u64>::new(range, MAX_P);
+            let v = b.register_value::<u64>("sum").unwrap();
+            let l = b.register_list::<String>("log").unwrap();
+            let m = b.register_map::<u32, i64>("m").unwrap();
+            let mut t = KeyedTimers::<u64>::default();
+            for k in keys
+                .iter()
+                .filter(|k| range.contains(assign_to_key_group(*k, MAX_P)))
+            {
+                b.set_value(&v, k, k * 10);
+                b.list_add(&l, k, format!("k{k}"));
+                b.map_put(&m, k, *k as u32, -(*k as i64));
+                t.register_event_time(k, *k as i64 + 1000);
+                t.register_processing_time(k, *k as i64 + 2000);
+            }
+            let mut snap = b.snapshot().unwrap();
+            snap.timers = t.snapshot(MAX_P).unwrap();
+            // Through bytes, as a checkpoint would store it.
+            snaps.push(decode::<KeyedStateSnapshot>("snap", &encode(&snap).unwrap()).unwrap());
+        }
+        for p in [3usize, 1] {
+            let mut seen = 0;
+            for i in 0..p {
+                let range = KeyGroupRange::for_operator(MAX_P, p, i);
+                let mut b = KeyedStateBackend::<u64>::new(range, MAX_P);
+                // "sum" is registered before the restore, "log" and "m" after it.
+                let v = b.register_value::<u64>("sum").unwrap();
+                b.restore(&snaps).unwrap();
+                let l = b.register_list::<String>("log").unwrap();
+                let m = b.register_map::<u32, i64>("m").unwrap();
+                let mut t = KeyedTimers::<u64>::default();
+                for s in &snaps {
+                    t.restore(&s.timers, range).unwrap();
+                }
+                for k in &keys {
+                    let owner =
+                        operator_index_for_key_group(MAX_P, p, assign_to_key_group(k, MAX_P));
+                    if owner == i {
+                        seen += 1;
+                        assert_eq!(b.value(&v, k), Some(&(k * 10)));
+                        assert_eq!(b.list(&l, k), &[format!("k{k}")]);
+                        assert_eq!(b.map_get(&m, k, &(*k as u32)), Some(&-(*k as i64)));
+                    } else {
+                        assert_eq!(
+                            b.value(&v, k),
+                            None,
+                            "key {k} restored into subtask {i} of {p}"
+                        );
+                    }
+                }
+                let mut fired = 0;
+                while let Some((k, ts)) = t.pop_event_time(i64::MAX) {
+                    assert_eq!(ts, k as i64 + 1000);
+                    fired += 1;
+                }
+                assert_eq!(
+                    fired,
+                    b.keys_with_state() / 3,
+                    "one event timer per owned key"
+                );
+            }
+            assert_eq!(seen, keys.len(), "parallelism {p}");
+        }
+        // A different max parallelism cannot be restored.
+        let mut b = KeyedStateBackend::<u64>::new(KeyGroupRange::for_operator(64, 1, 0), 64);
+        assert!(matches!(
+            b.restore(&snaps),
+            Err(StateError::MaxParallelismChanged { was: 128, now: 64 })
+        ));
     }
 
     #[test]

@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod error;
 pub mod key_group;
 pub mod keyed;

@@ -7,9 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::checkpoint::format::{decode, encode};
+use crate::key_group::assign_to_key_group;
 use crate::keyed::StateKey;
+use crate::{KeyGroupRange, Result};
 
 #[derive(Debug)]
 struct Queue<K: StateKey> {
@@ -122,6 +125,50 @@ impl<K: StateKey> KeyedTimers<K> {
     /// Whether no timer is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Live timers grouped by key group: `(key group, encoded (event, processing) timers)`.
+    pub fn snapshot(&self, max_parallelism: usize) -> Result<crate::keyed::KeyGroupBytes> {
+        type Group<'a, K> = (Vec<(&'a K, i64)>, Vec<(&'a K, i64)>);
+        let mut groups: FxHashMap<u32, Group<'_, K>> = FxHashMap::default();
+        for (k, ts) in &self.event.live {
+            groups
+                .entry(assign_to_key_group(k, max_parallelism) as u32)
+                .or_default()
+                .0
+                .push((k, *ts));
+        }
+        for (k, ts) in &self.processing.live {
+            groups
+                .entry(assign_to_key_group(k, max_parallelism) as u32)
+                .or_default()
+                .1
+                .push((k, *ts));
+        }
+        let mut out = groups
+            .into_iter()
+            .map(|(g, t)| Ok((g, encode(&t)?)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|(g, _)| *g);
+        Ok(out)
+    }
+
+    /// Registers the timers of the key groups in `range` from snapshot groups.
+    pub fn restore(&mut self, groups: &[(u32, Vec<u8>)], range: KeyGroupRange) -> Result<()> {
+        for (g, bytes) in groups {
+            if !range.contains(*g as usize) {
+                continue;
+            }
+            type Timers<K> = Vec<(K, i64)>;
+            let (event, processing): (Timers<K>, Timers<K>) = decode("timers", bytes)?;
+            for (k, ts) in event {
+                self.register_event_time(&k, ts);
+            }
+            for (k, ts) in processing {
+                self.register_processing_time(&k, ts);
+            }
+        }
+        Ok(())
     }
 }
 
