@@ -235,6 +235,61 @@ options! {
     segment_size: MemorySize = MemorySize::kib(32), "taskmanager.memory.segment-size";
     /// Upper bound of records in one network buffer, whatever their size.
     max_records_per_buffer: usize = 4096, "taskmanager.network.memory.max-records-per-buffer";
+    /// The job's name (recorded in checkpoints).
+    job_name: String = "weir-job".to_string(), "pipeline.name";
+    /// Base interval of periodic checkpoints (0 = periodic checkpoints off).
+    checkpoint_interval: Duration = Duration::ZERO, "execution.checkpointing.interval";
+    /// Barrier handling: EXACTLY_ONCE (aligned) or AT_LEAST_ONCE (never blocks channels).
+    checkpointing_mode: CheckpointingMode = CheckpointingMode::ExactlyOnce, "execution.checkpointing.mode";
+    /// A pending checkpoint older than this expires.
+    checkpoint_timeout: Duration = Duration::from_secs(600), "execution.checkpointing.timeout";
+    /// Minimum time between the end of one checkpoint and the trigger of the next.
+    checkpoint_min_pause: Duration = Duration::ZERO, "execution.checkpointing.min-pause";
+    /// No trigger while this many checkpoints are pending.
+    max_concurrent_checkpoints: usize = 1, "execution.checkpointing.max-concurrent-checkpoints";
+    /// Completed checkpoints kept in storage; older ones are deleted.
+    retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
+    /// Directory of checkpoints and savepoints (empty = no checkpoint storage).
+    checkpoint_dir: String = String::new(), "execution.checkpointing.dir";
+    /// Restore from this checkpoint or savepoint directory, or "latest" (the newest valid
+    /// checkpoint in the checkpoint directory, if any). Empty = start fresh.
+    restore_path: String = String::new(), "execution.state-recovery.path";
+}
+
+/// How barriers are handled at tasks with several input channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointingMode {
+    /// Aligned barriers: exactly-once state.
+    ExactlyOnce,
+    /// Unaligned counting of barriers: channels are never blocked; records may be replayed.
+    AtLeastOnce,
+}
+
+impl OptionValue for CheckpointingMode {
+    const EXPECTED: &'static str = "EXACTLY_ONCE or AT_LEAST_ONCE";
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+            "EXACTLY_ONCE" => Some(CheckpointingMode::ExactlyOnce),
+            "AT_LEAST_ONCE" => Some(CheckpointingMode::AtLeastOnce),
+            _ => None,
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            CheckpointingMode::ExactlyOnce => "EXACTLY_ONCE".into(),
+            CheckpointingMode::AtLeastOnce => "AT_LEAST_ONCE".into(),
+        }
+    }
+}
+
+impl OptionValue for String {
+    const EXPECTED: &'static str = "a string";
+    fn parse(s: &str) -> Option<Self> {
+        Some(s.to_string())
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
 }
 
 impl Config {
@@ -263,6 +318,17 @@ impl Config {
                 if self.max_records_per_buffer == 0 =>
             {
                 bad("0".into(), "an integer of at least 1")
+            }
+            "execution.checkpointing.max-concurrent-checkpoints"
+                if self.max_concurrent_checkpoints == 0 =>
+            {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "execution.checkpointing.num-retained" if self.retained_checkpoints == 0 => {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "execution.checkpointing.timeout" if self.checkpoint_timeout.is_zero() => {
+                bad("0".into(), "a positive duration")
             }
             "taskmanager.memory.segment-size" if self.segment_size.0 == 0 => {
                 bad("0".into(), "a size of at least 1 byte")

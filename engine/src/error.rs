@@ -120,9 +120,48 @@ pub enum JobError {
         /// Whether the failure was a panic (rather than a returned error).
         panicked: bool,
     },
+    /// A checkpoint or savepoint could not be restored.
+    #[error("cannot restore: {0}")]
+    Restore(String),
     /// A thread could not be started or joined.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a checkpoint or savepoint did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// No checkpoint storage is configured.
+    #[error("no checkpoint storage: set execution.checkpointing.dir")]
+    NoStorage,
+    /// A task has already finished, so a barrier cannot reach it (bounded input ending).
+    #[error("some tasks have already finished; a checkpoint can no longer complete")]
+    TasksFinished,
+    /// The checkpoint took longer than `execution.checkpointing.timeout`.
+    #[error("checkpoint {id} expired before it completed")]
+    Expired {
+        /// The checkpoint id.
+        id: u64,
+    },
+    /// A task declined the checkpoint.
+    #[error("checkpoint {id} declined: {reason}")]
+    Declined {
+        /// The checkpoint id.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Writing the checkpoint failed.
+    #[error("checkpoint {id} could not be written: {reason}")]
+    Storage {
+        /// The checkpoint id.
+        id: u64,
+        /// The storage error.
+        reason: String,
+    },
+    /// The job ended before the checkpoint completed.
+    #[error("the job ended before the checkpoint completed")]
+    JobEnded,
 }
 
 /// The result type of the engine.

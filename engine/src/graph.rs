@@ -15,6 +15,7 @@ use crate::channel::writer::{
     BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, RebalancePartitioner,
     RecordWriter, WriterSettings,
 };
+use crate::checkpoint::RestoreState;
 use crate::config::Config;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::ValidationError;
@@ -222,13 +223,24 @@ impl<T: Data> StreamType for TypeOps<T> {
 
 /// Builds the task body of a source subtask.
 pub(crate) trait SourceFactory {
-    fn build(&mut self, info: OperatorInfo, chain: Box<dyn Any>) -> Box<dyn TaskBody>;
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        chain: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn TaskBody>;
 }
 
 /// Builds the chain link of an operator or sink subtask.
 pub(crate) trait LinkFactory {
     /// `next` is the erased `Box<dyn Input<Out>>`; returns the erased `Box<dyn Input<In>>`.
-    fn build(&mut self, info: OperatorInfo, index: usize, next: Box<dyn Any>) -> Box<dyn Any>;
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        index: usize,
+        next: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn Any>;
 }
 
 pub(crate) enum NodeKind {

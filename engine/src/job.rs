@@ -19,7 +19,19 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::error::{JobError, Result, TaskErrorKind, ValidationError};
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+
+use weir_state::checkpoint::format::FileKind;
+use weir_state::checkpoint::{
+    CheckpointKind, CheckpointStorage, CompletedCheckpoint, LocalCheckpointStorage,
+};
+use weir_state::KeyGroupRange;
+
+use crate::checkpoint::coordinator::{self, CoordinatorMsg, CoordinatorSetup, OperatorDescription};
+use crate::checkpoint::RestoreState;
+use crate::config::ConfigError;
+use crate::error::{CheckpointError, JobError, Result, TaskErrorKind, ValidationError};
 use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
 use crate::metrics::{JobMetrics, TaskMetricsCell};
 use crate::operator::OperatorInfo;
@@ -81,10 +93,53 @@ pub struct JobHandle {
     threads: Vec<JoinHandle<()>>,
     timer_service: Arc<TimerService>,
     timer_thread: Option<JoinHandle<()>>,
+    coordinator: Option<Sender<CoordinatorMsg>>,
+    coordinator_thread: Option<JoinHandle<()>>,
+    restored_from: Option<CompletedCheckpoint>,
     started: Instant,
 }
 
 impl JobHandle {
+    /// Triggers a checkpoint now and waits until it completed (or failed).
+    pub fn trigger_checkpoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
+        self.trigger(CheckpointKind::Checkpoint)
+    }
+
+    /// Triggers a savepoint (aligned, never deleted automatically) and waits for it.
+    pub fn trigger_savepoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
+        self.trigger(CheckpointKind::Savepoint)
+    }
+
+    fn trigger(
+        &self,
+        kind: CheckpointKind,
+    ) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
+        let Some(tx) = &self.coordinator else {
+            return Err(CheckpointError::NoStorage);
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        tx.send(CoordinatorMsg::Trigger { kind, reply })
+            .map_err(|_| CheckpointError::JobEnded)?;
+        answer.recv().unwrap_or(Err(CheckpointError::JobEnded))
+    }
+
+    /// The checkpoint or savepoint the job was restored from, if any.
+    pub fn restored_from(&self) -> Option<&CompletedCheckpoint> {
+        self.restored_from.as_ref()
+    }
+
+    fn stop_services(&mut self) {
+        if let Some(c) = self.coordinator.take() {
+            let _ = c.send(CoordinatorMsg::Shutdown);
+        }
+        if let Some(t) = self.coordinator_thread.take() {
+            let _ = t.join();
+        }
+        self.timer_service.shutdown();
+        if let Some(t) = self.timer_thread.take() {
+            let _ = t.join();
+        }
+    }
     /// Current metrics of every task.
     pub fn metrics(&self) -> JobMetrics {
         JobMetrics {
@@ -113,10 +168,7 @@ impl JobHandle {
                 ));
             }
         }
-        self.timer_service.shutdown();
-        if let Some(t) = self.timer_thread.take() {
-            let _ = t.join();
-        }
+        self.stop_services();
         if let Some(e) = self.shared.failure.lock().take() {
             return Err(e);
         }
@@ -145,10 +197,7 @@ impl Drop for JobHandle {
                 let _ = t.join();
             }
         }
-        self.timer_service.shutdown();
-        if let Some(t) = self.timer_thread.take() {
-            let _ = t.join();
-        }
+        self.stop_services();
     }
 }
 
@@ -282,6 +331,8 @@ struct Builder<'a> {
     gates: Vec<Vec<Box<dyn Any>>>,
     /// Per node, per input edge, per receiver subtask: the edge's first channel in the gate.
     offsets: Vec<Vec<Vec<usize>>>,
+    /// Per node, per subtask: the state it restores.
+    restores: Vec<Vec<RestoreState>>,
 }
 
 impl Builder<'_> {
@@ -312,7 +363,10 @@ impl Builder<'_> {
                 let next = self.output(c, subtask, signal, names, channels);
                 let info = self.info(c, subtask);
                 match &mut self.g.nodes[c].kind {
-                    NodeKind::Operator(f) => outs.push(f.build(info, index, next)),
+                    NodeKind::Operator(f) => {
+                        let restore = std::mem::take(&mut self.restores[c][subtask]);
+                        outs.push(f.build(info, index, next, restore))
+                    }
                     NodeKind::Source(_) => unreachable!("a source has no input"),
                 }
             } else {
@@ -359,6 +413,73 @@ impl Builder<'_> {
         }
         names.join(" -> ")
     }
+}
+
+/// Reads what every operator subtask restores from `checkpoint`.
+fn restore_states(
+    g: &Graph,
+    plan: &Plan,
+    storage: &dyn CheckpointStorage,
+    checkpoint: &CompletedCheckpoint,
+) -> Result<Vec<Vec<RestoreState>>> {
+    let meta = &checkpoint.metadata;
+    let err = |m: String| {
+        JobError::Restore(format!(
+            "{} ({}): {m}",
+            checkpoint.location, meta.checkpoint_id
+        ))
+    };
+    for op in &meta.operators {
+        if !plan.uids.contains(&op.uid) {
+            return Err(err(format!(
+                "it holds state of operator '{}' (uid '{}') that this job does not have; give operators stable uids",
+                op.name, op.uid
+            )));
+        }
+    }
+    let read = |h: &weir_state::checkpoint::StateHandle, kind| {
+        storage
+            .read_state(checkpoint, h, kind)
+            .map_err(|e| JobError::Restore(e.to_string()))
+    };
+    let mut out = Vec::with_capacity(g.nodes.len());
+    for (i, node) in g.nodes.iter().enumerate() {
+        let p = plan.parallelism[i];
+        let mut per_subtask = vec![RestoreState::default(); p];
+        if let Some(op) = meta.operator(&plan.uids[i]) {
+            let has_keyed = op.subtasks.iter().any(|s| s.keyed.is_some());
+            let has_operator = op.subtasks.iter().any(|s| s.operator.is_some());
+            if has_keyed && op.max_parallelism != plan.max_parallelism[i] {
+                return Err(err(format!(
+                    "operator '{}' has keyed state for max parallelism {}, the job uses {}; keep pipeline.max-parallelism unchanged",
+                    node.name, op.max_parallelism, plan.max_parallelism[i]
+                )));
+            }
+            if has_operator && op.parallelism != p {
+                return Err(err(format!(
+                    "operator '{}' has operator state written at parallelism {}; restoring it at parallelism {p} is not supported (only keyed state rescales)",
+                    node.name, op.parallelism
+                )));
+            }
+            for (j, target) in per_subtask.iter_mut().enumerate() {
+                let range = KeyGroupRange::for_operator(plan.max_parallelism[i], p, j);
+                for st in &op.subtasks {
+                    if let (Some(h), Some(r)) = (&st.keyed, st.key_groups) {
+                        if r.start <= range.end && range.start <= r.end {
+                            target.keyed.push(read(h, FileKind::KeyedState)?);
+                        }
+                    }
+                    if st.subtask == j {
+                        if let Some(h) = &st.operator {
+                            target.operator = Some(read(h, FileKind::OperatorState)?);
+                        }
+                    }
+                }
+            }
+        }
+        out.push(per_subtask);
+    }
+    Ok(out)
 }
 
 struct TaskSpec {
@@ -420,11 +541,70 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         offsets[h] = per_edge;
     }
 
+    // Checkpoint storage and what to restore.
+    let cfg = &g.config;
+    if !cfg.checkpoint_interval.is_zero() && cfg.checkpoint_dir.is_empty() {
+        return Err(ConfigError::InvalidValue {
+            key: "execution.checkpointing.dir".into(),
+            value: String::new(),
+            expected: "a directory, since execution.checkpointing.interval is set",
+        }
+        .into());
+    }
+    let storage: Option<Arc<dyn CheckpointStorage>> = if cfg.checkpoint_dir.is_empty() {
+        None
+    } else {
+        Some(Arc::new(LocalCheckpointStorage::new(&cfg.checkpoint_dir)))
+    };
+    let restored: Option<CompletedCheckpoint> =
+        match (cfg.restore_path.as_str(), &storage) {
+            ("", _) => None,
+            ("latest", Some(s)) => s.latest().map_err(|e| JobError::Restore(e.to_string()))?,
+            ("latest", None) => return Err(ConfigError::InvalidValue {
+                key: "execution.state-recovery.path".into(),
+                value: "latest".into(),
+                expected:
+                    "a checkpoint path, or \"latest\" together with execution.checkpointing.dir",
+            }
+            .into()),
+            (path, _) => Some(
+                LocalCheckpointStorage::new(path)
+                    .load(path)
+                    .map_err(|e| JobError::Restore(e.to_string()))?,
+            ),
+        };
+    let restores = match &restored {
+        Some(c) => {
+            let reader: Arc<dyn CheckpointStorage> = storage
+                .clone()
+                .unwrap_or_else(|| Arc::new(LocalCheckpointStorage::new(&c.location)));
+            restore_states(&g, &plan, &*reader, c)?
+        }
+        None => (0..g.nodes.len())
+            .map(|i| vec![RestoreState::default(); plan.parallelism[i]])
+            .collect(),
+    };
+    let next_checkpoint_id = {
+        let highest = match &storage {
+            Some(s) => s
+                .highest_id()
+                .map_err(|e| JobError::Restore(e.to_string()))?,
+            None => None,
+        };
+        highest
+            .max(restored.as_ref().map(|c| c.metadata.checkpoint_id))
+            .map_or(1, |h| h + 1)
+    };
+    if let Some(c) = &restored {
+        tracing::info!(location = %c.location, id = c.metadata.checkpoint_id, "restoring");
+    }
+
     let mut b = Builder {
         g: &mut g,
         plan: &plan,
         gates,
         offsets,
+        restores,
     };
     let mut specs = Vec::new();
     let mut cells = Vec::new();
@@ -438,7 +618,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             let info = b.info(h, i);
             let body: Box<dyn TaskBody> = if b.g.nodes[h].inputs.is_empty() {
                 match &mut b.g.nodes[h].kind {
-                    NodeKind::Source(f) => f.build(info, out),
+                    NodeKind::Source(f) => {
+                        f.build(info, out, std::mem::take(&mut b.restores[h][i]))
+                    }
                     NodeKind::Operator(_) => {
                         return Err(JobError::Internal(format!(
                             "operator '{}' has no input",
@@ -448,7 +630,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 }
             } else {
                 let head_link = match &mut b.g.nodes[h].kind {
-                    NodeKind::Operator(f) => f.build(info, 0, out),
+                    NodeKind::Operator(f) => {
+                        f.build(info, 0, out, std::mem::take(&mut b.restores[h][i]))
+                    }
                     NodeKind::Source(_) => unreachable!("a source has no input"),
                 };
                 let in_type = b.g.nodes[h]
@@ -477,6 +661,27 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     }
     drop(b);
     let buffer_timeout = g.config.buffer_timeout;
+    let checkpoint_cfg = g.config.clone();
+    let operator_descriptions: BTreeMap<String, OperatorDescription> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                plan.uids[i].clone(),
+                OperatorDescription {
+                    name: n.name.clone(),
+                    parallelism: plan.parallelism[i],
+                    max_parallelism: plan.max_parallelism[i],
+                },
+            )
+        })
+        .collect();
+    let source_tasks: Vec<usize> = heads
+        .iter()
+        .filter(|&&h| g.nodes[h].inputs.is_empty())
+        .flat_map(|&h| task_of[h]..task_of[h] + plan.parallelism[h])
+        .collect();
     // The graph (and with it the gates' construction handles) is no longer needed.
     drop(g);
 
@@ -495,11 +700,41 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             .spawn(move || ts.run())
             .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
     };
+    let (coordinator_tx, coordinator_thread) = match storage {
+        Some(storage) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let setup = CoordinatorSetup {
+                job: checkpoint_cfg.job_name.clone(),
+                storage: Some(storage),
+                mailboxes: mailboxes.clone(),
+                source_tasks: source_tasks.clone(),
+                operators: operator_descriptions,
+                interval: (!checkpoint_cfg.checkpoint_interval.is_zero())
+                    .then_some(checkpoint_cfg.checkpoint_interval),
+                timeout: checkpoint_cfg.checkpoint_timeout,
+                min_pause: checkpoint_cfg.checkpoint_min_pause,
+                max_concurrent: checkpoint_cfg.max_concurrent_checkpoints,
+                retained: checkpoint_cfg.retained_checkpoints,
+                next_id: next_checkpoint_id,
+            };
+            let t = std::thread::Builder::new()
+                .name("weir-checkpoints".into())
+                .spawn(move || coordinator::run(setup, rx))
+                .map_err(|e| {
+                    JobError::Internal(format!("cannot start the checkpoint coordinator: {e}"))
+                })?;
+            (Some(tx), Some(t))
+        }
+        None => (None, None),
+    };
     let mut handle = JobHandle {
         shared: shared.clone(),
         threads: Vec::new(),
         timer_service: timer_service.clone(),
         timer_thread: Some(timer_thread),
+        coordinator: coordinator_tx.clone(),
+        coordinator_thread,
+        restored_from: restored,
         started: Instant::now(),
     };
     for (task, spec) in specs.into_iter().enumerate() {
@@ -511,6 +746,8 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             task,
             timers: timer_service.clone(),
             buffer_timeout,
+            mode: checkpoint_cfg.checkpointing_mode,
+            coordinator: coordinator_tx.clone(),
         };
         let thread_name = format!("weir-{task}");
         let spawned = std::thread::Builder::new()
@@ -551,6 +788,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                         message: panic_message(&*panic),
                         panicked: true,
                     }),
+                }
+                if let Some(c) = &rt.coordinator {
+                    let _ = c.send(CoordinatorMsg::TaskEnded { task: rt.task });
                 }
                 task_shared.running.fetch_sub(1, Ordering::AcqRel);
             });

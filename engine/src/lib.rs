@@ -65,6 +65,7 @@
 #![warn(missing_docs)]
 
 pub mod channel;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -76,9 +77,9 @@ pub mod stream;
 pub(crate) mod task;
 pub mod time;
 
-pub use config::{Config, ConfigError, MemorySize};
+pub use config::{CheckpointingMode, Config, ConfigError, MemorySize};
 pub use data::{Data, Key, KeySelector};
-pub use error::{JobError, Result, UserError, ValidationError};
+pub use error::{CheckpointError, JobError, Result, UserError, ValidationError};
 pub use job::{JobHandle, JobResult, JobStatus};
 pub use metrics::{JobMetrics, TaskMetrics};
 pub use operator::{

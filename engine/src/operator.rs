@@ -151,6 +151,24 @@ pub trait Operator: Send + 'static {
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }
+    /// Returns this subtask's operator (non-keyed) state for checkpoint `checkpoint_id`, or
+    /// `None` if it has none. Called on the task thread between records; encode with
+    /// [`encode_state`](crate::checkpoint::encode_state).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(None)
+    }
+    /// Restores what `snapshot_state` returned; called before `open` when the job is restored.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` completed: every task's state of it is durable.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted and will never complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called last, also when the job fails or is cancelled: release resources. (After a panic
     /// it is not called; the operator is dropped.)
     fn close(&mut self) -> Result<(), UserError> {
@@ -336,6 +354,15 @@ pub trait KeyedOperator: Send + 'static {
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }
+    /// Keyed state and timers are snapshotted by the engine; this is called when checkpoint
+    /// `checkpoint_id` completed.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called last, also on failure or cancellation.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
@@ -354,6 +381,24 @@ pub trait Sink: Send + 'static {
     fn write(&mut self, record: Self::In) -> Result<(), UserError>;
     /// Called once at the end of input: flush.
     fn finish(&mut self) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Returns this subtask's operator (non-keyed) state for checkpoint `checkpoint_id`, or
+    /// `None` if it has none. Called on the task thread between records; encode with
+    /// [`encode_state`](crate::checkpoint::encode_state).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(None)
+    }
+    /// Restores what `snapshot_state` returned; called before `open` when the job is restored.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` completed: every task's state of it is durable.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted and will never complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Called last, also on failure or cancellation.
@@ -441,6 +486,24 @@ pub trait Source: Send + 'static {
         &mut self,
         ctx: &mut SourceContext<'_, Self::Out>,
     ) -> Result<SourceStatus, UserError>;
+    /// Returns this subtask's source state (its position) for checkpoint `checkpoint_id`, or
+    /// `None` if it has none. Called between polls; encode with
+    /// [`encode_state`](crate::checkpoint::encode_state).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(None)
+    }
+    /// Restores what `snapshot_state` returned; called before `open` when the job is restored.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` completed: every task's state of it is durable.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint_id` was aborted and will never complete.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Called last, also on failure or cancellation.
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())

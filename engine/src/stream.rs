@@ -17,6 +17,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::checkpoint::RestoreState;
 use crate::config::Config;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::{Result, ValidationError};
@@ -151,12 +152,18 @@ struct SourceNode<S, M> {
 }
 
 impl<S: Source, M: FnMut(&OperatorInfo) -> S> SourceFactory for SourceNode<S, M> {
-    fn build(&mut self, info: OperatorInfo, chain_box: Box<dyn Any>) -> Box<dyn TaskBody> {
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        chain_box: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn TaskBody> {
         let source = (self.make)(&info);
         Box::new(SourceTask {
             source,
             info,
             chain: chain::<S::Out>(chain_box),
+            restore: restore.operator,
         })
     }
 }
@@ -167,10 +174,17 @@ struct OperatorNode<O, M> {
 }
 
 impl<O: Operator, M: FnMut(&OperatorInfo) -> O> LinkFactory for OperatorNode<O, M> {
-    fn build(&mut self, info: OperatorInfo, index: usize, next: Box<dyn Any>) -> Box<dyn Any> {
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        index: usize,
+        next: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn Any> {
         let op = (self.make)(&info);
-        let link: Box<dyn Input<O::In>> =
-            Box::new(OperatorLink::new(op, chain::<O::Out>(next), index, info));
+        let mut link = OperatorLink::new(op, chain::<O::Out>(next), index, info);
+        link.restore = restore.operator;
+        let link: Box<dyn Input<O::In>> = Box::new(link);
         Box::new(link)
     }
 }
@@ -187,15 +201,17 @@ where
     M: FnMut(&OperatorInfo) -> O,
     F: KeySelector<O::In, O::Key>,
 {
-    fn build(&mut self, info: OperatorInfo, index: usize, next: Box<dyn Any>) -> Box<dyn Any> {
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        index: usize,
+        next: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn Any> {
         let op = (self.make)(&info);
-        let link: Box<dyn Input<O::In>> = Box::new(KeyedLink::new(
-            op,
-            self.key_fn.clone(),
-            chain::<O::Out>(next),
-            index,
-            info,
-        ));
+        let mut link = KeyedLink::new(op, self.key_fn.clone(), chain::<O::Out>(next), index, info);
+        link.restore = restore.keyed;
+        let link: Box<dyn Input<O::In>> = Box::new(link);
         Box::new(link)
     }
 }
@@ -206,9 +222,20 @@ struct SinkNode<S, M> {
 }
 
 impl<S: Sink, M: FnMut(&OperatorInfo) -> S> LinkFactory for SinkNode<S, M> {
-    fn build(&mut self, info: OperatorInfo, index: usize, _next: Box<dyn Any>) -> Box<dyn Any> {
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        index: usize,
+        _next: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn Any> {
         let sink = (self.make)(&info);
-        let link: Box<dyn Input<S::In>> = Box::new(SinkLink { sink, index, info });
+        let link: Box<dyn Input<S::In>> = Box::new(SinkLink {
+            sink,
+            index,
+            info,
+            restore: restore.operator,
+        });
         Box::new(link)
     }
 }

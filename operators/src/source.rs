@@ -7,17 +7,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_engine::checkpoint::{decode_state, encode_state};
 use weir_engine::{Data, OperatorInfo, Source, SourceContext, SourceStatus, UserError};
 
-/// Emits the items of an iterator, in order, from one subtask.
+/// Emits the items of an iterator, in order, from one subtask. Its checkpointed state is the
+/// number of items emitted; on restore the (re-created) iterator skips that many.
 pub struct IterSource<I: Iterator> {
     iter: I,
+    emitted: u64,
 }
 
 impl<I: Iterator> IterSource<I> {
     /// A source over `iter`.
     pub fn new(iter: I) -> Self {
-        IterSource { iter }
+        IterSource { iter, emitted: 0 }
     }
 }
 
@@ -33,11 +36,29 @@ where
     ) -> Result<SourceStatus, UserError> {
         while !ctx.should_yield() {
             match self.iter.next() {
-                Some(x) => ctx.emit(x),
+                Some(x) => {
+                    self.emitted += 1;
+                    ctx.emit(x)
+                }
                 None => return Ok(SourceStatus::Finished),
             }
         }
         Ok(SourceStatus::MoreAvailable)
+    }
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(Some(encode_state(&self.emitted)?))
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        let n: u64 = decode_state(state)?;
+        for _ in 0..n {
+            if self.iter.next().is_none() {
+                return Err(
+                    format!("restored position {n} is past the end of the collection").into(),
+                );
+            }
+        }
+        self.emitted = n;
+        Ok(())
     }
 }
 
@@ -136,6 +157,14 @@ impl<T: Data> Source for GeneratorSource<T> {
         }
         Ok(SourceStatus::MoreAvailable)
     }
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(Some(encode_state(&self.next)?))
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        // The rate limit starts afresh from the restored position.
+        self.next = decode_state(state)?;
+        Ok(())
+    }
 }
 
 /// The parallel sequence `start..end`, strided over subtasks (subtask `i` emits
@@ -173,5 +202,12 @@ impl Source for SequenceSource {
             return Ok(SourceStatus::Finished);
         }
         Ok(SourceStatus::MoreAvailable)
+    }
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(Some(encode_state(&self.next)?))
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        self.next = decode_state(state)?;
+        Ok(())
     }
 }

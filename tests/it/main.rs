@@ -1,6 +1,7 @@
 //! Integration tests of weir: one binary, one module per feature.
 
 mod backpressure;
+mod checkpoint;
 mod common;
 mod config;
 mod keyed;

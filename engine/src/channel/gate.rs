@@ -25,6 +25,8 @@ struct ChannelState<T> {
     priority: VecDeque<Event>,
     exclusive_used: usize,
     in_available: bool,
+    /// Blocked by barrier alignment: not served until unblocked.
+    blocked: bool,
     sender: Option<Signal>,
     sender_waiting: bool,
 }
@@ -87,6 +89,7 @@ impl<T> GateShared<T> {
                     priority: VecDeque::new(),
                     exclusive_used: 0,
                     in_available: false,
+                    blocked: false,
                     sender: None,
                     sender_waiting: false,
                 })
@@ -214,7 +217,7 @@ impl<T> ChannelSender<T> {
                     }
                 }
                 pushed = true;
-                if !ch.in_available {
+                if !ch.in_available && !ch.blocked {
                     ch.in_available = true;
                     st.available.push_back(self.index);
                 }
@@ -264,6 +267,24 @@ impl<T> InputGate<T> {
         self.shared.channels()
     }
 
+    /// Blocks or unblocks channel `ch` (barrier alignment): a blocked channel keeps its queue
+    /// (and so its credit: its sender is backpressured) but is not served.
+    pub(crate) fn set_blocked(&mut self, ch: usize, blocked: bool) {
+        let mut guard = self.shared.state.lock();
+        let st = &mut *guard;
+        let c = &mut st.channels[ch];
+        c.blocked = blocked;
+        if blocked {
+            if c.in_available {
+                c.in_available = false;
+                st.available.retain(|&x| x != ch);
+            }
+        } else if !c.in_available && !c.queue.is_empty() {
+            c.in_available = true;
+            st.available.push_back(ch);
+        }
+    }
+
     /// Takes the next message (priority events first, then channels round-robin), returning
     /// its credit to the sender. `recycle` hands back an emptied buffer for reuse.
     pub(crate) fn poll(&mut self, recycle: Option<VecDeque<T>>) -> Option<(usize, Message<T>)> {
@@ -287,7 +308,7 @@ impl<T> InputGate<T> {
                 c.in_available = false;
                 return None;
             };
-            if c.queue.is_empty() {
+            if c.queue.is_empty() || c.blocked {
                 c.in_available = false;
             } else {
                 st.available.push_back(ch);

@@ -35,6 +35,8 @@ pub enum Event {
     Status(StreamStatus),
     /// The sender will send nothing more on this channel.
     EndOfInput,
+    /// A checkpoint barrier: everything before it belongs to checkpoint `id`.
+    Barrier(crate::checkpoint::Barrier),
 }
 
 /// What a channel carries: a buffer of records or one event.

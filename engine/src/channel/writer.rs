@@ -15,6 +15,7 @@ use weir_state::key_group::{key_group_for_hash, key_hash, operator_index_for_key
 
 use super::gate::ChannelSender;
 use super::{Event, Message};
+use crate::checkpoint::{Barrier, OperatorSubtaskState};
 use crate::data::{Data, Key, KeySelector};
 use crate::error::TaskError;
 use crate::task::chain::Input;
@@ -286,6 +287,23 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
 
     fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.broadcast_event(Event::EndOfInput, env)
+    }
+
+    fn snapshot(
+        &mut self,
+        _: u64,
+        _: &mut TaskEnv,
+        _: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.broadcast_event(Event::Barrier(barrier), env)
+    }
+
+    fn notify_checkpoint(&mut self, _: u64, _: bool, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
     }
 
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {

@@ -10,8 +10,10 @@
 
 use std::collections::BTreeSet;
 
+use weir_state::keyed::KeyedStateSnapshot;
 use weir_state::{KeyGroupRange, KeyedStateBackend, KeyedTimers};
 
+use crate::checkpoint::{Barrier, OperatorSubtaskState};
 use crate::data::{Data, KeySelector};
 use crate::error::{TaskError, UserError};
 use crate::operator::{
@@ -46,6 +48,22 @@ pub(crate) trait Input<T>: Send {
     fn flush(&mut self, _partial: bool, _env: &mut TaskEnv) -> Result<(), TaskError> {
         Ok(())
     }
+    /// Snapshot every operator of the chain for checkpoint `id` into `out`.
+    fn snapshot(
+        &mut self,
+        id: u64,
+        env: &mut TaskEnv,
+        out: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError>;
+    /// Forward a barrier (writers emit it on every output channel).
+    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError>;
+    /// Tell every operator that checkpoint `id` completed (or was aborted).
+    fn notify_checkpoint(
+        &mut self,
+        id: u64,
+        complete: bool,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError>;
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -97,6 +115,8 @@ pub(crate) struct OperatorLink<O: Operator> {
     pub info: OperatorInfo,
     pub timers: BTreeSet<i64>,
     pub watermark: Watermark,
+    /// Operator state to restore before `open`.
+    pub restore: Option<Vec<u8>>,
 }
 
 impl<O: Operator> OperatorLink<O> {
@@ -113,6 +133,7 @@ impl<O: Operator> OperatorLink<O> {
             info,
             timers: BTreeSet::new(),
             watermark: Watermark::MIN,
+            restore: None,
         }
     }
 }
@@ -178,6 +199,10 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
     }
     fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.open(env)?;
+        if let Some(state) = self.restore.take() {
+            let op = &mut self.op;
+            attributed(env, self.index, || op.restore_state(&state))?;
+        }
         as_operator!(
             env,
             self.index,
@@ -203,6 +228,47 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.flush(partial, env)
     }
+    fn snapshot(
+        &mut self,
+        id: u64,
+        env: &mut TaskEnv,
+        out: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError> {
+        let mut state = None;
+        let op = &mut self.op;
+        attributed(env, self.index, || {
+            state = op.snapshot_state(id)?;
+            Ok(())
+        })?;
+        if let Some(bytes) = state {
+            out.push(OperatorSubtaskState {
+                uid: self.info.uid.clone(),
+                subtask: self.info.subtask,
+                operator: Some(bytes),
+                ..Default::default()
+            });
+        }
+        self.next.snapshot(id, env, out)
+    }
+    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.barrier(barrier, env)
+    }
+    fn notify_checkpoint(
+        &mut self,
+        id: u64,
+        complete: bool,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        let op = &mut self.op;
+        attributed(env, self.index, || {
+            if complete {
+                op.notify_checkpoint_complete(id)
+            } else {
+                op.notify_checkpoint_aborted(id)
+            }
+        })?;
+        self.next.notify_checkpoint(id, complete, env)
+    }
 }
 
 /// A link running a [`KeyedOperator`] with its keyed state and timers.
@@ -216,6 +282,8 @@ pub(crate) struct KeyedLink<O: KeyedOperator, F> {
     pub timers: KeyedTimers<O::Key>,
     pub unkeyed_timers: BTreeSet<i64>,
     pub watermark: Watermark,
+    /// Encoded keyed snapshots (overlapping this subtask's key groups) to restore before `open`.
+    pub restore: Vec<Vec<u8>>,
 }
 
 impl<O: KeyedOperator, F> KeyedLink<O, F> {
@@ -238,6 +306,7 @@ impl<O: KeyedOperator, F> KeyedLink<O, F> {
             timers: KeyedTimers::default(),
             unkeyed_timers: BTreeSet::new(),
             watermark: Watermark::MIN,
+            restore: Vec::new(),
         }
     }
 }
@@ -318,6 +387,29 @@ where
     }
     fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.open(env)?;
+        if !self.restore.is_empty() {
+            let (state, timers, restore) = (
+                &mut self.state,
+                &mut self.timers,
+                std::mem::take(&mut self.restore),
+            );
+            attributed(env, self.index, || {
+                let mut snaps = Vec::with_capacity(restore.len());
+                for bytes in &restore {
+                    snaps.push(
+                        weir_state::checkpoint::format::decode::<KeyedStateSnapshot>(
+                            "keyed state",
+                            bytes,
+                        )?,
+                    );
+                }
+                state.restore(&snaps)?;
+                for snap in &snaps {
+                    timers.restore(&snap.timers, state.key_groups())?;
+                }
+                Ok(())
+            })?;
+        }
         let (op, state, info) = (&mut self.op, &mut self.state, &self.info);
         attributed(env, self.index, || {
             op.open(&mut KeyedOpenContext { state, info })
@@ -348,6 +440,48 @@ where
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.flush(partial, env)
     }
+    fn snapshot(
+        &mut self,
+        id: u64,
+        env: &mut TaskEnv,
+        out: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError> {
+        let (state, timers, max_p) = (&self.state, &self.timers, self.info.max_parallelism);
+        let mut bytes = Vec::new();
+        attributed(env, self.index, || {
+            let mut snap = state.snapshot()?;
+            snap.timers = timers.snapshot(max_p)?;
+            bytes = weir_state::checkpoint::format::encode(&snap)?;
+            Ok(())
+        })?;
+        out.push(OperatorSubtaskState {
+            uid: self.info.uid.clone(),
+            subtask: self.info.subtask,
+            key_groups: Some(self.state.key_groups()),
+            keyed: Some(bytes),
+            operator: None,
+        });
+        self.next.snapshot(id, env, out)
+    }
+    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.barrier(barrier, env)
+    }
+    fn notify_checkpoint(
+        &mut self,
+        id: u64,
+        complete: bool,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        let op = &mut self.op;
+        attributed(env, self.index, || {
+            if complete {
+                op.notify_checkpoint_complete(id)
+            } else {
+                op.notify_checkpoint_aborted(id)
+            }
+        })?;
+        self.next.notify_checkpoint(id, complete, env)
+    }
 }
 
 /// A link running a [`Sink`]: the end of a chain.
@@ -355,6 +489,8 @@ pub(crate) struct SinkLink<S> {
     pub sink: S,
     pub index: usize,
     pub info: OperatorInfo,
+    /// Sink state to restore before `open`.
+    pub restore: Option<Vec<u8>>,
 }
 
 impl<S: Sink> SinkLink<S> {
@@ -380,6 +516,9 @@ impl<S: Sink> Input<S::In> for SinkLink<S> {
         Ok(())
     }
     fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        if let Some(state) = self.restore.take() {
+            self.call(env, |s| s.restore_state(&state))?;
+        }
         let info = self.info.clone();
         self.call(env, |s| s.open(&info))
     }
@@ -388,6 +527,44 @@ impl<S: Sink> Input<S::In> for SinkLink<S> {
     }
     fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.call(env, |s| s.close())
+    }
+    fn snapshot(
+        &mut self,
+        id: u64,
+        env: &mut TaskEnv,
+        out: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError> {
+        let mut state = None;
+        self.call(env, |s| {
+            state = s.snapshot_state(id)?;
+            Ok(())
+        })?;
+        if let Some(bytes) = state {
+            out.push(OperatorSubtaskState {
+                uid: self.info.uid.clone(),
+                subtask: self.info.subtask,
+                operator: Some(bytes),
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+    fn barrier(&mut self, _: Barrier, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn notify_checkpoint(
+        &mut self,
+        id: u64,
+        complete: bool,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        self.call(env, |s| {
+            if complete {
+                s.notify_checkpoint_complete(id)
+            } else {
+                s.notify_checkpoint_aborted(id)
+            }
+        })
     }
 }
 
@@ -439,6 +616,31 @@ impl<T: Data> Input<T> for FanOut<T> {
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.outs.iter_mut().try_for_each(|o| o.flush(partial, env))
     }
+    fn snapshot(
+        &mut self,
+        id: u64,
+        env: &mut TaskEnv,
+        out: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError> {
+        self.outs
+            .iter_mut()
+            .try_for_each(|o| o.snapshot(id, env, out))
+    }
+    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs
+            .iter_mut()
+            .try_for_each(|o| o.barrier(barrier, env))
+    }
+    fn notify_checkpoint(
+        &mut self,
+        id: u64,
+        complete: bool,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        self.outs
+            .iter_mut()
+            .try_for_each(|o| o.notify_checkpoint(id, complete, env))
+    }
 }
 
 /// The output of an operator nobody consumes: records are dropped.
@@ -458,32 +660,18 @@ impl<T: Data> Input<T> for NoOutput {
     fn end_of_input(&mut self, _: &mut TaskEnv) -> Result<(), TaskError> {
         Ok(())
     }
-}
-
-impl<T> Input<T> for Box<dyn Input<T>> {
-    #[inline]
-    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).element(record, env)
+    fn snapshot(
+        &mut self,
+        _: u64,
+        _: &mut TaskEnv,
+        _: &mut Vec<OperatorSubtaskState>,
+    ) -> Result<(), TaskError> {
+        Ok(())
     }
-    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).watermark(wm, env)
+    fn barrier(&mut self, _: Barrier, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
     }
-    fn status(&mut self, s: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).status(s, env)
-    }
-    fn processing_time(&mut self, now: i64, env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
-        (**self).processing_time(now, env)
-    }
-    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).open(env)
-    }
-    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).end_of_input(env)
-    }
-    fn close(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).close(env)
-    }
-    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
-        (**self).flush(partial, env)
+    fn notify_checkpoint(&mut self, _: u64, _: bool, _: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! The hot loop checks one atomic flag per record ([`Mailbox::has_mail`]); everything else is
 //! looked at only when it is set. Mails are: processing-time timers being due (coalesced into
-//! one flag), cancellation, and closures to run on the task thread (later: checkpoint
-//! triggers, async-I/O completions, coordinator events).
+//! one flag), cancellation, and control messages (checkpoint triggers and notifications; later
+//! async-I/O completions and coordinator events).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,15 +12,23 @@ use parking_lot::Mutex;
 
 use super::signal::Signal;
 
-/// A closure run on the task thread.
-pub(crate) type Mail = Box<dyn FnOnce() + Send>;
+/// A control message for a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Take checkpoint `barrier.id` now (sent to source tasks).
+    TriggerCheckpoint(crate::checkpoint::Barrier),
+    /// Checkpoint `id` completed.
+    CheckpointComplete(u64),
+    /// Checkpoint `id` was aborted.
+    CheckpointAborted(u64),
+}
 
 /// A task's mailbox.
 pub(crate) struct Mailbox {
     has_mail: AtomicBool,
     timer_due: AtomicBool,
     cancelled: AtomicBool,
-    queue: Mutex<VecDeque<Mail>>,
+    queue: Mutex<VecDeque<Control>>,
     signal: Signal,
 }
 
@@ -63,10 +71,9 @@ impl Mailbox {
         self.raise();
     }
 
-    /// Posts a closure to run on the task thread.
-    #[allow(dead_code)]
-    pub(crate) fn post(&self, mail: Mail) {
-        self.queue.lock().push_back(mail);
+    /// Posts a control message.
+    pub(crate) fn post(&self, control: Control) {
+        self.queue.lock().push_back(control);
         self.raise();
     }
 
@@ -76,11 +83,11 @@ impl Mailbox {
         self.cancelled.load(Ordering::Acquire)
     }
 
-    /// Clears the summary flag and returns (timer due, closures to run).
-    pub(crate) fn take(&self) -> (bool, Vec<Mail>) {
+    /// Clears the summary flag and returns (timer due, control messages).
+    pub(crate) fn take(&self) -> (bool, Vec<Control>) {
         self.has_mail.store(false, Ordering::Release);
         let timer = self.timer_due.swap(false, Ordering::AcqRel);
-        let mails: Vec<Mail> = {
+        let mails: Vec<Control> = {
             let mut q = self.queue.lock();
             if q.is_empty() {
                 Vec::new()

@@ -4,11 +4,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+
 use super::chain::Input;
 use super::env::TaskEnv;
+use super::mailbox::Control;
 use super::timer_service::TimerService;
 use crate::channel::gate::InputGate;
 use crate::channel::{Event, Message};
+use crate::checkpoint::coordinator::CoordinatorMsg;
+use crate::checkpoint::{Barrier, OperatorSubtaskState};
+use crate::config::CheckpointingMode;
 use crate::data::Data;
 use crate::error::TaskError;
 use crate::operator::{OperatorInfo, Source, SourceContext, SourceStatus};
@@ -25,6 +32,20 @@ pub(crate) struct TaskRuntime {
     pub task: usize,
     pub timers: Arc<TimerService>,
     pub buffer_timeout: Duration,
+    pub mode: CheckpointingMode,
+    pub coordinator: Option<Sender<CoordinatorMsg>>,
+}
+
+impl TaskRuntime {
+    fn ack(&self, id: u64, states: Vec<OperatorSubtaskState>) {
+        if let Some(c) = &self.coordinator {
+            let _ = c.send(CoordinatorMsg::Ack {
+                task: self.task,
+                id,
+                states,
+            });
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,16 +85,20 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Serves mails and requests raised by the chain; returns `Cancelled` when asked to stop.
-    fn service<T>(&mut self, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
+    /// Serves mails and requests raised by the chain; returns the control messages for the
+    /// task to handle, or `Cancelled` when asked to stop.
+    fn service<T>(
+        &mut self,
+        chain: &mut dyn Input<T>,
+        env: &mut TaskEnv,
+    ) -> Result<Vec<Control>, TaskError> {
+        let mut controls = Vec::new();
         if env.mailbox.has_mail() {
             let (timer, mails) = env.mailbox.take();
             if env.mailbox.is_cancelled() {
                 return Err(TaskError::cancelled());
             }
-            for mail in mails {
-                mail();
-            }
+            controls = mails;
             if timer {
                 self.scheduled = None;
                 self.fire(chain, env)?;
@@ -98,7 +123,7 @@ impl<'a> Scheduler<'a> {
         self.reschedule();
         // A request raised while serving (e.g. a timer that emitted into an empty buffer)
         // leaves `attention` set: it is handled in the next round.
-        Ok(())
+        Ok(controls)
     }
 
     fn fire<T>(&mut self, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
@@ -162,7 +187,8 @@ impl<'a> Scheduler<'a> {
     fn drain<T>(&mut self, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
         chain.flush(true, env)?;
         loop {
-            self.service(chain, env)?;
+            // The task is finishing: it takes no further checkpoint.
+            let _ = self.service(chain, env)?;
             env.flush_needed = false;
             chain.flush(true, env)?;
             if env.blocked_channels == 0 {
@@ -195,11 +221,56 @@ pub(crate) struct SourceTask<S: Source> {
     pub source: S,
     pub info: OperatorInfo,
     pub chain: Box<dyn Input<S::Out>>,
+    /// Source state to restore before `open`.
+    pub restore: Option<Vec<u8>>,
 }
 
 impl<S: Source> SourceTask<S> {
+    fn control(
+        control: Control,
+        source: &mut S,
+        info: &OperatorInfo,
+        chain: &mut dyn Input<S::Out>,
+        env: &mut TaskEnv,
+        sched: &mut Scheduler<'_>,
+    ) -> Result<(), TaskError> {
+        match control {
+            Control::TriggerCheckpoint(barrier) => {
+                let mut states = Vec::new();
+                env.current_operator = 0;
+                if let Some(bytes) = source
+                    .snapshot_state(barrier.id)
+                    .map_err(|e| TaskError::user(0, e))?
+                {
+                    states.push(OperatorSubtaskState {
+                        uid: info.uid.clone(),
+                        subtask: info.subtask,
+                        operator: Some(bytes),
+                        ..Default::default()
+                    });
+                }
+                chain.snapshot(barrier.id, env, &mut states)?;
+                chain.barrier(barrier, env)?;
+                sched.rt.ack(barrier.id, states);
+            }
+            Control::CheckpointComplete(id) | Control::CheckpointAborted(id) => {
+                let complete = matches!(control, Control::CheckpointComplete(_));
+                env.current_operator = 0;
+                let r = if complete {
+                    source.notify_checkpoint_complete(id)
+                } else {
+                    source.notify_checkpoint_aborted(id)
+                };
+                r.map_err(|e| TaskError::user(0, e))?;
+                chain.notify_checkpoint(id, complete, env)?;
+            }
+        }
+        Ok(())
+    }
+
     fn run_loop(
         source: &mut S,
+        restore: Option<Vec<u8>>,
         info: &OperatorInfo,
         chain: &mut dyn Input<S::Out>,
         env: &mut TaskEnv,
@@ -207,10 +278,17 @@ impl<S: Source> SourceTask<S> {
     ) -> Result<(), TaskError> {
         chain.open(env)?;
         env.current_operator = 0;
+        if let Some(state) = restore {
+            source
+                .restore_state(&state)
+                .map_err(|e| TaskError::user(0, e))?;
+        }
         source.open(info).map_err(|e| TaskError::user(0, e))?;
         loop {
             if env.attention || env.mailbox.has_mail() {
-                sched.service(chain, env)?;
+                for control in sched.service(chain, env)? {
+                    Self::control(control, source, info, chain, env, sched)?;
+                }
             }
             if sched.blocked(chain, env)? {
                 continue;
@@ -255,16 +333,101 @@ impl<S: Source> TaskBody for SourceTask<S> {
             mut source,
             info,
             mut chain,
+            restore,
         } = *self;
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
-        let result = Self::run_loop(&mut source, &info, chain, env, &mut sched);
+        let result = Self::run_loop(&mut source, restore, &info, chain, env, &mut sched);
         env.metrics.publish(0, env.records_out, 0, 0, 0);
         // Close everything, also after a failure or cancellation; the first error wins.
         env.current_operator = 0;
         let closed_source = source.close().map_err(|e| TaskError::user(0, e));
         let closed_chain = chain.close(env);
         result.and(closed_source).and(closed_chain)
+    }
+}
+
+/// Barrier handling at a task's input gate.
+///
+/// Exactly-once: a channel is blocked once it delivered the barrier of the checkpoint being
+/// aligned, until every channel delivered it (or ended); barriers arrive in id order on every
+/// channel, so at most one checkpoint aligns at a time. At-least-once: nothing is blocked; a
+/// checkpoint is taken when its barrier arrived on every channel, several may be in flight, and
+/// completing one drops older incomplete ones.
+struct Aligner {
+    mode: CheckpointingMode,
+    pending: BTreeMap<u64, (Barrier, Vec<bool>)>,
+    ended: Vec<bool>,
+}
+
+impl Aligner {
+    fn new(mode: CheckpointingMode, channels: usize) -> Self {
+        Aligner {
+            mode,
+            pending: BTreeMap::new(),
+            ended: vec![false; channels],
+        }
+    }
+
+    fn unblock_all<T>(&self, gate: &mut InputGate<T>) {
+        if self.mode == CheckpointingMode::ExactlyOnce {
+            for ch in 0..self.ended.len() {
+                gate.set_blocked(ch, false);
+            }
+        }
+    }
+
+    /// A barrier arrived on `ch`: returns the barrier whose alignment completed, if any.
+    fn barrier<T>(&mut self, ch: usize, b: Barrier, gate: &mut InputGate<T>) -> Option<Barrier> {
+        if self
+            .pending
+            .keys()
+            .next_back()
+            .is_some_and(|&last| b.id < last)
+            && !self.pending.contains_key(&b.id)
+        {
+            return None; // a barrier of a checkpoint already given up here
+        }
+        let n = self.ended.len();
+        let entry = self
+            .pending
+            .entry(b.id)
+            .or_insert_with(|| (b, vec![false; n]));
+        entry.1[ch] = true;
+        if self.mode == CheckpointingMode::ExactlyOnce {
+            gate.set_blocked(ch, true);
+        }
+        self.complete(gate)
+    }
+
+    /// Channel `ch` ended: it no longer holds any alignment back.
+    fn ended<T>(&mut self, ch: usize, gate: &mut InputGate<T>) -> Option<Barrier> {
+        self.ended[ch] = true;
+        self.complete(gate)
+    }
+
+    fn complete<T>(&mut self, gate: &mut InputGate<T>) -> Option<Barrier> {
+        let done = self.pending.iter().find_map(|(id, (_, arrived))| {
+            arrived
+                .iter()
+                .zip(&self.ended)
+                .all(|(a, e)| *a || *e)
+                .then_some(*id)
+        })?;
+        let (barrier, _) = self.pending.remove(&done)?;
+        // Older checkpoints can no longer complete here.
+        self.pending.retain(|id, _| *id > done);
+        if self.pending.is_empty() {
+            self.unblock_all(gate);
+        }
+        Some(barrier)
+    }
+
+    /// Checkpoint `id` was aborted: stop aligning it.
+    fn abort<T>(&mut self, id: u64, gate: &mut InputGate<T>) {
+        if self.pending.remove(&id).is_some() && self.pending.is_empty() {
+            self.unblock_all(gate);
+        }
     }
 }
 
@@ -289,6 +452,20 @@ fn apply<T>(
 }
 
 impl<T: Data> InputTask<T> {
+    /// Every input delivered barrier `b`: snapshot the chain, forward the barrier, acknowledge.
+    fn checkpoint(
+        b: Barrier,
+        chain: &mut dyn Input<T>,
+        env: &mut TaskEnv,
+        sched: &Scheduler<'_>,
+    ) -> Result<(), TaskError> {
+        let mut states = Vec::new();
+        chain.snapshot(b.id, env, &mut states)?;
+        chain.barrier(b, env)?;
+        sched.rt.ack(b.id, states);
+        Ok(())
+    }
+
     fn run_loop(
         gate: &mut InputGate<T>,
         chain: &mut dyn Input<T>,
@@ -298,12 +475,25 @@ impl<T: Data> InputTask<T> {
         chain.open(env)?;
         let channels = gate.channels();
         let mut valve = WatermarkValve::new(channels);
+        let mut aligner = Aligner::new(sched.rt.mode, channels);
         let mut ended = 0;
         let mut current: Option<VecDeque<T>> = None;
         let mut recycle: Option<VecDeque<T>> = None;
         loop {
             if env.attention || env.mailbox.has_mail() {
-                sched.service(chain, env)?;
+                for control in sched.service(chain, env)? {
+                    match control {
+                        // Input tasks take checkpoints when barriers arrive, not on triggers.
+                        Control::TriggerCheckpoint(_) => {}
+                        Control::CheckpointComplete(id) => {
+                            chain.notify_checkpoint(id, true, env)?
+                        }
+                        Control::CheckpointAborted(id) => {
+                            aligner.abort(id, gate);
+                            chain.notify_checkpoint(id, false, env)?;
+                        }
+                    }
+                }
             }
             if sched.blocked(chain, env)? {
                 continue;
@@ -337,9 +527,17 @@ impl<T: Data> InputTask<T> {
                     Event::Status(s) => apply(valve.input_status(ch, s), chain, env)?,
                     Event::EndOfInput => {
                         apply(valve.input_finished(ch), chain, env)?;
+                        if let Some(b) = aligner.ended(ch, gate) {
+                            Self::checkpoint(b, chain, env, sched)?;
+                        }
                         ended += 1;
                         if ended == channels {
                             break;
+                        }
+                    }
+                    Event::Barrier(b) => {
+                        if let Some(b) = aligner.barrier(ch, b, gate) {
+                            Self::checkpoint(b, chain, env, sched)?;
                         }
                     }
                 },

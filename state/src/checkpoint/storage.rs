@@ -59,6 +59,9 @@ pub trait CheckpointStorage: Send + Sync {
     fn subsume(&self, retain: usize) -> Result<Vec<u64>>;
     /// Deletes what an unfinished checkpoint wrote.
     fn abort(&self, id: u64) -> Result<()>;
+    /// The highest checkpoint or savepoint id present (complete or not), so that new ids never
+    /// reuse a directory.
+    fn highest_id(&self) -> Result<Option<u64>>;
 }
 
 /// Checkpoints in a local directory.
@@ -282,6 +285,21 @@ impl CheckpointStorage for LocalCheckpointStorage {
             }
         }
         Ok(deleted)
+    }
+
+    fn highest_id(&self) -> Result<Option<u64>> {
+        let mut highest = self.checkpoint_dirs()?.first().map(|(id, _)| *id);
+        if let Ok(entries) = fs::read_dir(self.root.join("savepoints")) {
+            for e in entries.flatten() {
+                let id = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("savepoint-"))
+                    .and_then(|n| n.parse::<u64>().ok());
+                highest = highest.max(id);
+            }
+        }
+        Ok(highest)
     }
 
     fn abort(&self, id: u64) -> Result<()> {

@@ -1,0 +1,388 @@
+//! The checkpoint coordinator: one thread per job with checkpointing.
+//!
+//! It triggers checkpoints (periodically, and on request from the job handle), collects every
+//! task's acknowledgement with its state, writes the state files and the metadata through the
+//! [`CheckpointStorage`], notifies tasks of completion or abortion, and deletes subsumed
+//! checkpoints. Rules, as Flink's: ids increase monotonically; a periodic trigger waits for
+//! `min-pause` after the last completion and never exceeds `max-concurrent-checkpoints`
+//! pending; a pending checkpoint older than `timeout` expires; a checkpoint cannot complete
+//! once a task has finished (triggers are then skipped, manual ones refused).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_state::checkpoint::format::FileKind;
+use weir_state::checkpoint::{
+    CheckpointKind, CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, OperatorSnapshot,
+    SubtaskSnapshot,
+};
+
+use super::{Barrier, OperatorSubtaskState};
+use crate::error::CheckpointError;
+use crate::task::mailbox::{Control, Mailbox};
+use crate::time::now_ms;
+
+/// A reply to a manual trigger.
+pub(crate) type TriggerReply = Sender<Result<CompletedCheckpoint, CheckpointError>>;
+
+/// What tasks and the job handle tell the coordinator.
+pub(crate) enum CoordinatorMsg {
+    /// A task took checkpoint `id`.
+    Ack {
+        task: usize,
+        id: u64,
+        states: Vec<OperatorSubtaskState>,
+    },
+    /// A task could not take checkpoint `id` (sent by the asynchronous snapshot phase, which
+    /// the checkpointing work adds next; handled already).
+    #[allow(dead_code)]
+    Decline {
+        task: usize,
+        id: u64,
+        reason: String,
+    },
+    /// A task ended (finished, failed or cancelled).
+    TaskEnded { task: usize },
+    /// Trigger a checkpoint or savepoint now and reply when it completes or fails.
+    Trigger {
+        kind: CheckpointKind,
+        reply: TriggerReply,
+    },
+    /// The job is over.
+    Shutdown,
+}
+
+/// An operator as recorded in metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorDescription {
+    pub name: String,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+}
+
+/// Everything the coordinator needs.
+pub(crate) struct CoordinatorSetup {
+    pub job: String,
+    pub storage: Option<Arc<dyn CheckpointStorage>>,
+    pub mailboxes: Vec<Arc<Mailbox>>,
+    pub source_tasks: Vec<usize>,
+    pub operators: BTreeMap<String, OperatorDescription>,
+    pub interval: Option<Duration>,
+    pub timeout: Duration,
+    pub min_pause: Duration,
+    pub max_concurrent: usize,
+    pub retained: usize,
+    pub next_id: u64,
+}
+
+struct Pending {
+    barrier: Barrier,
+    triggered: Instant,
+    acks: HashMap<usize, Vec<OperatorSubtaskState>>,
+    waiters: Vec<TriggerReply>,
+}
+
+struct Coordinator {
+    s: CoordinatorSetup,
+    pending: BTreeMap<u64, Pending>,
+    ended: HashSet<usize>,
+    last_completion: Option<Instant>,
+    next_periodic: Option<Instant>,
+}
+
+/// Runs the coordinator until `Shutdown` (or every sender is gone).
+pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
+    let next_periodic = setup.interval.map(|i| Instant::now() + i);
+    let mut c = Coordinator {
+        s: setup,
+        pending: BTreeMap::new(),
+        ended: HashSet::new(),
+        last_completion: None,
+        next_periodic,
+    };
+    loop {
+        let deadline = c.next_deadline();
+        let msg = match deadline {
+            Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            },
+        };
+        match msg {
+            Some(CoordinatorMsg::Shutdown) => break,
+            Some(CoordinatorMsg::Ack { task, id, states }) => c.ack(task, id, states),
+            Some(CoordinatorMsg::Decline { task, id, reason }) => c.abort(
+                id,
+                CheckpointError::Declined {
+                    id,
+                    reason: format!("task {task}: {reason}"),
+                },
+            ),
+            Some(CoordinatorMsg::TaskEnded { task }) => {
+                c.ended.insert(task);
+                let unfinishable: Vec<u64> = c
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| !p.acks.contains_key(&task))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in unfinishable {
+                    c.abort(id, CheckpointError::TasksFinished);
+                }
+            }
+            Some(CoordinatorMsg::Trigger { kind, reply }) => c.manual(kind, reply),
+            None => {}
+        }
+        c.expire();
+        c.periodic();
+    }
+    let ids: Vec<u64> = c.pending.keys().copied().collect();
+    for id in ids {
+        c.abort(id, CheckpointError::JobEnded);
+    }
+}
+
+impl Coordinator {
+    fn next_deadline(&self) -> Option<Instant> {
+        let expiry = self
+            .pending
+            .values()
+            .map(|p| p.triggered + self.s.timeout)
+            .min();
+        match (expiry, self.next_periodic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn trigger(&mut self, kind: CheckpointKind) -> Result<u64, CheckpointError> {
+        if self.s.storage.is_none() {
+            return Err(CheckpointError::NoStorage);
+        }
+        if !self.ended.is_empty() {
+            return Err(CheckpointError::TasksFinished);
+        }
+        let id = self.s.next_id;
+        self.s.next_id += 1;
+        let barrier = Barrier {
+            id,
+            timestamp_ms: now_ms(),
+            kind,
+        };
+        self.pending.insert(
+            id,
+            Pending {
+                barrier,
+                triggered: Instant::now(),
+                acks: HashMap::new(),
+                waiters: Vec::new(),
+            },
+        );
+        tracing::debug!(id, ?kind, "triggering checkpoint");
+        for &t in &self.s.source_tasks {
+            self.s.mailboxes[t].post(Control::TriggerCheckpoint(barrier));
+        }
+        Ok(id)
+    }
+
+    fn manual(&mut self, kind: CheckpointKind, reply: TriggerReply) {
+        match self.trigger(kind) {
+            Ok(id) => {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.waiters.push(reply);
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn periodic(&mut self) {
+        let (Some(next), Some(interval)) = (self.next_periodic, self.s.interval) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < next {
+            return;
+        }
+        let paused = self
+            .last_completion
+            .is_some_and(|t| now < t + self.s.min_pause);
+        if self.pending.len() >= self.s.max_concurrent || paused {
+            // Not a failure: try again shortly.
+            self.next_periodic = Some(now + Duration::from_millis(10).min(interval));
+            return;
+        }
+        // Skipped triggers (tasks finished) are not failures either.
+        let _ = self.trigger(CheckpointKind::Checkpoint);
+        self.next_periodic = Some(now + interval);
+    }
+
+    fn ack(&mut self, task: usize, id: u64, states: Vec<OperatorSubtaskState>) {
+        let n_tasks = self.s.mailboxes.len();
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        p.acks.insert(task, states);
+        if p.acks.len() < n_tasks {
+            return;
+        }
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        match self.complete(&p) {
+            Ok(done) => {
+                self.last_completion = Some(Instant::now());
+                for m in &self.s.mailboxes {
+                    m.post(Control::CheckpointComplete(id));
+                }
+                if done.metadata.kind == CheckpointKind::Checkpoint {
+                    if let Some(storage) = &self.s.storage {
+                        if let Err(e) = storage.subsume(self.s.retained) {
+                            tracing::warn!("cannot delete subsumed checkpoints: {e}");
+                        }
+                    }
+                }
+                tracing::debug!(id, location = %done.location, "checkpoint complete");
+                for w in p.waiters {
+                    let _ = w.send(Ok(done.clone()));
+                }
+            }
+            Err(e) => {
+                self.notify_aborted(id);
+                for w in p.waiters {
+                    let _ = w.send(Err(CheckpointError::Storage {
+                        id,
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Writes the state files, then the metadata.
+    fn complete(&self, p: &Pending) -> weir_state::Result<CompletedCheckpoint> {
+        let storage = self
+            .s
+            .storage
+            .as_ref()
+            .ok_or(weir_state::StateError::InvalidName("no storage".into()))?;
+        let Barrier {
+            id,
+            kind,
+            timestamp_ms,
+        } = p.barrier;
+        let mut by_uid: BTreeMap<&str, Vec<SubtaskSnapshot>> = BTreeMap::new();
+        let mut file_index = 0usize;
+        for states in p.acks.values() {
+            for st in states {
+                file_index += 1;
+                let stem: String = st
+                    .uid
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .take(64)
+                    .collect();
+                let name = |ext: &str| format!("{file_index}-{stem}-{}.{ext}", st.subtask);
+                let keyed = match &st.keyed {
+                    Some(b) => Some(storage.write_state(
+                        id,
+                        kind,
+                        &name("keyed"),
+                        FileKind::KeyedState,
+                        b,
+                    )?),
+                    None => None,
+                };
+                let operator = match &st.operator {
+                    Some(b) => Some(storage.write_state(
+                        id,
+                        kind,
+                        &name("operator"),
+                        FileKind::OperatorState,
+                        b,
+                    )?),
+                    None => None,
+                };
+                if keyed.is_some() || operator.is_some() {
+                    by_uid.entry(&st.uid).or_default().push(SubtaskSnapshot {
+                        subtask: st.subtask,
+                        key_groups: st.key_groups,
+                        keyed,
+                        operator,
+                        channel: None,
+                    });
+                }
+            }
+        }
+        let operators = by_uid
+            .into_iter()
+            .map(|(uid, mut subtasks)| {
+                subtasks.sort_by_key(|s| s.subtask);
+                let d = self.s.operators.get(uid);
+                OperatorSnapshot {
+                    uid: uid.to_string(),
+                    name: d.map(|d| d.name.clone()).unwrap_or_default(),
+                    parallelism: d.map_or(0, |d| d.parallelism),
+                    max_parallelism: d.map_or(0, |d| d.max_parallelism),
+                    subtasks,
+                }
+            })
+            .collect();
+        storage.commit(&CheckpointMetadata {
+            job: self.s.job.clone(),
+            checkpoint_id: id,
+            kind,
+            timestamp_ms,
+            unaligned: false,
+            operators,
+            extra: BTreeMap::new(),
+        })
+    }
+
+    fn notify_aborted(&self, id: u64) {
+        for m in &self.s.mailboxes {
+            m.post(Control::CheckpointAborted(id));
+        }
+        if let Some(storage) = &self.s.storage {
+            let _ = storage.abort(id);
+        }
+    }
+
+    fn abort(&mut self, id: u64, reason: CheckpointError) {
+        if let Some(p) = self.pending.remove(&id) {
+            tracing::debug!(id, %reason, "checkpoint aborted");
+            self.notify_aborted(id);
+            for w in p.waiters {
+                let _ = w.send(Err(reason.clone()));
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.triggered + self.s.timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.abort(id, CheckpointError::Expired { id });
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Barrier checkpoints: triggering, storage, restore (also into another parallelism).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weir::engine::{CheckpointError, CheckpointingMode};
+use weir::prelude::*;
+use weir::state::checkpoint::CheckpointKind;
+
+use crate::common::{eventually, join_within};
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+const N: u64 = 40_000;
+const KEYS: u64 = 50;
+
+/// generator 0..N (rate-limited, 2 subtasks) -> (key, x) -> key_by -> running sum -> collect.
+fn summing_job(
+    checkpoints: &Path,
+    restore: Option<&str>,
+    sum_parallelism: usize,
+    mode: CheckpointingMode,
+    rate: f64,
+) -> (StreamEnv, CollectHandle<(u64, u64)>) {
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = checkpoints.display().to_string();
+        c.restore_path = restore.unwrap_or("").to_string();
+        c.checkpointing_mode = mode;
+        c.max_records_per_buffer = 64;
+        c.buffer_timeout = Duration::from_millis(5);
+    });
+    let out = env
+        .generate(Generator::new(|i| i).bounded(N).rate_limited(rate))
+        .set_parallelism(2)
+        .uid("numbers")
+        .map(|x| (x % KEYS, x))
+        .uid("keyed")
+        .set_parallelism(2)
+        .key_by(|r| r.0)
+        .reduce(|(k, a), (_, b)| (k, a + b))
+        .uid("sums")
+        .set_parallelism(sum_parallelism)
+        .collect();
+    (env, out)
+}
+
+fn final_sums(outputs: &[Vec<(u64, u64)>]) -> HashMap<u64, u64> {
+    // Running sums only grow: the largest value seen per key is its final sum.
+    let mut last = HashMap::new();
+    for (k, s) in outputs.iter().flatten() {
+        let e = last.entry(*k).or_insert(0);
+        *e = (*e).max(*s);
+    }
+    last
+}
+
+/// The restored run must start where the checkpoint was taken (at least 5,000 records in),
+/// not from scratch, and end with every key's exact sum.
+fn assert_resumed(outputs: Vec<(u64, u64)>, exact: bool) {
+    let n = outputs.len() as u64;
+    assert!(
+        n <= N - 5_000,
+        "the restored run processed {n} of {N} records: it did not resume"
+    );
+    let got = final_sums(&[outputs]);
+    if exact {
+        assert_eq!(got, expected(), "every record counted exactly once");
+    } else {
+        for (k, want) in expected() {
+            assert!(
+                got[&k] >= want,
+                "key {k}: {} < {want}: a record was lost",
+                got[&k]
+            );
+        }
+    }
+}
+
+fn expected() -> HashMap<u64, u64> {
+    let mut m = HashMap::new();
+    for x in 0..N {
+        *m.entry(x % KEYS).or_insert(0) += x;
+    }
+    m
+}
+
+/// Runs until a checkpoint of at least 5,000 records was taken, then cancels; returns where.
+fn checkpoint_midway(root: &Path, sum_parallelism: usize, mode: CheckpointingMode) -> String {
+    let (env, out) = summing_job(root, None, sum_parallelism, mode, 40_000.0);
+    let handle = env.start().unwrap();
+    assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
+    let checkpoint = handle.trigger_checkpoint().expect("checkpoint");
+    assert!(
+        out.len() < N as usize,
+        "the job must still be running at the checkpoint"
+    );
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    checkpoint.location
+}
+
+#[test]
+fn a_manual_checkpoint_records_every_operator() {
+    let root = dir("manual");
+    let (env, _out) = summing_job(&root, None, 2, CheckpointingMode::ExactlyOnce, 20_000.0);
+    let handle = env.start().unwrap();
+    let first = handle.trigger_checkpoint().unwrap();
+    let second = handle.trigger_checkpoint().unwrap();
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    assert!(
+        second.metadata.checkpoint_id > first.metadata.checkpoint_id,
+        "ids increase"
+    );
+    assert!(Path::new(&second.location).join("_metadata").exists());
+    assert!(
+        !Path::new(&first.location).exists(),
+        "subsumed (1 retained)"
+    );
+    let m = &second.metadata;
+    assert_eq!(m.kind, CheckpointKind::Checkpoint);
+    let source = m.operator("numbers").expect("source positions");
+    assert_eq!(source.parallelism, 2);
+    assert!(source.subtasks.iter().all(|s| s.operator.is_some()));
+    let sums = m.operator("sums").expect("keyed state");
+    assert_eq!(sums.subtasks.len(), 2);
+    assert!(sums
+        .subtasks
+        .iter()
+        .all(|s| s.keyed.is_some() && s.key_groups.is_some()));
+    assert!(
+        m.operator("keyed").is_none(),
+        "a stateless map has no entry"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn without_storage_a_checkpoint_is_refused() {
+    let env = StreamEnv::new();
+    env.generate(Generator::new(|i| i).rate_limited(1000.0))
+        .discard();
+    let handle = env.start().unwrap();
+    assert_eq!(
+        handle.trigger_checkpoint().unwrap_err(),
+        CheckpointError::NoStorage
+    );
+    handle.cancel();
+    join_within(handle, Duration::from_secs(10)).unwrap();
+    let env = StreamEnv::new();
+    env.configure(|c| c.checkpoint_interval = Duration::from_secs(1));
+    env.generate_sequence(0..10).discard();
+    let e = env.start().err().expect("interval without a directory");
+    assert!(e.to_string().contains("execution.checkpointing.dir"), "{e}");
+}
+
+#[test]
+fn periodic_checkpoints_keep_the_newest_n() {
+    let root = dir("periodic");
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = root.display().to_string();
+        c.checkpoint_interval = Duration::from_millis(30);
+        c.retained_checkpoints = 2;
+    });
+    env.generate(Generator::new(|i| i).rate_limited(50_000.0))
+        .key_by(|x| x % 7)
+        .reduce(|a, b| a + b)
+        .discard();
+    let handle = env.start().unwrap();
+    let completed = |root: &Path| -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(root)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().join("_metadata").exists())
+                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    assert!(eventually(Duration::from_secs(20), || completed(&root)
+        .last()
+        .is_some_and(|id| *id >= 6)));
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    let ids = completed(&root);
+    assert!(ids.len() <= 2, "retained {ids:?}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn restore_resumes_exactly_once() {
+    let root = dir("restore");
+    let location = checkpoint_midway(&root, 2, CheckpointingMode::ExactlyOnce);
+    let (env, out) = summing_job(
+        &root,
+        Some(&location),
+        2,
+        CheckpointingMode::ExactlyOnce,
+        1e9,
+    );
+    let handle = env.start().unwrap();
+    assert_eq!(
+        handle.restored_from().map(|c| c.location.clone()),
+        Some(location)
+    );
+    join_within(handle, Duration::from_secs(60)).unwrap();
+    assert_resumed(out.take(), true);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn keyed_state_rescales_on_restore() {
+    for target in [3usize, 1] {
+        let root = dir(&format!("rescale-{target}"));
+        let location = checkpoint_midway(&root, 2, CheckpointingMode::ExactlyOnce);
+        let (env, out) = summing_job(
+            &root,
+            Some(&location),
+            target,
+            CheckpointingMode::ExactlyOnce,
+            1e9,
+        );
+        join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+        assert_resumed(out.take(), true);
+        std::fs::remove_dir_all(&root).ok();
+    }
+}
+
+#[test]
+fn at_least_once_checkpoints_restore_without_loss() {
+    let root = dir("alo");
+    let location = checkpoint_midway(&root, 2, CheckpointingMode::AtLeastOnce);
+    let (env, out) = summing_job(
+        &root,
+        Some(&location),
+        2,
+        CheckpointingMode::AtLeastOnce,
+        1e9,
+    );
+    join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    assert_resumed(out.take(), false);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn restore_latest_skips_a_corrupt_checkpoint() {
+    let root = dir("corrupt");
+    let (env, out) = summing_job(&root, None, 2, CheckpointingMode::ExactlyOnce, 40_000.0);
+    env.configure(|c| c.retained_checkpoints = 2);
+    let handle = env.start().unwrap();
+    assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
+    let older = handle.trigger_checkpoint().unwrap();
+    let newer = handle.trigger_checkpoint().unwrap();
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    // Flip one byte of one state file of the newer checkpoint.
+    let victim = std::fs::read_dir(&newer.location)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "keyed"))
+        .expect("a keyed state file");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+
+    let (env, out) = summing_job(
+        &root,
+        Some("latest"),
+        2,
+        CheckpointingMode::ExactlyOnce,
+        1e9,
+    );
+    let handle = env.start().unwrap();
+    assert_eq!(
+        handle.restored_from().map(|c| c.metadata.checkpoint_id),
+        Some(older.metadata.checkpoint_id)
+    );
+    join_within(handle, Duration::from_secs(60)).unwrap();
+    assert_resumed(out.take(), true);
+
+    // Restoring the corrupt one by path fails with a clear error.
+    let (env, _) = summing_job(
+        &root,
+        Some(&newer.location),
+        2,
+        CheckpointingMode::ExactlyOnce,
+        1e9,
+    );
+    let e = env.start().err().expect("corrupt checkpoint");
+    assert!(e.to_string().contains("checksum"), "{e}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn restore_errors_are_clear() {
+    let root = dir("errors");
+    let location = checkpoint_midway(&root, 2, CheckpointingMode::ExactlyOnce);
+    // A job without the operator "sums".
+    let env = StreamEnv::new();
+    env.configure(|c| c.restore_path = location.clone());
+    env.generate(Generator::new(|i| i).bounded(10))
+        .set_parallelism(2)
+        .uid("numbers")
+        .discard();
+    let e = env.start().err().expect("unknown uid");
+    assert!(
+        e.to_string().contains("uid 'keyed'") || e.to_string().contains("uid 'sums'"),
+        "{e}"
+    );
+    // The source's position cannot be split over another parallelism.
+    let env = StreamEnv::new();
+    env.configure(|c| c.restore_path = location.clone());
+    let s = env
+        .generate(Generator::new(|i| i).bounded(10))
+        .set_parallelism(3)
+        .uid("numbers");
+    s.map(|x| (x, x))
+        .uid("keyed")
+        .key_by(|r| r.0)
+        .reduce(|a, _| a)
+        .uid("sums")
+        .discard();
+    let e = env.start().err().expect("operator state rescale");
+    assert!(
+        e.to_string().contains("parallelism 2") && e.to_string().contains("not supported"),
+        "{e}"
+    );
+    // Nothing at the path.
+    let env = StreamEnv::new();
+    env.configure(|c| c.restore_path = root.join("nowhere").display().to_string());
+    env.generate_sequence(0..1).discard();
+    assert!(env
+        .start()
+        .err()
+        .expect("missing")
+        .to_string()
+        .contains("no completed checkpoint"));
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// Subtask 1 spends 200 µs per record while `slow` is set.
+struct Laggard {
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    subtask: usize,
+}
+
+impl Operator for Laggard {
+    type In = (u64, u64);
+    type Out = (u64, u64);
+    fn process_element(
+        &mut self,
+        r: (u64, u64),
+        ctx: &mut Context<'_, (u64, u64)>,
+    ) -> Result<(), UserError> {
+        if self.subtask == 1 && self.slow.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        ctx.emit(r);
+        Ok(())
+    }
+}
+
+fn skewed_job(
+    root: &Path,
+    restore: Option<&str>,
+    mode: CheckpointingMode,
+    slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    rate: f64,
+) -> (StreamEnv, CollectHandle<(u64, u64)>) {
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = root.display().to_string();
+        c.restore_path = restore.unwrap_or("").to_string();
+        c.checkpointing_mode = mode;
+        c.max_records_per_buffer = 64;
+        c.buffer_timeout = Duration::from_millis(5);
+    });
+    let slow = slow.clone();
+    let out = env
+        .generate(Generator::new(|i| i).bounded(N).rate_limited(rate))
+        .set_parallelism(2)
+        .uid("numbers")
+        .map(|x| (x % KEYS, x))
+        .set_parallelism(2)
+        .uid("keyed")
+        .rebalance()
+        .transform("Laggard", move |info| Laggard {
+            slow: slow.clone(),
+            subtask: info.subtask,
+        })
+        .set_parallelism(2)
+        .uid("laggard")
+        .key_by(|r| r.0)
+        .reduce(|(k, a), (_, b)| (k, a + b))
+        .set_parallelism(2)
+        .uid("sums")
+        .collect();
+    (env, out)
+}
+
+/// One input of the reduce lags far behind the other when the barrier comes: aligned
+/// checkpoints still hold exactly the records before the barrier on every channel.
+#[test]
+fn alignment_keeps_records_after_a_barrier_out_of_the_snapshot() {
+    let root = dir("skew");
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (env, out) = skewed_job(&root, None, CheckpointingMode::ExactlyOnce, &slow, 20_000.0);
+    let handle = env.start().unwrap();
+    assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
+    slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300)); // the slow subtask's input fills up
+    let checkpoint = handle.trigger_checkpoint().expect("checkpoint");
+    slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+
+    let (env, out) = skewed_job(
+        &root,
+        Some(&checkpoint.location),
+        CheckpointingMode::ExactlyOnce,
+        &slow,
+        1e9,
+    );
+    join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    assert_resumed(out.take(), true);
+    std::fs::remove_dir_all(&root).ok();
+}
