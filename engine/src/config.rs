@@ -247,6 +247,9 @@ options! {
     checkpoint_min_pause: Duration = Duration::ZERO, "execution.checkpointing.min-pause";
     /// No trigger while this many checkpoints are pending.
     max_concurrent_checkpoints: usize = 1, "execution.checkpointing.max-concurrent-checkpoints";
+    /// Unaligned checkpoints: barriers overtake in-flight data, which becomes part of the
+    /// checkpoint (needs EXACTLY_ONCE and at most 1 concurrent checkpoint).
+    unaligned: bool = false, "execution.checkpointing.unaligned.enabled";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).
@@ -341,6 +344,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for o in Config::options() {
             self.check(o.key)?;
+        }
+        if self.unaligned && self.checkpointing_mode != CheckpointingMode::ExactlyOnce {
+            return Err(ConfigError::InvalidValue {
+                key: "execution.checkpointing.unaligned.enabled".into(),
+                value: "true".into(),
+                expected: "false with execution.checkpointing.mode = AT_LEAST_ONCE (unaligned checkpoints are exactly-once)",
+            });
+        }
+        if self.unaligned && self.max_concurrent_checkpoints > 1 {
+            return Err(ConfigError::InvalidValue {
+                key: "execution.checkpointing.unaligned.enabled".into(),
+                value: "true".into(),
+                expected: "false with execution.checkpointing.max-concurrent-checkpoints > 1",
+            });
         }
         Ok(())
     }

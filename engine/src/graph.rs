@@ -21,6 +21,7 @@ use crate::data::{Data, Key, KeySelector};
 use crate::error::ValidationError;
 use crate::operator::OperatorInfo;
 use crate::task::chain::{FanOut, Input, NoOutput};
+use crate::task::mailbox::Mailbox;
 use crate::task::run::{InputTask, TaskBody};
 use crate::task::signal::Signal;
 
@@ -42,6 +43,8 @@ pub(crate) trait KeyRouter<T>: 'static {
         senders: Vec<ChannelSender<T>>,
         settings: WriterSettings,
         max_parallelism: usize,
+        key: String,
+        replay: Option<Vec<u8>>,
     ) -> Box<dyn Input<T>>;
 }
 
@@ -56,9 +59,11 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F>
         senders: Vec<ChannelSender<T>>,
         settings: WriterSettings,
         max_parallelism: usize,
+        key: String,
+        replay: Option<Vec<u8>>,
     ) -> Box<dyn Input<T>> {
         let p = KeyGroupPartitioner::new(self.key_fn.clone(), max_parallelism, senders.len());
-        Box::new(RecordWriter::new(senders, p, settings))
+        Box::new(RecordWriter::new(senders, p, settings).with_channel_state(key, replay))
     }
 }
 
@@ -106,6 +111,10 @@ pub(crate) struct EdgeWiring<'a> {
     pub signal: Signal,
     pub settings: WriterSettings,
     pub max_parallelism: usize,
+    /// The edge's name in channel state.
+    pub key: String,
+    /// Output records to send again first (restore of an unaligned checkpoint).
+    pub replay: Option<Vec<u8>>,
 }
 
 /// The type-erased edge: builds the record writer of one sending subtask.
@@ -132,21 +141,25 @@ impl<T: Data> EdgeConnector for TypedEdge<T> {
                 .collect()
         };
         let n = senders.len();
+        let (key, replay, settings) = (w.key, w.replay, w.settings);
         let writer: Box<dyn Input<T>> = match &self.partition {
-            _ if w.pointwise => {
-                Box::new(RecordWriter::new(senders, ForwardPartitioner, w.settings))
-            }
-            Partition::Default | Partition::Rebalance | Partition::Forward => {
-                Box::new(RecordWriter::new(
+            _ if w.pointwise => Box::new(
+                RecordWriter::new(senders, ForwardPartitioner, settings)
+                    .with_channel_state(key, replay),
+            ),
+            Partition::Default | Partition::Rebalance | Partition::Forward => Box::new(
+                RecordWriter::new(
                     senders,
                     RebalancePartitioner { next: w.sender % n },
-                    w.settings,
-                ))
-            }
-            Partition::Broadcast => {
-                Box::new(RecordWriter::new(senders, BroadcastPartitioner, w.settings))
-            }
-            Partition::KeyGroups(r) => r.writer(senders, w.settings, w.max_parallelism),
+                    settings,
+                )
+                .with_channel_state(key, replay),
+            ),
+            Partition::Broadcast => Box::new(
+                RecordWriter::new(senders, BroadcastPartitioner, settings)
+                    .with_channel_state(key, replay),
+            ),
+            Partition::KeyGroups(r) => r.writer(senders, settings, w.max_parallelism, key, replay),
         };
         Box::new(writer)
     }
@@ -161,8 +174,15 @@ pub(crate) trait StreamType {
         channels: usize,
         config: &Config,
         receiver: Signal,
+        mailbox: Arc<Mailbox>,
     ) -> (Box<dyn Any>, Arc<dyn UsageProbe>);
-    fn input_task(&self, gate: &dyn Any, chain: Box<dyn Any>) -> Box<dyn TaskBody>;
+    fn input_task(
+        &self,
+        gate: &dyn Any,
+        chain: Box<dyn Any>,
+        head: &OperatorInfo,
+        replay: Option<Vec<u8>>,
+    ) -> Box<dyn TaskBody>;
     fn writer_settings(&self, config: &Config) -> WriterSettings;
 }
 
@@ -196,20 +216,31 @@ impl<T: Data> StreamType for TypeOps<T> {
         channels: usize,
         config: &Config,
         receiver: Signal,
+        mailbox: Arc<Mailbox>,
     ) -> (Box<dyn Any>, Arc<dyn UsageProbe>) {
-        let g = GateShared::<T>::new(
+        let g = GateShared::<T>::with_mailbox(
             channels,
             config.buffers_per_channel,
             config.floating_buffers_per_gate,
             receiver,
+            Some(mailbox),
         );
         (Box::new(g.clone()), g)
     }
-    fn input_task(&self, gate: &dyn Any, chain_box: Box<dyn Any>) -> Box<dyn TaskBody> {
+    fn input_task(
+        &self,
+        gate: &dyn Any,
+        chain_box: Box<dyn Any>,
+        head: &OperatorInfo,
+        replay: Option<Vec<u8>>,
+    ) -> Box<dyn TaskBody> {
         let g = self::gate::<T>(gate).clone();
         Box::new(InputTask {
             gate: InputGate::new(g),
             chain: chain::<T>(chain_box),
+            head_uid: head.uid.clone(),
+            subtask: head.subtask,
+            replay,
         })
     }
     fn writer_settings(&self, config: &Config) -> WriterSettings {

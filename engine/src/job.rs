@@ -29,7 +29,7 @@ use weir_state::checkpoint::{
 use weir_state::KeyGroupRange;
 
 use crate::checkpoint::coordinator::{self, CoordinatorMsg, CoordinatorSetup, OperatorDescription};
-use crate::checkpoint::RestoreState;
+use crate::checkpoint::{ChannelStateSnapshot, RestoreState};
 use crate::config::ConfigError;
 use crate::error::{CheckpointError, JobError, Result, TaskErrorKind, ValidationError};
 use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
@@ -333,6 +333,8 @@ struct Builder<'a> {
     offsets: Vec<Vec<Vec<usize>>>,
     /// Per node, per subtask: the state it restores.
     restores: Vec<Vec<RestoreState>>,
+    /// Output channel state of the task being built, by writer key.
+    replays: std::collections::HashMap<String, Vec<u8>>,
 }
 
 impl Builder<'_> {
@@ -379,6 +381,8 @@ impl Builder<'_> {
                     .as_ref()
                     .expect("a node with consumers has an output type")
                     .writer_settings(&self.g.config);
+                let key = format!("{}->{}#{e_idx}", self.plan.uids[node], self.plan.uids[c]);
+                let replay = self.replays.remove(&key);
                 let w = self.g.nodes[c].inputs[e_idx].connector.writer(EdgeWiring {
                     gates: &self.gates[c],
                     offsets: &self.offsets[c][e_idx],
@@ -387,6 +391,8 @@ impl Builder<'_> {
                     signal: signal.clone(),
                     settings,
                     max_parallelism: self.plan.max_parallelism[c],
+                    key,
+                    replay,
                 });
                 outs.push(w);
             }
@@ -442,6 +448,23 @@ fn restore_states(
             .read_state(checkpoint, h, kind)
             .map_err(|e| JobError::Restore(e.to_string()))
     };
+    let has_channel_state = meta
+        .operators
+        .iter()
+        .flat_map(|o| &o.subtasks)
+        .any(|s| s.channel.is_some());
+    if has_channel_state {
+        for op in &meta.operators {
+            if let Some(i) = plan.uids.iter().position(|u| *u == op.uid) {
+                if plan.parallelism[i] != op.parallelism {
+                    return Err(err(format!(
+                        "it is an unaligned checkpoint holding in-flight records, and operator '{}' changed parallelism from {} to {}; rescale from a savepoint (always aligned) instead",
+                        op.name, op.parallelism, plan.parallelism[i]
+                    )));
+                }
+            }
+        }
+    }
     let mut out = Vec::with_capacity(g.nodes.len());
     for (i, node) in g.nodes.iter().enumerate() {
         let p = plan.parallelism[i];
@@ -472,6 +495,16 @@ fn restore_states(
                     if st.subtask == j {
                         if let Some(h) = &st.operator {
                             target.operator = Some(read(h, FileKind::OperatorState)?);
+                        }
+                        if let Some(h) = &st.channel {
+                            let bytes = read(h, FileKind::ChannelState)?;
+                            let cs: ChannelStateSnapshot =
+                                weir_state::checkpoint::format::decode("channel state", &bytes)
+                                    .map_err(|e| err(e.to_string()))?;
+                            if !cs.input.is_empty() {
+                                target.channel_input = Some(cs.input);
+                            }
+                            target.channel_outputs = cs.outputs;
                         }
                     }
                 }
@@ -520,6 +553,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         }
         let tp = plan.parallelism[h];
         let mut per_edge = vec![vec![0; tp]; node.inputs.len()];
+        #[allow(clippy::needless_range_loop)] // `j` is the receiving subtask, not just an index
         for j in 0..tp {
             let mut total = 0;
             for (e_idx, e) in node.inputs.iter().enumerate() {
@@ -534,7 +568,13 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 .in_type
                 .as_ref()
                 .expect("an operator has an input type");
-            let (gate, probe) = in_type.new_gate(total, &g.config, signals[task_of[h] + j].clone());
+            let task = task_of[h] + j;
+            let (gate, probe) = in_type.new_gate(
+                total,
+                &g.config,
+                signals[task].clone(),
+                mailboxes[task].clone(),
+            );
             gates[h].push(gate);
             probes[h].push(probe);
         }
@@ -605,6 +645,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         gates,
         offsets,
         restores,
+        replays: Default::default(),
     };
     let mut specs = Vec::new();
     let mut cells = Vec::new();
@@ -614,8 +655,12 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             let task = task_of[h] + i;
             let mut names = vec![b.g.nodes[h].name.clone()];
             let mut channels = 0;
+            b.replays = std::mem::take(&mut b.restores[h][i].channel_outputs)
+                .into_iter()
+                .collect();
             let out = b.output(h, i, &signals[task], &mut names, &mut channels);
             let info = b.info(h, i);
+            let info_for_task = info.clone();
             let body: Box<dyn TaskBody> = if b.g.nodes[h].inputs.is_empty() {
                 match &mut b.g.nodes[h].kind {
                     NodeKind::Source(f) => {
@@ -629,6 +674,8 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                     }
                 }
             } else {
+                // The task replays the head's input channel state; the link gets the rest.
+                let replay = b.restores[h][i].channel_input.take();
                 let head_link = match &mut b.g.nodes[h].kind {
                     NodeKind::Operator(f) => {
                         f.build(info, 0, out, std::mem::take(&mut b.restores[h][i]))
@@ -639,7 +686,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                     .in_type
                     .as_ref()
                     .expect("an operator has an input type");
-                in_type.input_task(&*b.gates[h][i], head_link)
+                in_type.input_task(&*b.gates[h][i], head_link, &info_for_task, replay)
             };
             let cell = Arc::new(TaskMetricsCell::new(
                 name.clone(),
@@ -715,6 +762,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 min_pause: checkpoint_cfg.checkpoint_min_pause,
                 max_concurrent: checkpoint_cfg.max_concurrent_checkpoints,
                 retained: checkpoint_cfg.retained_checkpoints,
+                unaligned: checkpoint_cfg.unaligned,
                 next_id: next_checkpoint_id,
             };
             let t = std::thread::Builder::new()

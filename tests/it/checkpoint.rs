@@ -378,11 +378,23 @@ fn skewed_job(
     slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     rate: f64,
 ) -> (StreamEnv, CollectHandle<(u64, u64)>) {
+    skewed_job_with(root, restore, mode, false, slow, rate)
+}
+
+fn skewed_job_with(
+    root: &Path,
+    restore: Option<&str>,
+    mode: CheckpointingMode,
+    unaligned: bool,
+    slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    rate: f64,
+) -> (StreamEnv, CollectHandle<(u64, u64)>) {
     let env = StreamEnv::new();
     env.configure(|c| {
         c.checkpoint_dir = root.display().to_string();
         c.restore_path = restore.unwrap_or("").to_string();
         c.checkpointing_mode = mode;
+        c.unaligned = unaligned;
         c.max_records_per_buffer = 64;
         c.buffer_timeout = Duration::from_millis(5);
     });
@@ -435,4 +447,142 @@ fn alignment_keeps_records_after_a_barrier_out_of_the_snapshot() {
     join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
     assert_resumed(out.take(), true);
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// An unaligned checkpoint taken while one path is backpressured holds in-flight records as
+/// channel state, and a restore from it processes every record exactly once.
+#[test]
+fn unaligned_checkpoints_restore_exactly_once() {
+    let root = dir("unaligned");
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (env, out) = skewed_job_with(
+        &root,
+        None,
+        CheckpointingMode::ExactlyOnce,
+        true,
+        &slow,
+        20_000.0,
+    );
+    let handle = env.start().unwrap();
+    assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
+    slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    let checkpoint = handle.trigger_checkpoint().expect("checkpoint");
+    slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    assert!(checkpoint.metadata.unaligned);
+    let in_flight: u64 = checkpoint
+        .metadata
+        .operators
+        .iter()
+        .flat_map(|o| &o.subtasks)
+        .filter_map(|s| s.channel.as_ref().map(|h| h.size))
+        .sum();
+    assert!(
+        in_flight > 0,
+        "in-flight records persisted as channel state"
+    );
+
+    let (env, out) = skewed_job_with(
+        &root,
+        Some(&checkpoint.location),
+        CheckpointingMode::ExactlyOnce,
+        true,
+        &slow,
+        1e9,
+    );
+    join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    assert_resumed(out.take(), true);
+
+    // In-flight records cannot be redistributed: rescaling from it is refused clearly.
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = root.display().to_string();
+        c.restore_path = checkpoint.location.clone();
+    });
+    let slow2 = slow.clone();
+    env.generate(Generator::new(|i| i).bounded(N))
+        .set_parallelism(2)
+        .uid("numbers")
+        .map(|x| (x % KEYS, x))
+        .set_parallelism(2)
+        .uid("keyed")
+        .rebalance()
+        .transform("Laggard", move |info| Laggard {
+            slow: slow2.clone(),
+            subtask: info.subtask,
+        })
+        .set_parallelism(3)
+        .uid("laggard")
+        .key_by(|r| r.0)
+        .reduce(|(k, a), (_, b)| (k, a + b))
+        .set_parallelism(2)
+        .uid("sums")
+        .collect();
+    let e = env
+        .start()
+        .err()
+        .expect("rescaling an unaligned checkpoint");
+    assert!(
+        e.to_string().contains("unaligned") && e.to_string().contains("savepoint"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// Under full backpressure (sink 1 ms per record), an unaligned barrier overtakes the queued
+/// records, so the checkpoint completes in milliseconds; an aligned one waits for them.
+#[test]
+fn unaligned_checkpoints_do_not_wait_for_backpressured_data() {
+    let mut durations = Vec::new();
+    for unaligned in [true, false] {
+        let root = dir(&format!("bp-{unaligned}"));
+        let env = StreamEnv::new();
+        env.configure(|c| {
+            c.checkpoint_dir = root.display().to_string();
+            c.unaligned = unaligned;
+            c.max_records_per_buffer = 64;
+        });
+        env.generate(Generator::new(|i| i))
+            .set_parallelism(2)
+            .key_by(|x| x % 16)
+            .reduce(|a, b| a.wrapping_add(b))
+            .set_parallelism(2)
+            .sink("Slow", |_| crate::common::SlowSink {
+                cost: Duration::from_millis(1),
+                consumed: Default::default(),
+            });
+        let handle = env.start().unwrap();
+        std::thread::sleep(Duration::from_millis(1500)); // queues fill up
+        let start = std::time::Instant::now();
+        let cp = handle.trigger_checkpoint().expect("checkpoint");
+        let took = start.elapsed();
+        handle.cancel();
+        join_within(handle, Duration::from_secs(30)).unwrap();
+        let channel_files = cp
+            .metadata
+            .operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .filter(|s| s.channel.is_some())
+            .count();
+        assert_eq!(
+            channel_files > 0,
+            unaligned,
+            "channel state only in unaligned checkpoints"
+        );
+        durations.push(took);
+        std::fs::remove_dir_all(&root).ok();
+    }
+    let (unaligned, aligned) = (durations[0], durations[1]);
+    eprintln!("checkpoint under backpressure: unaligned {unaligned:?}, aligned {aligned:?}");
+    assert!(
+        unaligned < Duration::from_millis(150),
+        "unaligned took {unaligned:?}"
+    );
+    assert!(
+        aligned > unaligned * 5,
+        "aligned {aligned:?} vs unaligned {unaligned:?}"
+    );
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{Event, Message};
+use crate::task::mailbox::Mailbox;
 use crate::task::signal::Signal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,8 @@ enum Credit {
 
 struct ChannelState<T> {
     queue: VecDeque<(Message<T>, Credit)>,
-    priority: VecDeque<Event>,
+    /// Priority events, each with copies of the records it overtook (queued when it was sent).
+    priority: VecDeque<(Event, Vec<T>)>,
     exclusive_used: usize,
     in_available: bool,
     /// Blocked by barrier alignment: not served until unblocked.
@@ -46,6 +48,9 @@ struct GateState<T> {
 pub(crate) struct GateShared<T> {
     state: Mutex<GateState<T>>,
     receiver: Signal,
+    /// The receiving task's mailbox: a priority event raises its flag, so the task looks at it
+    /// between two records instead of after the buffer in hand.
+    receiver_mailbox: Option<Arc<Mailbox>>,
     exclusive: usize,
     capacity: usize,
 }
@@ -76,11 +81,23 @@ impl<T: Send> UsageProbe for GateShared<T> {
 
 impl<T> GateShared<T> {
     /// A gate of `channels` channels whose receiving task wakes through `receiver`.
+    #[cfg(test)]
     pub(crate) fn new(
         channels: usize,
         exclusive: usize,
         floating: usize,
         receiver: Signal,
+    ) -> Arc<Self> {
+        Self::with_mailbox(channels, exclusive, floating, receiver, None)
+    }
+
+    /// A gate whose priority events also raise the receiving task's mailbox flag.
+    pub(crate) fn with_mailbox(
+        channels: usize,
+        exclusive: usize,
+        floating: usize,
+        receiver: Signal,
+        receiver_mailbox: Option<Arc<Mailbox>>,
     ) -> Arc<Self> {
         let state = GateState {
             channels: (0..channels)
@@ -105,6 +122,7 @@ impl<T> GateShared<T> {
         Arc::new(GateShared {
             state: Mutex::new(state),
             receiver,
+            receiver_mailbox,
             exclusive,
             capacity: channels * exclusive + floating,
         })
@@ -232,20 +250,48 @@ impl<T> ChannelSender<T> {
         outcome
     }
 
-    /// Sends `event` through the priority lane, ahead of every queued buffer. (Unaligned
-    /// checkpoint barriers will use it; for now only tests do.)
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn send_priority(&self, event: Event) {
+    /// Sends `event` through the priority lane, ahead of every queued buffer (unaligned
+    /// checkpoint barriers). The records it overtakes are copied at this moment, under the
+    /// gate's lock, so the receiver learns exactly which queued records precede it.
+    pub(crate) fn send_priority(&self, event: Event)
+    where
+        T: Clone,
+    {
         {
-            let mut st = self.gate.state.lock();
+            let mut guard = self.gate.state.lock();
+            let st = &mut *guard;
             if st.receiver_gone {
                 return;
             }
-            st.channels[self.index].priority.push_back(event);
+            let ch = &mut st.channels[self.index];
+            let overtaken: Vec<T> = ch
+                .queue
+                .iter()
+                .filter_map(|(m, _)| {
+                    if let Message::Records(b) = m {
+                        Some(b.iter().cloned())
+                    } else {
+                        None
+                    }
+                })
+                .flatten()
+                .collect();
+            ch.priority.push_back((event, overtaken));
             st.priority_available.push_back(self.index);
         }
-        self.gate.receiver.notify();
+        match &self.gate.receiver_mailbox {
+            Some(m) => m.raise_priority_input(),
+            None => self.gate.receiver.notify(),
+        }
     }
+}
+
+/// What a poll of the gate yields.
+pub(crate) enum Polled<T> {
+    /// A buffer or in-band event of channel `.0`.
+    Message(usize, Message<T>),
+    /// A priority event of channel `.0`, with copies of the records it overtook.
+    Priority(usize, Event, Vec<T>),
 }
 
 /// The receiving end: the gate as its task sees it.
@@ -285,9 +331,19 @@ impl<T> InputGate<T> {
         }
     }
 
+    /// Takes the next priority event and the records it overtook, if any.
+    pub(crate) fn poll_priority(&mut self) -> Option<(usize, Event, Vec<T>)> {
+        let mut st = self.shared.state.lock();
+        let ch = st.priority_available.pop_front()?;
+        st.channels[ch]
+            .priority
+            .pop_front()
+            .map(|(e, overtaken)| (ch, e, overtaken))
+    }
+
     /// Takes the next message (priority events first, then channels round-robin), returning
     /// its credit to the sender. `recycle` hands back an emptied buffer for reuse.
-    pub(crate) fn poll(&mut self, recycle: Option<VecDeque<T>>) -> Option<(usize, Message<T>)> {
+    pub(crate) fn poll(&mut self, recycle: Option<VecDeque<T>>) -> Option<Polled<T>> {
         let result;
         {
             let mut guard = self.shared.state.lock();
@@ -298,8 +354,8 @@ impl<T> InputGate<T> {
                 }
             }
             if let Some(ch) = st.priority_available.pop_front() {
-                if let Some(ev) = st.channels[ch].priority.pop_front() {
-                    return Some((ch, Message::Event(ev)));
+                if let Some((ev, overtaken)) = st.channels[ch].priority.pop_front() {
+                    return Some(Polled::Priority(ch, ev, overtaken));
                 }
             }
             let ch = st.available.pop_front()?;
@@ -339,7 +395,7 @@ impl<T> InputGate<T> {
                     }
                 }
             }
-            result = Some((ch, msg));
+            result = Some(Polled::Message(ch, msg));
         }
         for s in self.notify.drain(..) {
             s.notify();
@@ -400,8 +456,8 @@ mod tests {
             let mut received = 0u64;
             let mut rx = InputGate::new(gate.clone());
             let mut spare = None;
-            let mut check = |m: Option<(usize, Message<u64>)>, received: &mut u64| -> Result<bool, TestCaseError> {
-                let Some((ch, msg)) = m else { return Ok(false) };
+            let mut check = |m: Option<Polled<u64>>, received: &mut u64| -> Result<bool, TestCaseError> {
+                let Some(Polled::Message(ch, msg)) = m else { return Ok(false) };
                 match msg {
                     Message::Records(buf) => {
                         for v in buf {
@@ -489,7 +545,9 @@ mod tests {
         assert_eq!(gate.usage().capacity_buffers, 5);
         // Events go without credit, in order behind the blocked buffers only once those went.
         let mut rx = InputGate::new(gate.clone());
-        let (ch, m) = rx.poll(None).unwrap();
+        let Some(Polled::Message(ch, m)) = rx.poll(None) else {
+            panic!("a buffer")
+        };
         assert_eq!(ch, 0);
         assert!(matches!(m, Message::Records(ref b) if b.len() == 3));
         let o = s0.send(&mut p0, &mut spare);
@@ -508,12 +566,20 @@ mod tests {
         s1.send(&mut p, &mut spare);
         s1.send_priority(Event::EndOfInput);
         let mut rx = InputGate::new(gate.clone());
-        let (ch, m) = rx.poll(None).unwrap();
+        let Some(Polled::Priority(ch, ev, overtaken)) = rx.poll(None) else {
+            panic!("the priority event comes first")
+        };
+        assert_eq!((ch, ev), (1, Event::EndOfInput));
         assert_eq!(
-            (ch, matches!(m, Message::Event(Event::EndOfInput))),
-            (1, true)
+            overtaken.len(),
+            3,
+            "it overtook channel 1's three queued records"
         );
-        let order: Vec<usize> = std::iter::from_fn(|| rx.poll(None).map(|(c, _)| c)).collect();
+        let order: Vec<usize> = std::iter::from_fn(|| match rx.poll(None) {
+            Some(Polled::Message(c, _)) => Some(c),
+            _ => None,
+        })
+        .collect();
         assert_eq!(order, vec![0, 1, 0, 1, 0, 1]);
     }
 
@@ -530,8 +596,8 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| rx.poll(None)).collect();
         assert_eq!(got.len(), 1);
         assert!(matches!(
-            got[0].1,
-            Message::Event(Event::Watermark(Watermark(99)))
+            got[0],
+            Polled::Message(_, Message::Event(Event::Watermark(Watermark(99))))
         ));
     }
 }

@@ -18,6 +18,7 @@ use super::{Event, Message};
 use crate::checkpoint::{Barrier, OperatorSubtaskState};
 use crate::data::{Data, Key, KeySelector};
 use crate::error::TaskError;
+use crate::task::chain::Captured;
 use crate::task::chain::Input;
 use crate::task::env::TaskEnv;
 use crate::time::{StreamStatus, Watermark};
@@ -125,6 +126,10 @@ pub(crate) struct RecordWriter<T, P> {
     channels: Vec<ChannelOut<T>>,
     partitioner: P,
     settings: WriterSettings,
+    /// Identifies this writer's edge in channel state (`producer uid -> consumer uid #edge`).
+    key: String,
+    /// Encoded output records of an unaligned checkpoint, sent again first after a restore.
+    replay: Option<Vec<u8>>,
 }
 
 impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
@@ -148,7 +153,16 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                 .collect(),
             partitioner,
             settings,
+            key: String::new(),
+            replay: None,
         }
+    }
+
+    /// Names the writer's edge and gives it output records to send again first (restore).
+    pub(crate) fn with_channel_state(mut self, key: String, replay: Option<Vec<u8>>) -> Self {
+        self.key = key;
+        self.replay = replay;
+        self
     }
 
     #[inline]
@@ -298,8 +312,47 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
         Ok(())
     }
 
-    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::Barrier(barrier), env)
+    fn barrier(
+        &mut self,
+        barrier: Barrier,
+        env: &mut TaskEnv,
+        captured: &mut Captured,
+    ) -> Result<(), TaskError> {
+        if !barrier.unaligned {
+            return self.broadcast_event(Event::Barrier(barrier), env);
+        }
+        // Unaligned: the barrier overtakes what waits here (pending and partial buffers), which
+        // is persisted and still sent normally afterwards.
+        let mut in_flight: Vec<T> = Vec::new();
+        for ch in &self.channels {
+            for m in &ch.pending {
+                if let Message::Records(b) = m {
+                    in_flight.extend(b.iter().cloned());
+                }
+            }
+            in_flight.extend(ch.current.iter().cloned());
+        }
+        if !in_flight.is_empty() {
+            let bytes = weir_state::checkpoint::format::encode(&in_flight)
+                .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
+            captured.push((self.key.clone(), bytes));
+        }
+        for ch in &self.channels {
+            ch.sender.send_priority(Event::Barrier(barrier));
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        if let Some(bytes) = self.replay.take() {
+            let records: Vec<T> =
+                weir_state::checkpoint::format::decode("output channel state", &bytes)
+                    .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
+            for r in records {
+                self.element(r, env)?;
+            }
+        }
+        Ok(())
     }
 
     fn notify_checkpoint(&mut self, _: u64, _: bool, _: &mut TaskEnv) -> Result<(), TaskError> {

@@ -75,6 +75,7 @@ pub(crate) struct CoordinatorSetup {
     pub max_concurrent: usize,
     pub retained: usize,
     pub next_id: u64,
+    pub unaligned: bool,
 }
 
 struct Pending {
@@ -171,10 +172,13 @@ impl Coordinator {
         }
         let id = self.s.next_id;
         self.s.next_id += 1;
+        // Savepoints are always aligned (as in Flink).
+        let unaligned = self.s.unaligned && kind == CheckpointKind::Checkpoint;
         let barrier = Barrier {
             id,
             timestamp_ms: now_ms(),
             kind,
+            unaligned,
         };
         self.pending.insert(
             id,
@@ -279,6 +283,7 @@ impl Coordinator {
             id,
             kind,
             timestamp_ms,
+            unaligned,
         } = p.barrier;
         let mut by_uid: BTreeMap<&str, Vec<SubtaskSnapshot>> = BTreeMap::new();
         let mut file_index = 0usize;
@@ -318,14 +323,34 @@ impl Coordinator {
                     )?),
                     None => None,
                 };
-                if keyed.is_some() || operator.is_some() {
-                    by_uid.entry(&st.uid).or_default().push(SubtaskSnapshot {
-                        subtask: st.subtask,
-                        key_groups: st.key_groups,
-                        keyed,
-                        operator,
-                        channel: None,
-                    });
+                let channel = match &st.channel {
+                    Some(b) => Some(storage.write_state(
+                        id,
+                        kind,
+                        &name("channel"),
+                        FileKind::ChannelState,
+                        b,
+                    )?),
+                    None => None,
+                };
+                if keyed.is_some() || operator.is_some() || channel.is_some() {
+                    let entries = by_uid.entry(&st.uid).or_default();
+                    // One entry per subtask: a task's channel state joins its head's state.
+                    match entries.iter_mut().find(|e| e.subtask == st.subtask) {
+                        Some(e) => {
+                            e.keyed = e.keyed.take().or(keyed);
+                            e.key_groups = e.key_groups.or(st.key_groups);
+                            e.operator = e.operator.take().or(operator);
+                            e.channel = e.channel.take().or(channel);
+                        }
+                        None => entries.push(SubtaskSnapshot {
+                            subtask: st.subtask,
+                            key_groups: st.key_groups,
+                            keyed,
+                            operator,
+                            channel,
+                        }),
+                    }
                 }
             }
         }
@@ -348,7 +373,7 @@ impl Coordinator {
             checkpoint_id: id,
             kind,
             timestamp_ms,
-            unaligned: false,
+            unaligned,
             operators,
             extra: BTreeMap::new(),
         })

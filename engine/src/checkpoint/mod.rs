@@ -50,6 +50,8 @@ pub struct Barrier {
     pub timestamp_ms: i64,
     /// Checkpoint or savepoint.
     pub kind: CheckpointKind,
+    /// Taken unaligned: the barrier overtakes in-flight data, which becomes channel state.
+    pub unaligned: bool,
 }
 
 /// The state of one operator subtask in one checkpoint, as bytes.
@@ -65,6 +67,17 @@ pub(crate) struct OperatorSubtaskState {
     pub keyed: Option<Vec<u8>>,
     /// Operator (non-keyed) state as the operator encoded it.
     pub operator: Option<Vec<u8>>,
+    /// Encoded [`ChannelStateSnapshot`] of the task this operator heads (unaligned).
+    pub channel: Option<Vec<u8>>,
+}
+
+/// In-flight records of one task in an unaligned checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ChannelStateSnapshot {
+    /// Encoded `Vec<T>` of input records to process again before any new input.
+    pub input: Vec<u8>,
+    /// Per output edge (writer key), encoded `Vec<T>` of output records to send again first.
+    pub outputs: Vec<(String, Vec<u8>)>,
 }
 
 /// What a task restores: per chained operator (by uid), what its subtask gets.
@@ -74,4 +87,8 @@ pub(crate) struct RestoreState {
     pub keyed: Vec<Vec<u8>>,
     /// This subtask's operator state.
     pub operator: Option<Vec<u8>>,
+    /// Encoded input records of this task (unaligned checkpoints; head operators only).
+    pub channel_input: Option<Vec<u8>>,
+    /// Output records of this task's writers, by writer key (unaligned; head operators only).
+    pub channel_outputs: Vec<(String, Vec<u8>)>,
 }

@@ -55,8 +55,15 @@ pub(crate) trait Input<T>: Send {
         env: &mut TaskEnv,
         out: &mut Vec<OperatorSubtaskState>,
     ) -> Result<(), TaskError>;
-    /// Forward a barrier (writers emit it on every output channel).
-    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError>;
+    /// Forward a barrier (writers emit it on every output channel). For an unaligned barrier,
+    /// writers add their in-flight output records to `captured` (by writer key) and send the
+    /// barrier through the priority lane.
+    fn barrier(
+        &mut self,
+        barrier: Barrier,
+        env: &mut TaskEnv,
+        captured: &mut Captured,
+    ) -> Result<(), TaskError>;
     /// Tell every operator that checkpoint `id` completed (or was aborted).
     fn notify_checkpoint(
         &mut self,
@@ -65,6 +72,9 @@ pub(crate) trait Input<T>: Send {
         env: &mut TaskEnv,
     ) -> Result<(), TaskError>;
 }
+
+/// Output channel state captured at an unaligned barrier: `(writer key, encoded records)`.
+pub(crate) type Captured = Vec<(String, Vec<u8>)>;
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
@@ -250,8 +260,13 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
         }
         self.next.snapshot(id, env, out)
     }
-    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.next.barrier(barrier, env)
+    fn barrier(
+        &mut self,
+        barrier: Barrier,
+        env: &mut TaskEnv,
+        captured: &mut Captured,
+    ) -> Result<(), TaskError> {
+        self.next.barrier(barrier, env, captured)
     }
     fn notify_checkpoint(
         &mut self,
@@ -460,11 +475,17 @@ where
             key_groups: Some(self.state.key_groups()),
             keyed: Some(bytes),
             operator: None,
+            channel: None,
         });
         self.next.snapshot(id, env, out)
     }
-    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.next.barrier(barrier, env)
+    fn barrier(
+        &mut self,
+        barrier: Barrier,
+        env: &mut TaskEnv,
+        captured: &mut Captured,
+    ) -> Result<(), TaskError> {
+        self.next.barrier(barrier, env, captured)
     }
     fn notify_checkpoint(
         &mut self,
@@ -549,7 +570,7 @@ impl<S: Sink> Input<S::In> for SinkLink<S> {
         }
         Ok(())
     }
-    fn barrier(&mut self, _: Barrier, _: &mut TaskEnv) -> Result<(), TaskError> {
+    fn barrier(&mut self, _: Barrier, _: &mut TaskEnv, _: &mut Captured) -> Result<(), TaskError> {
         Ok(())
     }
     fn notify_checkpoint(
@@ -626,10 +647,15 @@ impl<T: Data> Input<T> for FanOut<T> {
             .iter_mut()
             .try_for_each(|o| o.snapshot(id, env, out))
     }
-    fn barrier(&mut self, barrier: Barrier, env: &mut TaskEnv) -> Result<(), TaskError> {
+    fn barrier(
+        &mut self,
+        barrier: Barrier,
+        env: &mut TaskEnv,
+        captured: &mut Captured,
+    ) -> Result<(), TaskError> {
         self.outs
             .iter_mut()
-            .try_for_each(|o| o.barrier(barrier, env))
+            .try_for_each(|o| o.barrier(barrier, env, captured))
     }
     fn notify_checkpoint(
         &mut self,
@@ -668,7 +694,7 @@ impl<T: Data> Input<T> for NoOutput {
     ) -> Result<(), TaskError> {
         Ok(())
     }
-    fn barrier(&mut self, _: Barrier, _: &mut TaskEnv) -> Result<(), TaskError> {
+    fn barrier(&mut self, _: Barrier, _: &mut TaskEnv, _: &mut Captured) -> Result<(), TaskError> {
         Ok(())
     }
     fn notify_checkpoint(&mut self, _: u64, _: bool, _: &mut TaskEnv) -> Result<(), TaskError> {

@@ -59,6 +59,11 @@ impl Mailbox {
         self.signal.notify();
     }
 
+    /// A priority event (an unaligned barrier) waits in the task's input gate.
+    pub(crate) fn raise_priority_input(&self) {
+        self.raise();
+    }
+
     /// A processing-time deadline of the task was reached.
     pub(crate) fn post_timer(&self) {
         self.timer_due.store(true, Ordering::Release);

@@ -11,16 +11,17 @@ use super::chain::Input;
 use super::env::TaskEnv;
 use super::mailbox::Control;
 use super::timer_service::TimerService;
-use crate::channel::gate::InputGate;
+use crate::channel::gate::{InputGate, Polled};
 use crate::channel::{Event, Message};
 use crate::checkpoint::coordinator::CoordinatorMsg;
-use crate::checkpoint::{Barrier, OperatorSubtaskState};
+use crate::checkpoint::{Barrier, ChannelStateSnapshot, OperatorSubtaskState};
 use crate::config::CheckpointingMode;
 use crate::data::Data;
 use crate::error::TaskError;
 use crate::operator::{OperatorInfo, Source, SourceContext, SourceStatus};
 use crate::time::valve::{ValveOutput, WatermarkValve};
 use crate::time::{now_ms, Watermark};
+use weir_state::checkpoint::format::{decode, encode};
 
 /// What a task runs; type-erased so the job can hold tasks of any record type.
 pub(crate) trait TaskBody: Send {
@@ -250,7 +251,20 @@ impl<S: Source> SourceTask<S> {
                     });
                 }
                 chain.snapshot(barrier.id, env, &mut states)?;
-                chain.barrier(barrier, env)?;
+                let mut captured = Vec::new();
+                chain.barrier(barrier, env, &mut captured)?;
+                if !captured.is_empty() {
+                    let snapshot = ChannelStateSnapshot {
+                        input: Vec::new(),
+                        outputs: captured,
+                    };
+                    states.push(OperatorSubtaskState {
+                        uid: info.uid.clone(),
+                        subtask: info.subtask,
+                        channel: Some(encode(&snapshot).map_err(|e| TaskError::user(0, e.into()))?),
+                        ..Default::default()
+                    });
+                }
                 sched.rt.ack(barrier.id, states);
             }
             Control::CheckpointComplete(id) | Control::CheckpointAborted(id) => {
@@ -435,6 +449,22 @@ impl Aligner {
 pub(crate) struct InputTask<T> {
     pub gate: InputGate<T>,
     pub chain: Box<dyn Input<T>>,
+    /// The head operator's uid and subtask (channel state is recorded under them).
+    pub head_uid: String,
+    pub subtask: usize,
+    /// Input records of an unaligned checkpoint, processed again before any new input.
+    pub replay: Option<Vec<u8>>,
+}
+
+/// An unaligned checkpoint in progress at an input task: the operators are already
+/// snapshotted and the barrier forwarded; in-flight input is recorded until every channel's
+/// barrier arrived.
+struct UnalignedCheckpoint<T> {
+    barrier: Barrier,
+    arrived: Vec<bool>,
+    input: Vec<T>,
+    outputs: Vec<(String, Vec<u8>)>,
+    states: Vec<OperatorSubtaskState>,
 }
 
 fn apply<T>(
@@ -451,31 +481,144 @@ fn apply<T>(
     Ok(())
 }
 
-impl<T: Data> InputTask<T> {
-    /// Every input delivered barrier `b`: snapshot the chain, forward the barrier, acknowledge.
-    fn checkpoint(
-        b: Barrier,
-        chain: &mut dyn Input<T>,
-        env: &mut TaskEnv,
-        sched: &Scheduler<'_>,
-    ) -> Result<(), TaskError> {
-        let mut states = Vec::new();
-        chain.snapshot(b.id, env, &mut states)?;
-        chain.barrier(b, env)?;
-        sched.rt.ack(b.id, states);
-        Ok(())
-    }
+/// Where an input task is with respect to checkpoints.
+struct Barriers<T> {
+    aligner: Aligner,
+    unaligned: Option<UnalignedCheckpoint<T>>,
+    ended: Vec<bool>,
+}
 
+/// The head operator of an input task: its channel state is recorded under it.
+struct Head {
+    uid: String,
+    subtask: usize,
+}
+
+/// Every input delivered barrier `b` (aligned or at-least-once): snapshot the chain, forward
+/// the barrier, acknowledge.
+fn aligned_checkpoint<T>(
+    b: Barrier,
+    chain: &mut dyn Input<T>,
+    env: &mut TaskEnv,
+    sched: &Scheduler<'_>,
+) -> Result<(), TaskError> {
+    let mut states = Vec::new();
+    chain.snapshot(b.id, env, &mut states)?;
+    chain.barrier(b, env, &mut Vec::new())?;
+    sched.rt.ack(b.id, states);
+    Ok(())
+}
+
+/// A barrier arrived on channel `ch` (through the priority lane if unaligned).
+#[allow(clippy::too_many_arguments)]
+fn on_barrier<T: Data>(
+    ch: usize,
+    b: Barrier,
+    overtaken: Vec<T>,
+    head: &Head,
+    current: &Option<VecDeque<T>>,
+    barriers: &mut Barriers<T>,
+    gate: &mut InputGate<T>,
+    chain: &mut dyn Input<T>,
+    env: &mut TaskEnv,
+    sched: &Scheduler<'_>,
+) -> Result<(), TaskError> {
+    if !b.unaligned {
+        if let Some(done) = barriers.aligner.barrier(ch, b, gate) {
+            aligned_checkpoint(done, chain, env, sched)?;
+        }
+        return Ok(());
+    }
+    match &mut barriers.unaligned {
+        Some(u) if u.barrier.id == b.id => {
+            // A later channel's barrier: what it overtook is in-flight input.
+            u.arrived[ch] = true;
+            u.input.extend(overtaken);
+        }
+        Some(u) if u.barrier.id > b.id => return Ok(()), // an older, given-up checkpoint
+        _ => {
+            // The first barrier: snapshot now, forward the barrier ahead of queued output, and
+            // record in-flight input: the rest of the buffer in hand, what the barrier
+            // overtook, and later what other channels deliver before their barrier.
+            let mut states = Vec::new();
+            chain.snapshot(b.id, env, &mut states)?;
+            let mut outputs = Vec::new();
+            chain.barrier(b, env, &mut outputs)?;
+            let mut input: Vec<T> = current.iter().flatten().cloned().collect();
+            input.extend(overtaken);
+            let mut arrived = barriers.ended.clone();
+            arrived[ch] = true;
+            barriers.unaligned = Some(UnalignedCheckpoint {
+                barrier: b,
+                arrived,
+                input,
+                outputs,
+                states,
+            });
+        }
+    }
+    finish_unaligned(head, barriers, sched)
+}
+
+/// Acknowledges the unaligned checkpoint once every channel delivered its barrier (or ended).
+fn finish_unaligned<T: Data>(
+    head: &Head,
+    barriers: &mut Barriers<T>,
+    sched: &Scheduler<'_>,
+) -> Result<(), TaskError> {
+    if !barriers
+        .unaligned
+        .as_ref()
+        .is_some_and(|u| u.arrived.iter().all(|a| *a))
+    {
+        return Ok(());
+    }
+    let Some(u) = barriers.unaligned.take() else {
+        return Ok(());
+    };
+    let mut states = u.states;
+    if !u.input.is_empty() || !u.outputs.is_empty() {
+        let input = encode(&u.input).map_err(|e| TaskError::user(0, e.into()))?;
+        let snapshot = ChannelStateSnapshot {
+            input,
+            outputs: u.outputs,
+        };
+        states.push(OperatorSubtaskState {
+            uid: head.uid.clone(),
+            subtask: head.subtask,
+            channel: Some(encode(&snapshot).map_err(|e| TaskError::user(0, e.into()))?),
+            ..Default::default()
+        });
+    }
+    sched.rt.ack(u.barrier.id, states);
+    Ok(())
+}
+
+impl<T: Data> InputTask<T> {
     fn run_loop(
         gate: &mut InputGate<T>,
+        head: &Head,
+        replay: Option<Vec<u8>>,
         chain: &mut dyn Input<T>,
         env: &mut TaskEnv,
         sched: &mut Scheduler<'_>,
     ) -> Result<(), TaskError> {
         chain.open(env)?;
+        if let Some(bytes) = replay {
+            // In-flight input of the restored (unaligned) checkpoint comes first.
+            let records: Vec<T> =
+                decode("input channel state", &bytes).map_err(|e| TaskError::user(0, e.into()))?;
+            for r in records {
+                chain.element(r, env)?;
+            }
+        }
         let channels = gate.channels();
         let mut valve = WatermarkValve::new(channels);
-        let mut aligner = Aligner::new(sched.rt.mode, channels);
+        let mut barriers = Barriers {
+            aligner: Aligner::new(sched.rt.mode, channels),
+            unaligned: None,
+            ended: vec![false; channels],
+        };
         let mut ended = 0;
         let mut current: Option<VecDeque<T>> = None;
         let mut recycle: Option<VecDeque<T>> = None;
@@ -489,9 +632,33 @@ impl<T: Data> InputTask<T> {
                             chain.notify_checkpoint(id, true, env)?
                         }
                         Control::CheckpointAborted(id) => {
-                            aligner.abort(id, gate);
+                            barriers.aligner.abort(id, gate);
+                            if barriers
+                                .unaligned
+                                .as_ref()
+                                .is_some_and(|u| u.barrier.id == id)
+                            {
+                                barriers.unaligned = None;
+                            }
                             chain.notify_checkpoint(id, false, env)?;
                         }
+                    }
+                }
+                // Priority events (unaligned barriers) are handled between two records.
+                while let Some((ch, ev, overtaken)) = gate.poll_priority() {
+                    if let Event::Barrier(b) = ev {
+                        on_barrier(
+                            ch,
+                            b,
+                            overtaken,
+                            head,
+                            &current,
+                            &mut barriers,
+                            gate,
+                            chain,
+                            env,
+                            sched,
+                        )?;
                     }
                 }
             }
@@ -511,7 +678,23 @@ impl<T: Data> InputTask<T> {
                 continue;
             }
             match gate.poll(recycle.take()) {
-                Some((_, Message::Records(buf))) => {
+                Some(Polled::Priority(ch, ev, overtaken)) => {
+                    if let Event::Barrier(b) = ev {
+                        on_barrier(
+                            ch,
+                            b,
+                            overtaken,
+                            head,
+                            &current,
+                            &mut barriers,
+                            gate,
+                            chain,
+                            env,
+                            sched,
+                        )?;
+                    }
+                }
+                Some(Polled::Message(ch, Message::Records(buf))) => {
                     sched.records_in += buf.len() as u64;
                     env.metrics.publish(
                         sched.records_in,
@@ -520,26 +703,44 @@ impl<T: Data> InputTask<T> {
                         env.pending_buffers,
                         env.pending_records,
                     );
+                    if let Some(u) = barriers.unaligned.as_mut() {
+                        if !u.arrived[ch] {
+                            // Sent before this channel's barrier: part of the checkpoint.
+                            u.input.extend(buf.iter().cloned());
+                        }
+                    }
                     current = Some(buf);
                 }
-                Some((ch, Message::Event(ev))) => match ev {
+                Some(Polled::Message(ch, Message::Event(ev))) => match ev {
                     Event::Watermark(wm) => apply(valve.input_watermark(ch, wm), chain, env)?,
                     Event::Status(s) => apply(valve.input_status(ch, s), chain, env)?,
                     Event::EndOfInput => {
                         apply(valve.input_finished(ch), chain, env)?;
-                        if let Some(b) = aligner.ended(ch, gate) {
-                            Self::checkpoint(b, chain, env, sched)?;
+                        barriers.ended[ch] = true;
+                        if let Some(b) = barriers.aligner.ended(ch, gate) {
+                            aligned_checkpoint(b, chain, env, sched)?;
                         }
+                        if let Some(u) = barriers.unaligned.as_mut() {
+                            u.arrived[ch] = true;
+                        }
+                        finish_unaligned(head, &mut barriers, sched)?;
                         ended += 1;
                         if ended == channels {
                             break;
                         }
                     }
-                    Event::Barrier(b) => {
-                        if let Some(b) = aligner.barrier(ch, b, gate) {
-                            Self::checkpoint(b, chain, env, sched)?;
-                        }
-                    }
+                    Event::Barrier(b) => on_barrier(
+                        ch,
+                        b,
+                        Vec::new(),
+                        head,
+                        &current,
+                        &mut barriers,
+                        gate,
+                        chain,
+                        env,
+                        sched,
+                    )?,
                 },
                 None => sched.wait(env, Waiting::Input),
             }
@@ -555,10 +756,17 @@ impl<T: Data> TaskBody for InputTask<T> {
         let InputTask {
             mut gate,
             mut chain,
+            head_uid,
+            subtask,
+            replay,
         } = *self;
+        let head = Head {
+            uid: head_uid,
+            subtask,
+        };
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
-        let result = Self::run_loop(&mut gate, chain, env, &mut sched);
+        let result = Self::run_loop(&mut gate, &head, replay, chain, env, &mut sched);
         env.metrics
             .publish(sched.records_in, env.records_out, 0, 0, 0);
         // Close the chain, also after a failure or cancellation; the first error wins.
