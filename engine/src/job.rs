@@ -29,7 +29,7 @@ use weir_state::checkpoint::{
 use weir_state::KeyGroupRange;
 
 use crate::checkpoint::coordinator::{self, CoordinatorMsg, CoordinatorSetup, OperatorDescription};
-use crate::checkpoint::{ChannelStateSnapshot, RestoreState};
+use crate::checkpoint::{ChannelStateSnapshot, CheckpointStats, RestoreState};
 use crate::config::ConfigError;
 use crate::error::{CheckpointError, JobError, Result, TaskErrorKind, ValidationError};
 use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
@@ -59,6 +59,8 @@ pub struct JobResult {
     pub duration: Duration,
     /// Final metrics of every task (rates over each task's lifetime).
     pub metrics: JobMetrics,
+    /// Statistics of every finished checkpoint.
+    pub checkpoints: Vec<CheckpointStats>,
 }
 
 struct JobShared {
@@ -95,6 +97,7 @@ pub struct JobHandle {
     timer_thread: Option<JoinHandle<()>>,
     coordinator: Option<Sender<CoordinatorMsg>>,
     coordinator_thread: Option<JoinHandle<()>>,
+    checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
     restored_from: Option<CompletedCheckpoint>,
     started: Instant,
 }
@@ -121,6 +124,11 @@ impl JobHandle {
         tx.send(CoordinatorMsg::Trigger { kind, reply })
             .map_err(|_| CheckpointError::JobEnded)?;
         answer.recv().unwrap_or(Err(CheckpointError::JobEnded))
+    }
+
+    /// Statistics of every finished (completed or failed) checkpoint so far, oldest first.
+    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
+        self.checkpoint_stats.lock().clone()
     }
 
     /// The checkpoint or savepoint the job was restored from, if any.
@@ -184,6 +192,7 @@ impl JobHandle {
             status,
             duration: self.started.elapsed(),
             metrics: self.metrics(),
+            checkpoints: self.checkpoint_stats(),
         })
     }
 }
@@ -747,6 +756,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             .spawn(move || ts.run())
             .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
     };
+    let checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>> = Arc::new(Mutex::new(Vec::new()));
     let (coordinator_tx, coordinator_thread) = match storage {
         Some(storage) => {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -763,6 +773,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 max_concurrent: checkpoint_cfg.max_concurrent_checkpoints,
                 retained: checkpoint_cfg.retained_checkpoints,
                 unaligned: checkpoint_cfg.unaligned,
+                at_least_once: checkpoint_cfg.checkpointing_mode
+                    == crate::config::CheckpointingMode::AtLeastOnce,
+                stats: checkpoint_stats.clone(),
                 next_id: next_checkpoint_id,
             };
             let t = std::thread::Builder::new()
@@ -782,6 +795,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         timer_thread: Some(timer_thread),
         coordinator: coordinator_tx.clone(),
         coordinator_thread,
+        checkpoint_stats,
         restored_from: restored,
         started: Instant::now(),
     };

@@ -558,6 +558,29 @@ fn unaligned_checkpoints_do_not_wait_for_backpressured_data() {
         let start = std::time::Instant::now();
         let cp = handle.trigger_checkpoint().expect("checkpoint");
         let took = start.elapsed();
+        let stats = handle.checkpoint_stats();
+        let s = stats
+            .iter()
+            .find(|s| s.id == cp.metadata.checkpoint_id)
+            .expect("stats of the checkpoint");
+        assert_eq!(
+            s.status,
+            weir::engine::checkpoint::CheckpointStatus::Completed
+        );
+        assert_eq!(s.mode, if unaligned { "unaligned" } else { "aligned" });
+        assert_eq!(
+            s.persisted_inflight_bytes > 0,
+            unaligned,
+            "in-flight bytes: {}",
+            s.persisted_inflight_bytes
+        );
+        assert!(!s.tasks.is_empty() && s.duration_ms > 0.0);
+        if !unaligned {
+            assert!(
+                s.tasks.iter().any(|t| t.alignment_ms > 100.0),
+                "alignment under backpressure took time"
+            );
+        }
         handle.cancel();
         join_within(handle, Duration::from_secs(30)).unwrap();
         let channel_files = cp

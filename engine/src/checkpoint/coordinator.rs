@@ -19,6 +19,7 @@ use weir_state::checkpoint::{
     SubtaskSnapshot,
 };
 
+use super::stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
 use super::{Barrier, OperatorSubtaskState};
 use crate::error::CheckpointError;
 use crate::task::mailbox::{Control, Mailbox};
@@ -34,6 +35,7 @@ pub(crate) enum CoordinatorMsg {
         task: usize,
         id: u64,
         states: Vec<OperatorSubtaskState>,
+        stats: TaskCheckpointStats,
     },
     /// A task could not take checkpoint `id` (sent by the asynchronous snapshot phase, which
     /// the checkpointing work adds next; handled already).
@@ -76,12 +78,19 @@ pub(crate) struct CoordinatorSetup {
     pub retained: usize,
     pub next_id: u64,
     pub unaligned: bool,
+    pub at_least_once: bool,
+    /// Where statistics of finished checkpoints go (the newest `STATS_HISTORY`).
+    pub stats: Arc<parking_lot::Mutex<Vec<CheckpointStats>>>,
 }
+
+/// Statistics kept for this many finished checkpoints.
+pub(crate) const STATS_HISTORY: usize = 10_000;
 
 struct Pending {
     barrier: Barrier,
     triggered: Instant,
     acks: HashMap<usize, Vec<OperatorSubtaskState>>,
+    task_stats: Vec<TaskCheckpointStats>,
     waiters: Vec<TriggerReply>,
 }
 
@@ -118,7 +127,12 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
         };
         match msg {
             Some(CoordinatorMsg::Shutdown) => break,
-            Some(CoordinatorMsg::Ack { task, id, states }) => c.ack(task, id, states),
+            Some(CoordinatorMsg::Ack {
+                task,
+                id,
+                states,
+                stats,
+            }) => c.ack(task, id, states, stats),
             Some(CoordinatorMsg::Decline { task, id, reason }) => c.abort(
                 id,
                 CheckpointError::Declined {
@@ -186,6 +200,7 @@ impl Coordinator {
                 barrier,
                 triggered: Instant::now(),
                 acks: HashMap::new(),
+                task_stats: Vec::new(),
                 waiters: Vec::new(),
             },
         );
@@ -230,12 +245,19 @@ impl Coordinator {
         self.next_periodic = Some(now + interval);
     }
 
-    fn ack(&mut self, task: usize, id: u64, states: Vec<OperatorSubtaskState>) {
+    fn ack(
+        &mut self,
+        task: usize,
+        id: u64,
+        states: Vec<OperatorSubtaskState>,
+        stats: TaskCheckpointStats,
+    ) {
         let n_tasks = self.s.mailboxes.len();
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
         p.acks.insert(task, states);
+        p.task_stats.push(TaskCheckpointStats { task, ..stats });
         if p.acks.len() < n_tasks {
             return;
         }
@@ -244,6 +266,7 @@ impl Coordinator {
         };
         match self.complete(&p) {
             Ok(done) => {
+                self.record(&p, CheckpointStatus::Completed, &done);
                 self.last_completion = Some(Instant::now());
                 for m in &self.s.mailboxes {
                     m.post(Control::CheckpointComplete(id));
@@ -261,15 +284,91 @@ impl Coordinator {
                 }
             }
             Err(e) => {
+                let reason = CheckpointError::Storage {
+                    id,
+                    reason: e.to_string(),
+                };
+                self.record_failure(&p, &reason);
                 self.notify_aborted(id);
                 for w in p.waiters {
-                    let _ = w.send(Err(CheckpointError::Storage {
-                        id,
-                        reason: e.to_string(),
-                    }));
+                    let _ = w.send(Err(reason.clone()));
                 }
             }
         }
+    }
+
+    fn mode(&self, b: &Barrier) -> &'static str {
+        if b.unaligned {
+            "unaligned"
+        } else if self.s.at_least_once {
+            "at-least-once"
+        } else {
+            "aligned"
+        }
+    }
+
+    fn push_stats(&self, stats: CheckpointStats) {
+        let mut all = self.s.stats.lock();
+        if all.len() >= STATS_HISTORY {
+            all.remove(0);
+        }
+        all.push(stats);
+    }
+
+    fn record(&self, p: &Pending, status: CheckpointStatus, done: &CompletedCheckpoint) {
+        let handles: Vec<_> = done
+            .metadata
+            .operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .collect();
+        let inflight: u64 = handles
+            .iter()
+            .filter_map(|s| s.channel.as_ref())
+            .map(|h| h.size)
+            .sum();
+        let state: u64 = handles
+            .iter()
+            .flat_map(|s| [&s.keyed, &s.operator, &s.channel].into_iter().flatten())
+            .map(|h| h.size)
+            .sum();
+        let mut tasks = p.task_stats.clone();
+        tasks.sort_by_key(|t| t.task);
+        self.push_stats(CheckpointStats {
+            id: p.barrier.id,
+            kind: if p.barrier.kind == CheckpointKind::Savepoint {
+                "savepoint"
+            } else {
+                "checkpoint"
+            },
+            mode: self.mode(&p.barrier),
+            trigger_time_ms: p.barrier.timestamp_ms,
+            duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
+            state_bytes: state,
+            persisted_inflight_bytes: inflight,
+            status,
+            tasks,
+        });
+    }
+
+    fn record_failure(&self, p: &Pending, reason: &CheckpointError) {
+        let mut tasks = p.task_stats.clone();
+        tasks.sort_by_key(|t| t.task);
+        self.push_stats(CheckpointStats {
+            id: p.barrier.id,
+            kind: if p.barrier.kind == CheckpointKind::Savepoint {
+                "savepoint"
+            } else {
+                "checkpoint"
+            },
+            mode: self.mode(&p.barrier),
+            trigger_time_ms: p.barrier.timestamp_ms,
+            duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
+            state_bytes: 0,
+            persisted_inflight_bytes: 0,
+            status: CheckpointStatus::Failed(reason.to_string()),
+            tasks,
+        });
     }
 
     /// Writes the state files, then the metadata.
@@ -390,6 +489,7 @@ impl Coordinator {
 
     fn abort(&mut self, id: u64, reason: CheckpointError) {
         if let Some(p) = self.pending.remove(&id) {
+            self.record_failure(&p, &reason);
             tracing::debug!(id, %reason, "checkpoint aborted");
             self.notify_aborted(id);
             for w in p.waiters {

@@ -21,6 +21,9 @@
 //! barriers, restart strategies, tolerable failures, and checkpoint statistics.
 
 pub mod coordinator;
+pub mod stats;
+
+pub use stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use weir_state::checkpoint::CheckpointKind;

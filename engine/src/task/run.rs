@@ -14,7 +14,7 @@ use super::timer_service::TimerService;
 use crate::channel::gate::{InputGate, Polled};
 use crate::channel::{Event, Message};
 use crate::checkpoint::coordinator::CoordinatorMsg;
-use crate::checkpoint::{Barrier, ChannelStateSnapshot, OperatorSubtaskState};
+use crate::checkpoint::{Barrier, ChannelStateSnapshot, OperatorSubtaskState, TaskCheckpointStats};
 use crate::config::CheckpointingMode;
 use crate::data::Data;
 use crate::error::TaskError;
@@ -38,15 +38,25 @@ pub(crate) struct TaskRuntime {
 }
 
 impl TaskRuntime {
-    fn ack(&self, id: u64, states: Vec<OperatorSubtaskState>) {
+    fn ack(&self, id: u64, states: Vec<OperatorSubtaskState>, stats: TaskCheckpointStats) {
         if let Some(c) = &self.coordinator {
             let _ = c.send(CoordinatorMsg::Ack {
                 task: self.task,
                 id,
                 states,
+                stats,
             });
         }
     }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Milliseconds from the trigger of `b` until now (clocks of one machine).
+fn since_trigger(b: &Barrier) -> f64 {
+    (now_ms() - b.timestamp_ms).max(0) as f64
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -237,6 +247,8 @@ impl<S: Source> SourceTask<S> {
     ) -> Result<(), TaskError> {
         match control {
             Control::TriggerCheckpoint(barrier) => {
+                let start_delay_ms = since_trigger(&barrier);
+                let sync_start = Instant::now();
                 let mut states = Vec::new();
                 env.current_operator = 0;
                 if let Some(bytes) = source
@@ -265,7 +277,13 @@ impl<S: Source> SourceTask<S> {
                         ..Default::default()
                     });
                 }
-                sched.rt.ack(barrier.id, states);
+                let stats = TaskCheckpointStats {
+                    start_delay_ms,
+                    sync_ms: ms(sync_start.elapsed()),
+                    unaligned: barrier.unaligned,
+                    ..Default::default()
+                };
+                sched.rt.ack(barrier.id, states, stats);
             }
             Control::CheckpointComplete(id) | Control::CheckpointAborted(id) => {
                 let complete = matches!(control, Control::CheckpointComplete(_));
@@ -370,8 +388,17 @@ impl<S: Source> TaskBody for SourceTask<S> {
 /// completing one drops older incomplete ones.
 struct Aligner {
     mode: CheckpointingMode,
-    pending: BTreeMap<u64, (Barrier, Vec<bool>)>,
+    /// Per checkpoint: its barrier, which channels delivered it, when the first one came and
+    /// how long after the trigger.
+    pending: BTreeMap<u64, (Barrier, Vec<bool>, Instant, f64)>,
     ended: Vec<bool>,
+}
+
+/// A checkpoint whose barriers all arrived at an aligning task.
+struct Aligned {
+    barrier: Barrier,
+    first_barrier: Instant,
+    start_delay_ms: f64,
 }
 
 impl Aligner {
@@ -391,8 +418,8 @@ impl Aligner {
         }
     }
 
-    /// A barrier arrived on `ch`: returns the barrier whose alignment completed, if any.
-    fn barrier<T>(&mut self, ch: usize, b: Barrier, gate: &mut InputGate<T>) -> Option<Barrier> {
+    /// A barrier arrived on `ch`: returns the checkpoint whose alignment completed, if any.
+    fn barrier<T>(&mut self, ch: usize, b: Barrier, gate: &mut InputGate<T>) -> Option<Aligned> {
         if self
             .pending
             .keys()
@@ -406,7 +433,7 @@ impl Aligner {
         let entry = self
             .pending
             .entry(b.id)
-            .or_insert_with(|| (b, vec![false; n]));
+            .or_insert_with(|| (b, vec![false; n], Instant::now(), since_trigger(&b)));
         entry.1[ch] = true;
         if self.mode == CheckpointingMode::ExactlyOnce {
             gate.set_blocked(ch, true);
@@ -415,26 +442,30 @@ impl Aligner {
     }
 
     /// Channel `ch` ended: it no longer holds any alignment back.
-    fn ended<T>(&mut self, ch: usize, gate: &mut InputGate<T>) -> Option<Barrier> {
+    fn ended<T>(&mut self, ch: usize, gate: &mut InputGate<T>) -> Option<Aligned> {
         self.ended[ch] = true;
         self.complete(gate)
     }
 
-    fn complete<T>(&mut self, gate: &mut InputGate<T>) -> Option<Barrier> {
-        let done = self.pending.iter().find_map(|(id, (_, arrived))| {
+    fn complete<T>(&mut self, gate: &mut InputGate<T>) -> Option<Aligned> {
+        let done = self.pending.iter().find_map(|(id, (_, arrived, _, _))| {
             arrived
                 .iter()
                 .zip(&self.ended)
                 .all(|(a, e)| *a || *e)
                 .then_some(*id)
         })?;
-        let (barrier, _) = self.pending.remove(&done)?;
+        let (barrier, _, first_barrier, start_delay_ms) = self.pending.remove(&done)?;
         // Older checkpoints can no longer complete here.
         self.pending.retain(|id, _| *id > done);
         if self.pending.is_empty() {
             self.unblock_all(gate);
         }
-        Some(barrier)
+        Some(Aligned {
+            barrier,
+            first_barrier,
+            start_delay_ms,
+        })
     }
 
     /// Checkpoint `id` was aborted: stop aligning it.
@@ -461,6 +492,8 @@ pub(crate) struct InputTask<T> {
 /// barrier arrived.
 struct UnalignedCheckpoint<T> {
     barrier: Barrier,
+    first_barrier: Instant,
+    stats: TaskCheckpointStats,
     arrived: Vec<bool>,
     input: Vec<T>,
     outputs: Vec<(String, Vec<u8>)>,
@@ -497,15 +530,23 @@ struct Head {
 /// Every input delivered barrier `b` (aligned or at-least-once): snapshot the chain, forward
 /// the barrier, acknowledge.
 fn aligned_checkpoint<T>(
-    b: Barrier,
+    a: Aligned,
     chain: &mut dyn Input<T>,
     env: &mut TaskEnv,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
+    let alignment_ms = ms(a.first_barrier.elapsed());
+    let sync_start = Instant::now();
     let mut states = Vec::new();
-    chain.snapshot(b.id, env, &mut states)?;
-    chain.barrier(b, env, &mut Vec::new())?;
-    sched.rt.ack(b.id, states);
+    chain.snapshot(a.barrier.id, env, &mut states)?;
+    chain.barrier(a.barrier, env, &mut Vec::new())?;
+    let stats = TaskCheckpointStats {
+        start_delay_ms: a.start_delay_ms,
+        alignment_ms,
+        sync_ms: ms(sync_start.elapsed()),
+        ..Default::default()
+    };
+    sched.rt.ack(a.barrier.id, states, stats);
     Ok(())
 }
 
@@ -540,16 +581,26 @@ fn on_barrier<T: Data>(
             // The first barrier: snapshot now, forward the barrier ahead of queued output, and
             // record in-flight input: the rest of the buffer in hand, what the barrier
             // overtook, and later what other channels deliver before their barrier.
+            let first_barrier = Instant::now();
+            let start_delay_ms = since_trigger(&b);
             let mut states = Vec::new();
             chain.snapshot(b.id, env, &mut states)?;
             let mut outputs = Vec::new();
             chain.barrier(b, env, &mut outputs)?;
+            let stats = TaskCheckpointStats {
+                start_delay_ms,
+                sync_ms: ms(first_barrier.elapsed()),
+                unaligned: true,
+                ..Default::default()
+            };
             let mut input: Vec<T> = current.iter().flatten().cloned().collect();
             input.extend(overtaken);
             let mut arrived = barriers.ended.clone();
             arrived[ch] = true;
             barriers.unaligned = Some(UnalignedCheckpoint {
                 barrier: b,
+                first_barrier,
+                stats,
                 arrived,
                 input,
                 outputs,
@@ -590,7 +641,11 @@ fn finish_unaligned<T: Data>(
             ..Default::default()
         });
     }
-    sched.rt.ack(u.barrier.id, states);
+    let stats = TaskCheckpointStats {
+        alignment_ms: ms(u.first_barrier.elapsed()),
+        ..u.stats
+    };
+    sched.rt.ack(u.barrier.id, states, stats);
     Ok(())
 }
 

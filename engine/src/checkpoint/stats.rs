@@ -1,0 +1,51 @@
+//! Checkpoint statistics: what each checkpoint cost, readable from the job handle and as JSON.
+
+use serde::Serialize;
+
+/// How one task took a checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TaskCheckpointStats {
+    /// The task's index in the job.
+    pub task: usize,
+    /// From the trigger to the first barrier reaching the task (ms).
+    pub start_delay_ms: f64,
+    /// From the first to the last barrier of the task's inputs (ms); 0 for sources.
+    pub alignment_ms: f64,
+    /// Time spent snapshotting operators on the task thread (ms).
+    pub sync_ms: f64,
+    /// Whether this task took it unaligned.
+    pub unaligned: bool,
+}
+
+/// Outcome of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointStatus {
+    /// Completed: its metadata is written.
+    Completed,
+    /// Failed or aborted, with the reason.
+    Failed(String),
+}
+
+/// Statistics of one checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckpointStats {
+    /// The checkpoint id.
+    pub id: u64,
+    /// "checkpoint" or "savepoint".
+    pub kind: &'static str,
+    /// "aligned", "unaligned" or "at-least-once".
+    pub mode: &'static str,
+    /// When it was triggered (ms since the epoch).
+    pub trigger_time_ms: i64,
+    /// From trigger to completion (or failure), ms.
+    pub duration_ms: f64,
+    /// Bytes of operator, keyed and channel state written.
+    pub state_bytes: u64,
+    /// Bytes of in-flight records persisted (channel state; unaligned only).
+    pub persisted_inflight_bytes: u64,
+    /// Completed or failed (with the reason).
+    pub status: CheckpointStatus,
+    /// Per-task details, for tasks that acknowledged.
+    pub tasks: Vec<TaskCheckpointStats>,
+}
