@@ -27,6 +27,8 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
+
 pub use weir_engine as engine;
 pub use weir_operators as operators;
 pub use weir_state as state;

@@ -250,6 +250,10 @@ options! {
     /// Unaligned checkpoints: barriers overtake in-flight data, which becomes part of the
     /// checkpoint (needs EXACTLY_ONCE and at most 1 concurrent checkpoint).
     unaligned: bool = false, "execution.checkpointing.unaligned.enabled";
+    /// With unaligned checkpoints enabled: start aligned and switch a checkpoint to unaligned
+    /// once its alignment (or its barrier's wait in an output queue) exceeds this (0 = always
+    /// unaligned).
+    aligned_checkpoint_timeout: Duration = Duration::ZERO, "execution.checkpointing.aligned-checkpoint-timeout";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).
@@ -350,6 +354,13 @@ impl Config {
                 key: "execution.checkpointing.unaligned.enabled".into(),
                 value: "true".into(),
                 expected: "false with execution.checkpointing.mode = AT_LEAST_ONCE (unaligned checkpoints are exactly-once)",
+            });
+        }
+        if !self.aligned_checkpoint_timeout.is_zero() {
+            return Err(ConfigError::InvalidValue {
+                key: "execution.checkpointing.aligned-checkpoint-timeout".into(),
+                value: humantime::format_duration(self.aligned_checkpoint_timeout).to_string(),
+                expected: "0: switching from aligned to unaligned is not implemented yet",
             });
         }
         if self.unaligned && self.max_concurrent_checkpoints > 1 {

@@ -98,6 +98,7 @@ pub struct JobHandle {
     coordinator: Option<Sender<CoordinatorMsg>>,
     coordinator_thread: Option<JoinHandle<()>>,
     checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>>,
     restored_from: Option<CompletedCheckpoint>,
     started: Instant,
 }
@@ -129,6 +130,15 @@ impl JobHandle {
     /// Statistics of every finished (completed or failed) checkpoint so far, oldest first.
     pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
         self.checkpoint_stats.lock().clone()
+    }
+
+    /// Checkpoints triggered but not finished yet, with their age.
+    pub fn pending_checkpoints(&self) -> Vec<(u64, Duration)> {
+        self.pending_checkpoints
+            .lock()
+            .iter()
+            .map(|(id, t)| (*id, t.elapsed()))
+            .collect()
     }
 
     /// The checkpoint or savepoint the job was restored from, if any.
@@ -757,6 +767,8 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
     };
     let checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>> = Arc::new(Mutex::new(Vec::new()));
+    let pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>> =
+        Arc::new(Mutex::new(BTreeMap::new()));
     let (coordinator_tx, coordinator_thread) = match storage {
         Some(storage) => {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -776,6 +788,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 at_least_once: checkpoint_cfg.checkpointing_mode
                     == crate::config::CheckpointingMode::AtLeastOnce,
                 stats: checkpoint_stats.clone(),
+                pending: pending_checkpoints.clone(),
                 next_id: next_checkpoint_id,
             };
             let t = std::thread::Builder::new()
@@ -796,6 +809,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         coordinator: coordinator_tx.clone(),
         coordinator_thread,
         checkpoint_stats,
+        pending_checkpoints,
         restored_from: restored,
         started: Instant::now(),
     };

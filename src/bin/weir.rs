@@ -47,11 +47,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks for exploring settings.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// List configuration options with their defaults, or the values of a TOML file.
     Config {
         /// A TOML configuration file to validate and show.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Checkpoint durations under full backpressure: generator -> key_by -> stages -> a sink
+    /// costing --record-cost per record, checkpoints every --interval for --duration.
+    Backpressure {
+        /// aligned | unaligned | aligned-timeout=<duration> | at-least-once
+        #[arg(long, default_value = "aligned")]
+        mode: weir::bench::backpressure::Mode,
+        /// Parallelism of every operator.
+        #[arg(long, default_value_t = 2)]
+        parallelism: usize,
+        /// Stages between key_by and the sink.
+        #[arg(long, default_value_t = 3)]
+        stages: usize,
+        /// Time the sink spends per record.
+        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+        record_cost: Duration,
+        /// Checkpoint interval.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// How long to run.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -77,6 +111,48 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => demo(records, parallelism, keys, rate, config, json),
         Command::Config { file } => show_config(file),
+        Command::Bench {
+            which:
+                BenchCommand::Backpressure {
+                    mode,
+                    parallelism,
+                    stages,
+                    record_cost,
+                    interval,
+                    duration,
+                    json,
+                },
+        } => {
+            if parallelism == 0 || stages == 0 {
+                bail!("--parallelism and --stages must be at least 1");
+            }
+            if interval.is_zero() || duration.is_zero() {
+                bail!("--interval and --duration must be positive");
+            }
+            let settings = weir::bench::backpressure::Settings {
+                mode,
+                parallelism,
+                stages,
+                record_cost,
+                interval,
+                duration,
+            };
+            if !json {
+                eprintln!(
+                    "running {mode}: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, for {} ...",
+                    humantime::format_duration(record_cost),
+                    humantime::format_duration(interval),
+                    humantime::format_duration(duration)
+                );
+            }
+            let report = weir::bench::backpressure::run(&settings)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
     }
 }
 

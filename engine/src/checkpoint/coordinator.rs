@@ -81,6 +81,8 @@ pub(crate) struct CoordinatorSetup {
     pub at_least_once: bool,
     /// Where statistics of finished checkpoints go (the newest `STATS_HISTORY`).
     pub stats: Arc<parking_lot::Mutex<Vec<CheckpointStats>>>,
+    /// Pending checkpoints and when they were triggered.
+    pub pending: Arc<parking_lot::Mutex<BTreeMap<u64, Instant>>>,
 }
 
 /// Statistics kept for this many finished checkpoints.
@@ -204,6 +206,7 @@ impl Coordinator {
                 waiters: Vec::new(),
             },
         );
+        self.s.pending.lock().insert(id, Instant::now());
         tracing::debug!(id, ?kind, "triggering checkpoint");
         for &t in &self.s.source_tasks {
             self.s.mailboxes[t].post(Control::TriggerCheckpoint(barrier));
@@ -308,6 +311,7 @@ impl Coordinator {
     }
 
     fn push_stats(&self, stats: CheckpointStats) {
+        self.s.pending.lock().remove(&stats.id);
         let mut all = self.s.stats.lock();
         if all.len() >= STATS_HISTORY {
             all.remove(0);
