@@ -356,11 +356,11 @@ impl Config {
                 expected: "false with execution.checkpointing.mode = AT_LEAST_ONCE (unaligned checkpoints are exactly-once)",
             });
         }
-        if !self.aligned_checkpoint_timeout.is_zero() {
+        if !self.aligned_checkpoint_timeout.is_zero() && !self.unaligned {
             return Err(ConfigError::InvalidValue {
                 key: "execution.checkpointing.aligned-checkpoint-timeout".into(),
                 value: humantime::format_duration(self.aligned_checkpoint_timeout).to_string(),
-                expected: "0: switching from aligned to unaligned is not implemented yet",
+                expected: "0 unless execution.checkpointing.unaligned.enabled is true (the timeout switches aligned checkpoints to unaligned)",
             });
         }
         if self.unaligned && self.max_concurrent_checkpoints > 1 {

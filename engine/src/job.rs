@@ -785,6 +785,8 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                 max_concurrent: checkpoint_cfg.max_concurrent_checkpoints,
                 retained: checkpoint_cfg.retained_checkpoints,
                 unaligned: checkpoint_cfg.unaligned,
+                aligned_timeout: (!checkpoint_cfg.aligned_checkpoint_timeout.is_zero())
+                    .then_some(checkpoint_cfg.aligned_checkpoint_timeout),
                 at_least_once: checkpoint_cfg.checkpointing_mode
                     == crate::config::CheckpointingMode::AtLeastOnce,
                 stats: checkpoint_stats.clone(),

@@ -389,8 +389,22 @@ fn skewed_job_with(
     slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     rate: f64,
 ) -> (StreamEnv, CollectHandle<(u64, u64)>) {
+    skewed_job_full(root, restore, mode, unaligned, Duration::ZERO, slow, rate)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn skewed_job_full(
+    root: &Path,
+    restore: Option<&str>,
+    mode: CheckpointingMode,
+    unaligned: bool,
+    aligned_timeout: Duration,
+    slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    rate: f64,
+) -> (StreamEnv, CollectHandle<(u64, u64)>) {
     let env = StreamEnv::new();
     env.configure(|c| {
+        c.aligned_checkpoint_timeout = aligned_timeout;
         c.checkpoint_dir = root.display().to_string();
         c.restore_path = restore.unwrap_or("").to_string();
         c.checkpointing_mode = mode;
@@ -608,4 +622,129 @@ fn unaligned_checkpoints_do_not_wait_for_backpressured_data() {
         aligned > unaligned * 5,
         "aligned {aligned:?} vs unaligned {unaligned:?}"
     );
+}
+
+/// Aligned checkpoints with a 50 ms alignment timeout, taken while one path lags: the
+/// checkpoint switches to unaligned and a restore from it is exactly-once.
+#[test]
+fn switched_checkpoints_restore_exactly_once() {
+    let root = dir("switched");
+    let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timeout = Duration::from_millis(50);
+    let (env, out) = skewed_job_full(
+        &root,
+        None,
+        CheckpointingMode::ExactlyOnce,
+        true,
+        timeout,
+        &slow,
+        20_000.0,
+    );
+    let handle = env.start().unwrap();
+    assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
+    slow.store(true, std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    let checkpoint = handle.trigger_checkpoint().expect("checkpoint");
+    let stats = handle.checkpoint_stats();
+    slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    handle.cancel();
+    join_within(handle, Duration::from_secs(20)).unwrap();
+    let s = stats
+        .iter()
+        .find(|s| s.id == checkpoint.metadata.checkpoint_id)
+        .unwrap();
+    assert_eq!(
+        s.mode, "switched",
+        "the lagging alignment switched to unaligned"
+    );
+    assert!(s.persisted_inflight_bytes > 0);
+
+    let (env, out) = skewed_job_full(
+        &root,
+        Some(&checkpoint.location),
+        CheckpointingMode::ExactlyOnce,
+        true,
+        timeout,
+        &slow,
+        1e9,
+    );
+    join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    assert_resumed(out.take(), true);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// Under full backpressure, an aligned checkpoint with a 100 ms timeout completes soon after
+/// the timeout; without backpressure it stays aligned (no in-flight data persisted).
+#[test]
+fn aligned_timeout_bounds_checkpoints_under_backpressure() {
+    let root = dir("timeout");
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = root.display().to_string();
+        c.unaligned = true;
+        c.aligned_checkpoint_timeout = Duration::from_millis(100);
+        c.max_records_per_buffer = 64;
+    });
+    env.generate(Generator::new(|i| i))
+        .set_parallelism(2)
+        .key_by(|x| x % 16)
+        .reduce(|a, b| a.wrapping_add(b))
+        .set_parallelism(2)
+        .sink("Slow", |_| crate::common::SlowSink {
+            cost: Duration::from_millis(1),
+            consumed: Default::default(),
+        });
+    let handle = env.start().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = std::time::Instant::now();
+    let cp = handle.trigger_checkpoint().expect("checkpoint");
+    let took = start.elapsed();
+    let s = handle
+        .checkpoint_stats()
+        .into_iter()
+        .find(|s| s.id == cp.metadata.checkpoint_id)
+        .unwrap();
+    handle.cancel();
+    join_within(handle, Duration::from_secs(30)).unwrap();
+    eprintln!(
+        "aligned-timeout=100ms under backpressure: {took:?} ({})",
+        s.mode
+    );
+    for t in &s.tasks {
+        eprintln!(
+            "  task {} delay {:.1} align {:.1} sync {:.1} unaligned {}",
+            t.task, t.start_delay_ms, t.alignment_ms, t.sync_ms, t.unaligned
+        );
+    }
+    assert_eq!(s.mode, "switched");
+    assert!(took < Duration::from_millis(400), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(90),
+        "it waited for the timeout first: {took:?}"
+    );
+
+    // No backpressure: the checkpoint aligns within the timeout and persists no in-flight data.
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = root.display().to_string();
+        c.unaligned = true;
+        c.aligned_checkpoint_timeout = Duration::from_secs(5);
+    });
+    env.generate(Generator::new(|i| i).rate_limited(10_000.0))
+        .set_parallelism(2)
+        .key_by(|x| x % 16)
+        .reduce(|a, b| a.wrapping_add(b))
+        .discard();
+    let handle = env.start().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let cp = handle.trigger_checkpoint().expect("checkpoint");
+    let s = handle
+        .checkpoint_stats()
+        .into_iter()
+        .find(|s| s.id == cp.metadata.checkpoint_id)
+        .unwrap();
+    handle.cancel();
+    join_within(handle, Duration::from_secs(30)).unwrap();
+    assert_eq!((s.mode, s.persisted_inflight_bytes), ("aligned", 0));
+    std::fs::remove_dir_all(&root).ok();
 }

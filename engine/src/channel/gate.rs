@@ -159,11 +159,14 @@ pub(crate) struct ChannelSender<T> {
 
 impl<T> ChannelSender<T> {
     /// Moves the leading messages of `pending` into the channel while credit allows; events go
-    /// without credit. Takes a recycled empty buffer into `spare` when one is free.
+    /// without credit, and so do the first `forced` messages (the buffers ahead of a barrier,
+    /// bounded by the writer's overdraft). Takes a recycled empty buffer into `spare` when one
+    /// is free.
     pub(crate) fn send(
         &self,
         pending: &mut VecDeque<Message<T>>,
         spare: &mut Option<VecDeque<T>>,
+        mut forced: usize,
     ) -> SendOutcome {
         let mut outcome = SendOutcome {
             blocked: false,
@@ -187,8 +190,11 @@ impl<T> ChannelSender<T> {
             }
             while let Some(msg) = pending.front() {
                 let ch = &mut st.channels[self.index];
+                let force = forced > 0;
+                forced = forced.saturating_sub(1);
                 let credit = match msg {
                     Message::Event(_) => Credit::None,
+                    Message::Records(_) if force => Credit::None,
                     Message::Records(_) => {
                         if ch.exclusive_used < self.gate.exclusive {
                             ch.exclusive_used += 1;
@@ -341,6 +347,23 @@ impl<T> InputGate<T> {
             .map(|(e, overtaken)| (ch, e, overtaken))
     }
 
+    /// If barrier `id` waits in-band in channel `ch`'s queue: copies of the records ahead of it.
+    pub(crate) fn peek_until_barrier(&self, ch: usize, id: u64) -> Option<Vec<T>>
+    where
+        T: Clone,
+    {
+        let st = self.shared.state.lock();
+        let mut records = Vec::new();
+        for (m, _) in &st.channels[ch].queue {
+            match m {
+                Message::Records(b) => records.extend(b.iter().cloned()),
+                Message::Event(Event::Barrier(b)) if b.id == id => return Some(records),
+                Message::Event(_) => {}
+            }
+        }
+        None
+    }
+
     /// Takes the next message (priority events first, then channels round-robin), returning
     /// its credit to the sender. `recycle` hands back an emptied buffer for reuse.
     pub(crate) fn poll(&mut self, recycle: Option<VecDeque<T>>) -> Option<Polled<T>> {
@@ -488,12 +511,12 @@ mod tests {
                             .collect();
                         sent += buf.len() as u64;
                         pending[ch].push_back(Message::Records(buf));
-                        senders[ch].send(&mut pending[ch], &mut spare);
+                        senders[ch].send(&mut pending[ch], &mut spare, 0);
                     }
                     3 => {
                         next_wm[ch] += 1;
                         pending[ch].push_back(Message::Event(Event::Watermark(Watermark(next_wm[ch]))));
-                        senders[ch].send(&mut pending[ch], &mut spare);
+                        senders[ch].send(&mut pending[ch], &mut spare, 0);
                     }
                     _ => {
                         check(rx.poll(spare.take()), &mut received)?;
@@ -504,7 +527,7 @@ mod tests {
             // Drain: keep sending what waits for credit and polling until both are empty.
             loop {
                 for ch in 0..CH {
-                    senders[ch].send(&mut pending[ch], &mut spare);
+                    senders[ch].send(&mut pending[ch], &mut spare, 0);
                 }
                 let mut progressed = false;
                 while check(rx.poll(None), &mut received)? {
@@ -530,12 +553,12 @@ mod tests {
         let s1 = gate.sender(1, Signal::new());
         let mut spare = None;
         let mut p0: VecDeque<_> = (0..5).map(|_| records(3)).collect();
-        let o = s0.send(&mut p0, &mut spare);
+        let o = s0.send(&mut p0, &mut spare, 0);
         // 2 exclusive + 1 floating
         assert_eq!(o.sent_buffers, 3);
         assert!(o.blocked);
         let mut p1: VecDeque<_> = (0..3).map(|_| records(1)).collect();
-        let o = s1.send(&mut p1, &mut spare);
+        let o = s1.send(&mut p1, &mut spare, 0);
         assert_eq!(
             o.sent_buffers, 2,
             "floating buffer already taken by channel 0"
@@ -550,7 +573,7 @@ mod tests {
         };
         assert_eq!(ch, 0);
         assert!(matches!(m, Message::Records(ref b) if b.len() == 3));
-        let o = s0.send(&mut p0, &mut spare);
+        let o = s0.send(&mut p0, &mut spare, 0);
         assert_eq!(o.sent_buffers, 1);
     }
 
@@ -561,9 +584,9 @@ mod tests {
         let s1 = gate.sender(1, Signal::new());
         let mut spare = None;
         let mut p: VecDeque<_> = (0..3).map(|_| records(1)).collect();
-        s0.send(&mut p, &mut spare);
+        s0.send(&mut p, &mut spare, 0);
         let mut p: VecDeque<_> = (0..3).map(|_| records(1)).collect();
-        s1.send(&mut p, &mut spare);
+        s1.send(&mut p, &mut spare, 0);
         s1.send_priority(Event::EndOfInput);
         let mut rx = InputGate::new(gate.clone());
         let Some(Polled::Priority(ch, ev, overtaken)) = rx.poll(None) else {
@@ -590,7 +613,7 @@ mod tests {
         let mut spare = None;
         for i in 0..100 {
             let mut p = VecDeque::from([Message::Event(Event::Watermark(Watermark(i)))]);
-            s.send(&mut p, &mut spare);
+            s.send(&mut p, &mut spare, 0);
         }
         let mut rx = InputGate::new(gate.clone());
         let got: Vec<_> = std::iter::from_fn(|| rx.poll(None)).collect();

@@ -237,7 +237,15 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         if ch.pending.is_empty() {
             return;
         }
-        let outcome = ch.sender.send(&mut ch.pending, &mut ch.spare);
+        // An aligned barrier takes the (few, overdraft-bounded) buffers ahead of it into the
+        // receiver's gate without credit, so it never waits in this task: a receiver whose
+        // alignment times out finds it in its queue.
+        let forced = ch
+            .pending
+            .iter()
+            .rposition(|m| matches!(m, Message::Event(Event::Barrier(_))))
+            .map_or(0, |i| i + 1);
+        let outcome = ch.sender.send(&mut ch.pending, &mut ch.spare, forced);
         if outcome.sent_buffers > 0 {
             let left: usize = ch
                 .pending

@@ -78,6 +78,8 @@ pub(crate) struct CoordinatorSetup {
     pub retained: usize,
     pub next_id: u64,
     pub unaligned: bool,
+    /// With unaligned checkpoints: start aligned and switch after this long.
+    pub aligned_timeout: Option<Duration>,
     pub at_least_once: bool,
     /// Where statistics of finished checkpoints go (the newest `STATS_HISTORY`).
     pub stats: Arc<parking_lot::Mutex<Vec<CheckpointStats>>>,
@@ -91,6 +93,8 @@ pub(crate) const STATS_HISTORY: usize = 10_000;
 struct Pending {
     barrier: Barrier,
     triggered: Instant,
+    /// When to tell input tasks to switch this aligned checkpoint to unaligned.
+    switch_at: Option<Instant>,
     acks: HashMap<usize, Vec<OperatorSubtaskState>>,
     task_stats: Vec<TaskCheckpointStats>,
     waiters: Vec<TriggerReply>,
@@ -157,6 +161,7 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
             Some(CoordinatorMsg::Trigger { kind, reply }) => c.manual(kind, reply),
             None => {}
         }
+        c.switch_timed_out();
         c.expire();
         c.periodic();
     }
@@ -168,10 +173,12 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
 
 impl Coordinator {
     fn next_deadline(&self) -> Option<Instant> {
+        // Expiry of pending checkpoints, and alignment timeouts still to announce.
         let expiry = self
             .pending
             .values()
             .map(|p| p.triggered + self.s.timeout)
+            .chain(self.pending.values().filter_map(|p| p.switch_at))
             .min();
         match (expiry, self.next_periodic) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -188,8 +195,15 @@ impl Coordinator {
         }
         let id = self.s.next_id;
         self.s.next_id += 1;
-        // Savepoints are always aligned (as in Flink).
-        let unaligned = self.s.unaligned && kind == CheckpointKind::Checkpoint;
+        // Savepoints are always aligned (as in Flink); with an alignment timeout, checkpoints
+        // start aligned and switch later.
+        let may_switch = self.s.unaligned && kind == CheckpointKind::Checkpoint;
+        let unaligned = may_switch && self.s.aligned_timeout.is_none();
+        let switch_at = if may_switch {
+            self.s.aligned_timeout.map(|t| Instant::now() + t)
+        } else {
+            None
+        };
         let barrier = Barrier {
             id,
             timestamp_ms: now_ms(),
@@ -201,6 +215,7 @@ impl Coordinator {
             Pending {
                 barrier,
                 triggered: Instant::now(),
+                switch_at,
                 acks: HashMap::new(),
                 task_stats: Vec::new(),
                 waiters: Vec::new(),
@@ -300,11 +315,14 @@ impl Coordinator {
         }
     }
 
-    fn mode(&self, b: &Barrier) -> &'static str {
+    fn mode(&self, p: &Pending) -> &'static str {
+        let b = &p.barrier;
         if b.unaligned {
             "unaligned"
         } else if self.s.at_least_once {
             "at-least-once"
+        } else if p.task_stats.iter().any(|t| t.unaligned) {
+            "switched"
         } else {
             "aligned"
         }
@@ -345,7 +363,7 @@ impl Coordinator {
             } else {
                 "checkpoint"
             },
-            mode: self.mode(&p.barrier),
+            mode: self.mode(p),
             trigger_time_ms: p.barrier.timestamp_ms,
             duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
             state_bytes: state,
@@ -365,7 +383,7 @@ impl Coordinator {
             } else {
                 "checkpoint"
             },
-            mode: self.mode(&p.barrier),
+            mode: self.mode(p),
             trigger_time_ms: p.barrier.timestamp_ms,
             duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
             state_bytes: 0,
@@ -498,6 +516,25 @@ impl Coordinator {
             self.notify_aborted(id);
             for w in p.waiters {
                 let _ = w.send(Err(reason.clone()));
+            }
+        }
+    }
+
+    /// Tells input tasks to switch aligned checkpoints past their alignment timeout.
+    fn switch_timed_out(&mut self) {
+        let now = Instant::now();
+        for p in self.pending.values_mut() {
+            if p.switch_at.is_some_and(|t| t <= now) {
+                p.switch_at = None;
+                let barrier = Barrier {
+                    unaligned: true,
+                    ..p.barrier
+                };
+                for (t, m) in self.s.mailboxes.iter().enumerate() {
+                    if !self.s.source_tasks.contains(&t) && !p.acks.contains_key(&t) {
+                        m.post(Control::AlignmentTimeout(barrier));
+                    }
+                }
             }
         }
     }

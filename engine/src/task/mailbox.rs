@@ -21,6 +21,9 @@ pub(crate) enum Control {
     CheckpointComplete(u64),
     /// Checkpoint `id` was aborted.
     CheckpointAborted(u64),
+    /// The aligned checkpoint of this barrier exceeded its alignment timeout: take it
+    /// unaligned now if not taken yet.
+    AlignmentTimeout(crate::checkpoint::Barrier),
 }
 
 /// A task's mailbox.

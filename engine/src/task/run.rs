@@ -285,6 +285,7 @@ impl<S: Source> SourceTask<S> {
                 };
                 sched.rt.ack(barrier.id, states, stats);
             }
+            Control::AlignmentTimeout(_) => {} // sources never align
             Control::CheckpointComplete(id) | Control::CheckpointAborted(id) => {
                 let complete = matches!(control, Control::CheckpointComplete(_));
                 env.current_operator = 0;
@@ -468,6 +469,18 @@ impl Aligner {
         })
     }
 
+    /// Stops aligning checkpoint `id` (it switches to unaligned) and returns which channels
+    /// had delivered its barrier.
+    fn take(&mut self, id: u64, gate: &mut InputGate<impl Sized>) -> Vec<bool> {
+        let arrived = self
+            .pending
+            .get(&id)
+            .map(|p| p.1.clone())
+            .unwrap_or_else(|| vec![false; self.ended.len()]);
+        self.abort(id, gate);
+        arrived
+    }
+
     /// Checkpoint `id` was aborted: stop aligning it.
     fn abort<T>(&mut self, id: u64, gate: &mut InputGate<T>) {
         if self.pending.remove(&id).is_some() && self.pending.is_empty() {
@@ -519,6 +532,8 @@ struct Barriers<T> {
     aligner: Aligner,
     unaligned: Option<UnalignedCheckpoint<T>>,
     ended: Vec<bool>,
+    /// The newest checkpoint this task took: its barriers arriving later are ignored.
+    last_taken: u64,
 }
 
 /// The head operator of an input task: its channel state is recorded under it.
@@ -564,50 +579,100 @@ fn on_barrier<T: Data>(
     env: &mut TaskEnv,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
-    if !b.unaligned {
-        if let Some(done) = barriers.aligner.barrier(ch, b, gate) {
-            aligned_checkpoint(done, chain, env, sched)?;
-        }
-        return Ok(());
+    if b.id <= barriers.last_taken {
+        return Ok(()); // taken already (e.g. switched to unaligned before this barrier came)
     }
     match &mut barriers.unaligned {
         Some(u) if u.barrier.id == b.id => {
-            // A later channel's barrier: what it overtook is in-flight input.
+            // A later channel's barrier (priority or in-band): what it overtook is in-flight
+            // input; an in-band barrier overtook nothing (what came before it was recorded).
             u.arrived[ch] = true;
             u.input.extend(overtaken);
+            return finish_unaligned(head, barriers, sched);
         }
         Some(u) if u.barrier.id > b.id => return Ok(()), // an older, given-up checkpoint
-        _ => {
-            // The first barrier: snapshot now, forward the barrier ahead of queued output, and
-            // record in-flight input: the rest of the buffer in hand, what the barrier
-            // overtook, and later what other channels deliver before their barrier.
-            let first_barrier = Instant::now();
-            let start_delay_ms = since_trigger(&b);
-            let mut states = Vec::new();
-            chain.snapshot(b.id, env, &mut states)?;
-            let mut outputs = Vec::new();
-            chain.barrier(b, env, &mut outputs)?;
-            let stats = TaskCheckpointStats {
-                start_delay_ms,
-                sync_ms: ms(first_barrier.elapsed()),
-                unaligned: true,
-                ..Default::default()
-            };
-            let mut input: Vec<T> = current.iter().flatten().cloned().collect();
-            input.extend(overtaken);
-            let mut arrived = barriers.ended.clone();
-            arrived[ch] = true;
-            barriers.unaligned = Some(UnalignedCheckpoint {
-                barrier: b,
-                first_barrier,
-                stats,
-                arrived,
-                input,
-                outputs,
-                states,
-            });
+        _ => {}
+    }
+    if b.unaligned {
+        return switch_to_unaligned(
+            b,
+            Some((ch, overtaken)),
+            head,
+            current,
+            barriers,
+            gate,
+            chain,
+            env,
+            sched,
+        );
+    }
+    if let Some(done) = barriers.aligner.barrier(ch, b, gate) {
+        barriers.last_taken = done.barrier.id;
+        aligned_checkpoint(done, chain, env, sched)?;
+    }
+    Ok(())
+}
+
+/// Takes checkpoint `b` unaligned now: on its first unaligned barrier, or when its alignment
+/// timed out. Snapshots the chain, forwards the barrier ahead of queued output, and records the
+/// in-flight input: the rest of the buffer in hand, what `first` overtook, for channels whose
+/// in-band barrier already waits in the gate the records ahead of it, and for the other
+/// channels whatever they deliver until their barrier. Channels that delivered an aligned
+/// barrier are done and unblocked.
+#[allow(clippy::too_many_arguments)]
+fn switch_to_unaligned<T: Data>(
+    b: Barrier,
+    first: Option<(usize, Vec<T>)>,
+    head: &Head,
+    current: &Option<VecDeque<T>>,
+    barriers: &mut Barriers<T>,
+    gate: &mut InputGate<T>,
+    chain: &mut dyn Input<T>,
+    env: &mut TaskEnv,
+    sched: &Scheduler<'_>,
+) -> Result<(), TaskError> {
+    let b = Barrier {
+        unaligned: true,
+        ..b
+    };
+    let first_barrier = Instant::now();
+    let start_delay_ms = since_trigger(&b);
+    let mut states = Vec::new();
+    chain.snapshot(b.id, env, &mut states)?;
+    let mut outputs = Vec::new();
+    chain.barrier(b, env, &mut outputs)?;
+    let stats = TaskCheckpointStats {
+        start_delay_ms,
+        sync_ms: ms(first_barrier.elapsed()),
+        unaligned: true,
+        ..Default::default()
+    };
+    let mut input: Vec<T> = current.iter().flatten().cloned().collect();
+    let mut arrived: Vec<bool> = barriers.aligner.take(b.id, gate);
+    for (a, e) in arrived.iter_mut().zip(&barriers.ended) {
+        *a |= *e;
+    }
+    if let Some((ch, overtaken)) = first {
+        arrived[ch] = true;
+        input.extend(overtaken);
+    }
+    for (ch, a) in arrived.iter_mut().enumerate() {
+        if !*a {
+            if let Some(ahead) = gate.peek_until_barrier(ch, b.id) {
+                input.extend(ahead);
+                *a = true;
+            }
         }
     }
+    barriers.unaligned = Some(UnalignedCheckpoint {
+        barrier: b,
+        first_barrier,
+        stats,
+        arrived,
+        input,
+        outputs,
+        states,
+    });
     finish_unaligned(head, barriers, sched)
 }
 
@@ -627,6 +692,7 @@ fn finish_unaligned<T: Data>(
     let Some(u) = barriers.unaligned.take() else {
         return Ok(());
     };
+    barriers.last_taken = u.barrier.id;
     let mut states = u.states;
     if !u.input.is_empty() || !u.outputs.is_empty() {
         let input = encode(&u.input).map_err(|e| TaskError::user(0, e.into()))?;
@@ -673,6 +739,7 @@ impl<T: Data> InputTask<T> {
             aligner: Aligner::new(sched.rt.mode, channels),
             unaligned: None,
             ended: vec![false; channels],
+            last_taken: 0,
         };
         let mut ended = 0;
         let mut current: Option<VecDeque<T>> = None;
@@ -685,6 +752,25 @@ impl<T: Data> InputTask<T> {
                         Control::TriggerCheckpoint(_) => {}
                         Control::CheckpointComplete(id) => {
                             chain.notify_checkpoint(id, true, env)?
+                        }
+                        Control::AlignmentTimeout(b) => {
+                            let taking = barriers
+                                .unaligned
+                                .as_ref()
+                                .is_some_and(|u| u.barrier.id >= b.id);
+                            if b.id > barriers.last_taken && !taking {
+                                switch_to_unaligned(
+                                    b,
+                                    None,
+                                    head,
+                                    &current,
+                                    &mut barriers,
+                                    gate,
+                                    chain,
+                                    env,
+                                    sched,
+                                )?;
+                            }
                         }
                         Control::CheckpointAborted(id) => {
                             barriers.aligner.abort(id, gate);
@@ -772,8 +858,9 @@ impl<T: Data> InputTask<T> {
                     Event::EndOfInput => {
                         apply(valve.input_finished(ch), chain, env)?;
                         barriers.ended[ch] = true;
-                        if let Some(b) = barriers.aligner.ended(ch, gate) {
-                            aligned_checkpoint(b, chain, env, sched)?;
+                        if let Some(done) = barriers.aligner.ended(ch, gate) {
+                            barriers.last_taken = done.barrier.id;
+                            aligned_checkpoint(done, chain, env, sched)?;
                         }
                         if let Some(u) = barriers.unaligned.as_mut() {
                             u.arrived[ch] = true;
