@@ -41,6 +41,7 @@ mod ext;
 
 pub use ext::{DataStreamExt, KeyedStreamExt, StreamEnvExt};
 pub use keyed::{KeyedProcessFunction, Reduce};
+pub use sink::two_phase::{FileTransactions, FileTxn, TransactionalSink, TwoPhaseCommit};
 pub use sink::{CollectHandle, CollectSink, DiscardSink, PrintSink};
 pub use source::{Generator, GeneratorSource, IterSource};
 pub use transform::{Filter, FlatMap, Map};

@@ -4,6 +4,7 @@ mod backpressure;
 mod checkpoint;
 mod common;
 mod config;
+mod crash;
 mod keyed;
 mod lifecycle;
 mod partitioning;

@@ -1,4 +1,7 @@
-//! Built-in sinks: collect (results returned to the caller), discard, print.
+//! Built-in sinks: collect (results returned to the caller), discard, print, and exactly-once
+//! sinks by two-phase commit ([`two_phase`]).
+
+pub mod two_phase;
 
 use std::fmt::Debug;
 use std::io::Write;
