@@ -15,7 +15,7 @@
 //! Last lines: one JSON object per parallelism.
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir::prelude::*;
 
@@ -30,9 +30,16 @@ fn peak_rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-fn run_weir(n: u64, p: usize) -> f64 {
+fn run_weir(n: u64, p: usize, checkpoint_interval: Option<Duration>) -> (f64, usize) {
     let env = StreamEnv::new();
     env.set_parallelism(p);
+    let dir = std::env::temp_dir().join(format!("weir-bench-ckpt-{}", std::process::id()));
+    if let Some(interval) = checkpoint_interval {
+        env.configure(|c| {
+            c.checkpoint_dir = dir.display().to_string();
+            c.checkpoint_interval = interval;
+        });
+    }
     env.generate_sequence(0..n)
         .map(|x| x * 2)
         .key_by(|x| x % 1024)
@@ -47,7 +54,13 @@ fn run_weir(n: u64, p: usize) -> f64 {
         .map(|t| t.records_in)
         .sum();
     assert_eq!(consumed, n, "weir lost records");
-    secs
+    let _ = std::fs::remove_dir_all(&dir);
+    let checkpoints = result
+        .checkpoints
+        .iter()
+        .filter(|c| c.status == weir::engine::checkpoint::CheckpointStatus::Completed)
+        .count();
+    (secs, checkpoints)
 }
 
 fn run_timely(n: u64, p: usize) -> f64 {
@@ -106,12 +119,15 @@ struct Measurement {
     seconds: f64,
     records_per_sec: f64,
     peak_rss_bytes: u64,
+    #[serde(default)]
+    checkpoints: usize,
 }
 
 fn child(system: &str, n: u64, p: usize) {
-    let seconds = match system {
-        "weir" => run_weir(n, p),
-        "timely" => run_timely(n, p),
+    let (seconds, checkpoints) = match system {
+        "weir" => run_weir(n, p, None),
+        "weir-checkpointed" => run_weir(n, p, Some(Duration::from_secs(1))),
+        "timely" => (run_timely(n, p), 0),
         other => panic!("unknown system {other}"),
     };
     let m = Measurement {
@@ -121,6 +137,7 @@ fn child(system: &str, n: u64, p: usize) {
         seconds,
         records_per_sec: n as f64 / seconds,
         peak_rss_bytes: peak_rss_bytes(),
+        checkpoints,
     };
     println!("{}", serde_json::to_string(&m).expect("serialise"));
 }
@@ -191,6 +208,7 @@ fn main() {
         })
         .collect();
     let memory_check = args.iter().any(|a| a == "--memory-check");
+    let checkpoint_overhead = args.iter().any(|a| a == "--checkpoint-overhead");
 
     let mut json = Vec::new();
     println!(
@@ -239,6 +257,33 @@ fn main() {
             );
             line["weir_peak_rss_bytes_4n"] = big.peak_rss_bytes.into();
             line["rss_growth_4n"] = ((growth * 1000.0).round() / 1000.0).into();
+        }
+        if checkpoint_overhead {
+            // 4N records, so that a run spans several one-second checkpoints.
+            let mut plain = Vec::new();
+            let mut checkpointed = Vec::new();
+            for _ in 0..reps {
+                plain.push(measure("weir", records * 4, p));
+                checkpointed.push(measure("weir-checkpointed", records * 4, p));
+            }
+            let a = median(plain.iter().map(|m| m.records_per_sec).collect());
+            let b = median(checkpointed.iter().map(|m| m.records_per_sec).collect());
+            let n_ckpt = checkpointed
+                .iter()
+                .map(|m| m.checkpoints)
+                .min()
+                .unwrap_or(0);
+            println!(
+                "    checkpoint every 1 s ({} records, >= {n_ckpt} checkpoints per run): {:.0} vs {:.0} rec/s without: {:+.1}%",
+                records * 4,
+                b,
+                a,
+                (b / a - 1.0) * 100.0
+            );
+            line["weir_checkpointed_records_per_sec"] = b.round().into();
+            line["weir_uncheckpointed_records_per_sec"] = a.round().into();
+            line["checkpoint_overhead"] = (((1.0 - b / a) * 1000.0).round() / 1000.0).into();
+            line["checkpoints_per_run"] = n_ckpt.into();
         }
         json.push(line);
     }
