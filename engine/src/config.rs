@@ -254,6 +254,9 @@ options! {
     /// once its alignment (or its barrier's wait in an output queue) exceeds this (0 = always
     /// unaligned).
     aligned_checkpoint_timeout: Duration = Duration::ZERO, "execution.checkpointing.aligned-checkpoint-timeout";
+    /// Consecutive failed checkpoints (declined, expired, or not written) the job survives;
+    /// one more fails the job.
+    tolerable_failed_checkpoints: usize = 0, "execution.checkpointing.tolerable-failed-checkpoints";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).

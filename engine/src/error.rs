@@ -120,12 +120,36 @@ pub enum JobError {
         /// Whether the failure was a panic (rather than a returned error).
         panicked: bool,
     },
+    /// More consecutive checkpoints failed than `tolerable-failed-checkpoints` allows.
+    #[error("exceeded checkpoint tolerable failure threshold: {failed} consecutive failed checkpoints (tolerable: {tolerable}); last: {last}")]
+    CheckpointFailures {
+        /// Consecutive failures counted.
+        failed: usize,
+        /// The configured limit.
+        tolerable: usize,
+        /// The last failure's reason.
+        last: String,
+    },
     /// A checkpoint or savepoint could not be restored.
     #[error("cannot restore: {0}")]
     Restore(String),
     /// A thread could not be started or joined.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl CheckpointError {
+    /// Whether this failure counts towards `tolerable-failed-checkpoints` (as in Flink: I/O
+    /// errors, declines and expiry count; finished tasks, a missing storage or the job ending
+    /// do not).
+    pub fn counts_as_failure(&self) -> bool {
+        matches!(
+            self,
+            CheckpointError::Expired { .. }
+                | CheckpointError::Declined { .. }
+                | CheckpointError::Storage { .. }
+        )
+    }
 }
 
 /// Why a checkpoint or savepoint did not complete.
@@ -192,5 +216,14 @@ impl TaskError {
     }
     pub(crate) fn into_kind(self) -> TaskErrorKind {
         *self.0
+    }
+    /// A user error's message (the checkpoint is declined); cancellation stays an error.
+    pub(crate) fn into_decline(self) -> Result<String, TaskError> {
+        match *self.0 {
+            TaskErrorKind::User { operator, error } => {
+                Ok(format!("operator #{operator} failed to snapshot: {error}"))
+            }
+            TaskErrorKind::Cancelled => Err(TaskError::cancelled()),
+        }
     }
 }

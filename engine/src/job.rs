@@ -791,6 +791,11 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
                     == crate::config::CheckpointingMode::AtLeastOnce,
                 stats: checkpoint_stats.clone(),
                 pending: pending_checkpoints.clone(),
+                tolerable_failures: checkpoint_cfg.tolerable_failed_checkpoints,
+                fail_job: {
+                    let shared = shared.clone();
+                    Box::new(move |e| shared.fail(e))
+                },
                 next_id: next_checkpoint_id,
             };
             let t = std::thread::Builder::new()

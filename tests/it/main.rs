@@ -9,4 +9,5 @@ mod keyed;
 mod lifecycle;
 mod partitioning;
 mod time;
+mod tolerable;
 mod validation;

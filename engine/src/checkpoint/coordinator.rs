@@ -37,9 +37,7 @@ pub(crate) enum CoordinatorMsg {
         states: Vec<OperatorSubtaskState>,
         stats: TaskCheckpointStats,
     },
-    /// A task could not take checkpoint `id` (sent by the asynchronous snapshot phase, which
-    /// the checkpointing work adds next; handled already).
-    #[allow(dead_code)]
+    /// A task could not take checkpoint `id` (an operator's snapshot failed).
     Decline {
         task: usize,
         id: u64,
@@ -85,6 +83,10 @@ pub(crate) struct CoordinatorSetup {
     pub stats: Arc<parking_lot::Mutex<Vec<CheckpointStats>>>,
     /// Pending checkpoints and when they were triggered.
     pub pending: Arc<parking_lot::Mutex<BTreeMap<u64, Instant>>>,
+    /// Consecutive counted failures tolerated.
+    pub tolerable_failures: usize,
+    /// Fails the job (tolerable failures exceeded).
+    pub fail_job: Box<dyn Fn(crate::error::JobError) + Send>,
 }
 
 /// Statistics kept for this many finished checkpoints.
@@ -102,6 +104,10 @@ struct Pending {
 
 struct Coordinator {
     s: CoordinatorSetup,
+    /// Counted consecutive failures, the ids already counted, and the newest success.
+    consecutive_failures: usize,
+    counted: std::collections::HashSet<u64>,
+    last_success: u64,
     pending: BTreeMap<u64, Pending>,
     ended: HashSet<usize>,
     last_completion: Option<Instant>,
@@ -113,6 +119,9 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
     let next_periodic = setup.interval.map(|i| Instant::now() + i);
     let mut c = Coordinator {
         s: setup,
+        consecutive_failures: 0,
+        counted: HashSet::new(),
+        last_success: 0,
         pending: BTreeMap::new(),
         ended: HashSet::new(),
         last_completion: None,
@@ -286,6 +295,8 @@ impl Coordinator {
             Ok(done) => {
                 self.record(&p, CheckpointStatus::Completed, &done);
                 self.last_completion = Some(Instant::now());
+                self.last_success = self.last_success.max(id);
+                self.consecutive_failures = 0;
                 for m in &self.s.mailboxes {
                     m.post(Control::CheckpointComplete(id));
                 }
@@ -307,6 +318,7 @@ impl Coordinator {
                     reason: e.to_string(),
                 };
                 self.record_failure(&p, &reason);
+                self.count_failure(id, &reason);
                 self.notify_aborted(id);
                 for w in p.waiters {
                     let _ = w.send(Err(reason.clone()));
@@ -371,6 +383,22 @@ impl Coordinator {
             status,
             tasks,
         });
+    }
+
+    /// Counts a failure towards the tolerable limit (each id once, only if newer than the last
+    /// success, only counted reasons) and fails the job beyond the limit.
+    fn count_failure(&mut self, id: u64, reason: &CheckpointError) {
+        if !reason.counts_as_failure() || id <= self.last_success || !self.counted.insert(id) {
+            return;
+        }
+        self.consecutive_failures += 1;
+        if self.consecutive_failures > self.s.tolerable_failures {
+            (self.s.fail_job)(crate::error::JobError::CheckpointFailures {
+                failed: self.consecutive_failures,
+                tolerable: self.s.tolerable_failures,
+                last: reason.to_string(),
+            });
+        }
     }
 
     fn record_failure(&self, p: &Pending, reason: &CheckpointError) {
@@ -512,6 +540,7 @@ impl Coordinator {
     fn abort(&mut self, id: u64, reason: CheckpointError) {
         if let Some(p) = self.pending.remove(&id) {
             self.record_failure(&p, &reason);
+            self.count_failure(id, &reason);
             tracing::debug!(id, %reason, "checkpoint aborted");
             self.notify_aborted(id);
             for w in p.waiters {

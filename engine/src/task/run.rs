@@ -38,6 +38,17 @@ pub(crate) struct TaskRuntime {
 }
 
 impl TaskRuntime {
+    fn decline(&self, id: u64, reason: String) {
+        tracing::warn!(task = self.task, id, "declining checkpoint: {reason}");
+        if let Some(c) = &self.coordinator {
+            let _ = c.send(CoordinatorMsg::Decline {
+                task: self.task,
+                id,
+                reason,
+            });
+        }
+    }
+
     fn ack(&self, id: u64, states: Vec<OperatorSubtaskState>, stats: TaskCheckpointStats) {
         if let Some(c) = &self.coordinator {
             let _ = c.send(CoordinatorMsg::Ack {
@@ -251,20 +262,26 @@ impl<S: Source> SourceTask<S> {
                 let sync_start = Instant::now();
                 let mut states = Vec::new();
                 env.current_operator = 0;
-                if let Some(bytes) = source
-                    .snapshot_state(barrier.id)
-                    .map_err(|e| TaskError::user(0, e))?
-                {
-                    states.push(OperatorSubtaskState {
-                        uid: info.uid.clone(),
-                        subtask: info.subtask,
-                        operator: Some(bytes),
-                        ..Default::default()
-                    });
-                }
-                chain.snapshot(barrier.id, env, &mut states)?;
+                let snapshot = match source.snapshot_state(barrier.id) {
+                    Ok(Some(bytes)) => {
+                        states.push(OperatorSubtaskState {
+                            uid: info.uid.clone(),
+                            subtask: info.subtask,
+                            operator: Some(bytes),
+                            ..Default::default()
+                        });
+                        chain.snapshot(barrier.id, env, &mut states)
+                    }
+                    Ok(None) => chain.snapshot(barrier.id, env, &mut states),
+                    Err(e) => Err(TaskError::user(0, e)),
+                };
                 let mut captured = Vec::new();
+                // The barrier goes on even if the snapshot failed, so nothing downstream waits.
                 chain.barrier(barrier, env, &mut captured)?;
+                if let Err(e) = snapshot {
+                    sched.rt.decline(barrier.id, e.into_decline()?);
+                    return Ok(());
+                }
                 if !captured.is_empty() {
                     let snapshot = ChannelStateSnapshot {
                         input: Vec::new(),
@@ -430,6 +447,18 @@ impl Aligner {
         {
             return None; // a barrier of a checkpoint already given up here
         }
+        if self.mode == CheckpointingMode::ExactlyOnce {
+            // Barriers come in id order on every channel, so a newer checkpoint's barrier
+            // means older alignments can never complete here (their checkpoint was given up
+            // upstream): drop them and release their channels.
+            let older: Vec<u64> = self.pending.range(..b.id).map(|(id, _)| *id).collect();
+            if !older.is_empty() {
+                for id in older {
+                    self.pending.remove(&id);
+                }
+                self.unblock_all(gate);
+            }
+        }
         let n = self.ended.len();
         let entry = self
             .pending
@@ -534,6 +563,8 @@ struct Barriers<T> {
     ended: Vec<bool>,
     /// The newest checkpoint this task took: its barriers arriving later are ignored.
     last_taken: u64,
+    /// Checkpoints aborted before this task took them: their late barriers are ignored.
+    aborted: std::collections::BTreeSet<u64>,
 }
 
 /// The head operator of an input task: its channel state is recorded under it.
@@ -553,8 +584,12 @@ fn aligned_checkpoint<T>(
     let alignment_ms = ms(a.first_barrier.elapsed());
     let sync_start = Instant::now();
     let mut states = Vec::new();
-    chain.snapshot(a.barrier.id, env, &mut states)?;
+    let snapshot = chain.snapshot(a.barrier.id, env, &mut states);
     chain.barrier(a.barrier, env, &mut Vec::new())?;
+    if let Err(e) = snapshot {
+        sched.rt.decline(a.barrier.id, e.into_decline()?);
+        return Ok(());
+    }
     let stats = TaskCheckpointStats {
         start_delay_ms: a.start_delay_ms,
         alignment_ms,
@@ -579,8 +614,9 @@ fn on_barrier<T: Data>(
     env: &mut TaskEnv,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
-    if b.id <= barriers.last_taken {
-        return Ok(()); // taken already (e.g. switched to unaligned before this barrier came)
+    if b.id <= barriers.last_taken || barriers.aborted.contains(&b.id) {
+        // Taken already (e.g. switched to unaligned before this barrier came), or given up.
+        return Ok(());
     }
     match &mut barriers.unaligned {
         Some(u) if u.barrier.id == b.id => {
@@ -638,9 +674,15 @@ fn switch_to_unaligned<T: Data>(
     let first_barrier = Instant::now();
     let start_delay_ms = since_trigger(&b);
     let mut states = Vec::new();
-    chain.snapshot(b.id, env, &mut states)?;
+    let snapshot = chain.snapshot(b.id, env, &mut states);
     let mut outputs = Vec::new();
     chain.barrier(b, env, &mut outputs)?;
+    if let Err(e) = snapshot {
+        barriers.aligner.take(b.id, gate);
+        barriers.last_taken = b.id;
+        sched.rt.decline(b.id, e.into_decline()?);
+        return Ok(());
+    }
     let stats = TaskCheckpointStats {
         start_delay_ms,
         sync_ms: ms(first_barrier.elapsed()),
@@ -740,6 +782,7 @@ impl<T: Data> InputTask<T> {
             unaligned: None,
             ended: vec![false; channels],
             last_taken: 0,
+            aborted: Default::default(),
         };
         let mut ended = 0;
         let mut current: Option<VecDeque<T>> = None;
@@ -781,6 +824,11 @@ impl<T: Data> InputTask<T> {
                             {
                                 barriers.unaligned = None;
                             }
+                            if id > barriers.last_taken {
+                                barriers.aborted.insert(id);
+                            }
+                            let last = barriers.last_taken;
+                            barriers.aborted.retain(|a| *a > last);
                             chain.notify_checkpoint(id, false, env)?;
                         }
                     }
