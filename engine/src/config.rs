@@ -257,6 +257,31 @@ options! {
     /// Consecutive failed checkpoints (declined, expired, or not written) the job survives;
     /// one more fails the job.
     tolerable_failed_checkpoints: usize = 0, "execution.checkpointing.tolerable-failed-checkpoints";
+    /// What happens after a failure: default (exponential-delay with periodic checkpoints, none
+    /// otherwise), none, fixed-delay, failure-rate or exponential-delay.
+    restart_strategy: RestartStrategyKind = RestartStrategyKind::Default, "restart-strategy.type";
+    /// fixed-delay: restarts allowed.
+    restart_fixed_delay_attempts: usize = 1, "restart-strategy.fixed-delay.attempts";
+    /// fixed-delay: wait before each restart.
+    restart_fixed_delay: Duration = Duration::from_secs(1), "restart-strategy.fixed-delay.delay";
+    /// failure-rate: failures allowed per interval.
+    restart_failure_rate_max_failures: usize = 1, "restart-strategy.failure-rate.max-failures-per-interval";
+    /// failure-rate: the interval.
+    restart_failure_rate_interval: Duration = Duration::from_secs(60), "restart-strategy.failure-rate.failure-rate-interval";
+    /// failure-rate: wait before each restart.
+    restart_failure_rate_delay: Duration = Duration::from_secs(1), "restart-strategy.failure-rate.delay";
+    /// exponential-delay: first wait.
+    restart_exponential_initial_backoff: Duration = Duration::from_secs(1), "restart-strategy.exponential-delay.initial-backoff";
+    /// exponential-delay: longest wait.
+    restart_exponential_max_backoff: Duration = Duration::from_secs(60), "restart-strategy.exponential-delay.max-backoff";
+    /// exponential-delay: growth of the wait per failure.
+    restart_exponential_multiplier: f64 = 1.5, "restart-strategy.exponential-delay.backoff-multiplier";
+    /// exponential-delay: a failure this long after the previous one starts from the first wait.
+    restart_exponential_reset_threshold: Duration = Duration::from_secs(3600), "restart-strategy.exponential-delay.reset-backoff-threshold";
+    /// exponential-delay: random spread of each wait (fraction).
+    restart_exponential_jitter: f64 = 0.1, "restart-strategy.exponential-delay.jitter-factor";
+    /// exponential-delay: attempts before giving up (between resets).
+    restart_exponential_attempts: usize = usize::MAX, "restart-strategy.exponential-delay.attempts-before-reset-backoff";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).
@@ -264,6 +289,55 @@ options! {
     /// Restore from this checkpoint or savepoint directory, or "latest" (the newest valid
     /// checkpoint in the checkpoint directory, if any). Empty = start fresh.
     restore_path: String = String::new(), "execution.state-recovery.path";
+}
+
+/// The kind of restart strategy (`restart-strategy.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategyKind {
+    /// exponential-delay with periodic checkpoints, none otherwise (Flink's default).
+    Default,
+    /// Never restart.
+    None,
+    /// A number of attempts with a fixed delay.
+    FixedDelay,
+    /// At most N failures per interval.
+    FailureRate,
+    /// Growing delays.
+    ExponentialDelay,
+}
+
+impl OptionValue for RestartStrategyKind {
+    const EXPECTED: &'static str = "default, none, fixed-delay, failure-rate or exponential-delay";
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "default" => Some(RestartStrategyKind::Default),
+            "none" | "off" | "disable" => Some(RestartStrategyKind::None),
+            "fixed-delay" | "fixeddelay" => Some(RestartStrategyKind::FixedDelay),
+            "failure-rate" | "failurerate" => Some(RestartStrategyKind::FailureRate),
+            "exponential-delay" | "exponentialdelay" => Some(RestartStrategyKind::ExponentialDelay),
+            _ => None,
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            RestartStrategyKind::Default => "default",
+            RestartStrategyKind::None => "none",
+            RestartStrategyKind::FixedDelay => "fixed-delay",
+            RestartStrategyKind::FailureRate => "failure-rate",
+            RestartStrategyKind::ExponentialDelay => "exponential-delay",
+        }
+        .into()
+    }
+}
+
+impl OptionValue for f64 {
+    const EXPECTED: &'static str = "a number";
+    fn parse(s: &str) -> Option<Self> {
+        s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// How barriers are handled at tasks with several input channels.
@@ -339,6 +413,22 @@ impl Config {
             }
             "execution.checkpointing.timeout" if self.checkpoint_timeout.is_zero() => {
                 bad("0".into(), "a positive duration")
+            }
+            "restart-strategy.exponential-delay.backoff-multiplier"
+                if self.restart_exponential_multiplier < 1.0 =>
+            {
+                bad(
+                    self.restart_exponential_multiplier.to_string(),
+                    "a number of at least 1",
+                )
+            }
+            "restart-strategy.exponential-delay.jitter-factor"
+                if !(0.0..=1.0).contains(&self.restart_exponential_jitter) =>
+            {
+                bad(
+                    self.restart_exponential_jitter.to_string(),
+                    "a number in 0..=1",
+                )
             }
             "taskmanager.memory.segment-size" if self.segment_size.0 == 0 => {
                 bad("0".into(), "a size of at least 1 byte")

@@ -6,7 +6,6 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::channel::gate::ChannelSender;
@@ -37,7 +36,8 @@ pub(crate) enum PartitionKind {
 }
 
 /// Builds the key-group writer of a keyed edge (captures the key selector's type).
-pub(crate) trait KeyRouter<T>: 'static {
+pub(crate) trait KeyRouter<T>: Send + 'static {
+    fn clone_box(&self) -> Box<dyn KeyRouter<T>>;
     fn writer(
         &self,
         senders: Vec<ChannelSender<T>>,
@@ -54,6 +54,12 @@ pub(crate) struct KeyRouterImpl<K, F> {
 }
 
 impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F> {
+    fn clone_box(&self) -> Box<dyn KeyRouter<T>> {
+        Box::new(KeyRouterImpl {
+            key_fn: self.key_fn.clone(),
+            _k: PhantomData,
+        })
+    }
     fn writer(
         &self,
         senders: Vec<ChannelSender<T>>,
@@ -73,17 +79,17 @@ pub(crate) enum Partition<T> {
     Forward,
     Rebalance,
     Broadcast,
-    KeyGroups(Rc<dyn KeyRouter<T>>),
+    KeyGroups(Box<dyn KeyRouter<T>>),
 }
 
-impl<T> Clone for Partition<T> {
+impl<T: 'static> Clone for Partition<T> {
     fn clone(&self) -> Self {
         match self {
             Partition::Default => Partition::Default,
             Partition::Forward => Partition::Forward,
             Partition::Rebalance => Partition::Rebalance,
             Partition::Broadcast => Partition::Broadcast,
-            Partition::KeyGroups(r) => Partition::KeyGroups(r.clone()),
+            Partition::KeyGroups(r) => Partition::KeyGroups(r.clone_box()),
         }
     }
 }
@@ -118,7 +124,7 @@ pub(crate) struct EdgeWiring<'a> {
 }
 
 /// The type-erased edge: builds the record writer of one sending subtask.
-pub(crate) trait EdgeConnector {
+pub(crate) trait EdgeConnector: Send {
     fn writer(&self, w: EdgeWiring<'_>) -> Box<dyn Any>;
 }
 
@@ -166,7 +172,7 @@ impl<T: Data> EdgeConnector for TypedEdge<T> {
 }
 
 /// Type-erased operations on a record type `T` (the output or input type of a node).
-pub(crate) trait StreamType {
+pub(crate) trait StreamType: Send {
     fn fanout(&self, outs: Vec<Box<dyn Any>>) -> Box<dyn Any>;
     fn no_output(&self) -> Box<dyn Any>;
     fn new_gate(
@@ -253,7 +259,7 @@ impl<T: Data> StreamType for TypeOps<T> {
 }
 
 /// Builds the task body of a source subtask.
-pub(crate) trait SourceFactory {
+pub(crate) trait SourceFactory: Send {
     fn build(
         &mut self,
         info: OperatorInfo,
@@ -263,7 +269,7 @@ pub(crate) trait SourceFactory {
 }
 
 /// Builds the chain link of an operator or sink subtask.
-pub(crate) trait LinkFactory {
+pub(crate) trait LinkFactory: Send {
     /// `next` is the erased `Box<dyn Input<Out>>`; returns the erased `Box<dyn Input<In>>`.
     fn build(
         &mut self,

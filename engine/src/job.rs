@@ -61,6 +61,8 @@ pub struct JobResult {
     pub metrics: JobMetrics,
     /// Statistics of every finished checkpoint.
     pub checkpoints: Vec<CheckpointStats>,
+    /// How often the job was restarted after a failure.
+    pub restarts: usize,
 }
 
 struct JobShared {
@@ -72,6 +74,11 @@ struct JobShared {
 }
 
 impl JobShared {
+    fn metrics(&self) -> JobMetrics {
+        JobMetrics {
+            tasks: self.metrics.iter().map(|m| m.snapshot()).collect(),
+        }
+    }
     fn cancel_all(&self) {
         for m in &self.mailboxes {
             m.cancel();
@@ -89,8 +96,8 @@ impl JobShared {
     }
 }
 
-/// A running job.
-pub struct JobHandle {
+/// One run of a job's tasks (a restart makes a new attempt).
+struct Attempt {
     shared: Arc<JobShared>,
     threads: Vec<JoinHandle<()>>,
     timer_service: Arc<TimerService>,
@@ -98,52 +105,18 @@ pub struct JobHandle {
     coordinator: Option<Sender<CoordinatorMsg>>,
     coordinator_thread: Option<JoinHandle<()>>,
     checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
-    pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>>,
     restored_from: Option<CompletedCheckpoint>,
     started: Instant,
 }
 
-impl JobHandle {
-    /// Triggers a checkpoint now and waits until it completed (or failed).
-    pub fn trigger_checkpoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
-        self.trigger(CheckpointKind::Checkpoint)
-    }
-
-    /// Triggers a savepoint (aligned, never deleted automatically) and waits for it.
-    pub fn trigger_savepoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
-        self.trigger(CheckpointKind::Savepoint)
-    }
-
-    fn trigger(
-        &self,
-        kind: CheckpointKind,
-    ) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
-        let Some(tx) = &self.coordinator else {
-            return Err(CheckpointError::NoStorage);
-        };
-        let (reply, answer) = std::sync::mpsc::channel();
-        tx.send(CoordinatorMsg::Trigger { kind, reply })
-            .map_err(|_| CheckpointError::JobEnded)?;
-        answer.recv().unwrap_or(Err(CheckpointError::JobEnded))
-    }
-
-    /// Statistics of every finished (completed or failed) checkpoint so far, oldest first.
-    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
-        self.checkpoint_stats.lock().clone()
-    }
-
-    /// Checkpoints triggered but not finished yet, with their age.
-    pub fn pending_checkpoints(&self) -> Vec<(u64, Duration)> {
-        self.pending_checkpoints
-            .lock()
-            .iter()
-            .map(|(id, t)| (*id, t.elapsed()))
-            .collect()
-    }
-
-    /// The checkpoint or savepoint the job was restored from, if any.
-    pub fn restored_from(&self) -> Option<&CompletedCheckpoint> {
-        self.restored_from.as_ref()
+impl Attempt {
+    /// What the job handle reaches of this attempt.
+    fn control(&self) -> AttemptControl {
+        AttemptControl {
+            shared: self.shared.clone(),
+            coordinator: self.coordinator.clone(),
+            restored_from: self.restored_from.clone(),
+        }
     }
 
     fn stop_services(&mut self) {
@@ -158,26 +131,8 @@ impl JobHandle {
             let _ = t.join();
         }
     }
-    /// Current metrics of every task.
-    pub fn metrics(&self) -> JobMetrics {
-        JobMetrics {
-            tasks: self.shared.metrics.iter().map(|m| m.snapshot()).collect(),
-        }
-    }
-
-    /// Asks every task to stop; `join` then returns with [`JobStatus::Cancelled`].
-    pub fn cancel(&self) {
-        self.shared.cancelled.store(true, Ordering::Release);
-        self.shared.cancel_all();
-    }
-
-    /// Whether every task has ended.
-    pub fn is_finished(&self) -> bool {
-        self.shared.running.load(Ordering::Acquire) == 0
-    }
-
-    /// Waits for every task and returns how the job ended.
-    pub fn join(mut self) -> Result<JobResult> {
+    /// Waits for every task of the attempt and returns how it ended.
+    fn wait(mut self) -> Result<JobResult> {
         let mut join_error = None;
         for t in self.threads.drain(..) {
             if t.join().is_err() {
@@ -201,13 +156,14 @@ impl JobHandle {
         Ok(JobResult {
             status,
             duration: self.started.elapsed(),
-            metrics: self.metrics(),
-            checkpoints: self.checkpoint_stats(),
+            metrics: self.shared.metrics(),
+            checkpoints: self.checkpoint_stats.lock().clone(),
+            restarts: 0,
         })
     }
 }
 
-impl Drop for JobHandle {
+impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.threads.is_empty() {
             // Dropped without join: stop the job rather than leak running threads.
@@ -217,6 +173,225 @@ impl Drop for JobHandle {
             }
         }
         self.stop_services();
+    }
+}
+
+/// What the job handle reaches of the current attempt.
+#[derive(Clone)]
+struct AttemptControl {
+    shared: Arc<JobShared>,
+    coordinator: Option<Sender<CoordinatorMsg>>,
+    restored_from: Option<CompletedCheckpoint>,
+}
+
+/// State shared by every attempt of a job and its handle.
+struct JobLevel {
+    current: Mutex<Option<AttemptControl>>,
+    cancelled: AtomicBool,
+    done: AtomicBool,
+    restarts: AtomicUsize,
+    checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>>,
+}
+
+/// A running job: its attempts run under a supervisor thread that restarts failed attempts as
+/// the restart strategy says, from the latest completed checkpoint.
+pub struct JobHandle {
+    level: Arc<JobLevel>,
+    supervisor: Option<JoinHandle<Result<JobResult>>>,
+}
+
+impl JobHandle {
+    fn current(&self) -> Option<AttemptControl> {
+        self.level.current.lock().clone()
+    }
+
+    /// Triggers a checkpoint now and waits until it completed (or failed).
+    pub fn trigger_checkpoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
+        self.trigger(CheckpointKind::Checkpoint)
+    }
+
+    /// Triggers a savepoint (aligned, never deleted automatically) and waits for it.
+    pub fn trigger_savepoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
+        self.trigger(CheckpointKind::Savepoint)
+    }
+
+    fn trigger(
+        &self,
+        kind: CheckpointKind,
+    ) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
+        let Some(current) = self.current() else {
+            return Err(CheckpointError::JobEnded);
+        };
+        let Some(tx) = current.coordinator else {
+            return Err(CheckpointError::NoStorage);
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        tx.send(CoordinatorMsg::Trigger { kind, reply })
+            .map_err(|_| CheckpointError::JobEnded)?;
+        answer.recv().unwrap_or(Err(CheckpointError::JobEnded))
+    }
+
+    /// Statistics of every finished (completed or failed) checkpoint so far, oldest first.
+    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
+        self.level.checkpoint_stats.lock().clone()
+    }
+
+    /// Checkpoints triggered but not finished yet, with their age.
+    pub fn pending_checkpoints(&self) -> Vec<(u64, Duration)> {
+        self.level
+            .pending_checkpoints
+            .lock()
+            .iter()
+            .map(|(id, t)| (*id, t.elapsed()))
+            .collect()
+    }
+
+    /// The checkpoint or savepoint the current attempt was restored from, if any.
+    pub fn restored_from(&self) -> Option<CompletedCheckpoint> {
+        self.current().and_then(|c| c.restored_from)
+    }
+
+    /// How often the job was restarted after a failure so far.
+    pub fn restarts(&self) -> usize {
+        self.level.restarts.load(Ordering::Acquire)
+    }
+
+    /// Current metrics of every task of the current attempt.
+    pub fn metrics(&self) -> JobMetrics {
+        self.current()
+            .map(|c| c.shared.metrics())
+            .unwrap_or(JobMetrics { tasks: Vec::new() })
+    }
+
+    /// Asks every task to stop (no restart follows); `join` then returns
+    /// [`JobStatus::Cancelled`].
+    pub fn cancel(&self) {
+        self.level.cancelled.store(true, Ordering::Release);
+        if let Some(c) = self.current() {
+            c.shared.cancelled.store(true, Ordering::Release);
+            c.shared.cancel_all();
+        }
+    }
+
+    /// Whether the job has ended (finished, cancelled, or failed beyond its restart strategy).
+    pub fn is_finished(&self) -> bool {
+        self.level.done.load(Ordering::Acquire)
+    }
+
+    /// Waits until the job ended and returns how.
+    pub fn join(mut self) -> Result<JobResult> {
+        match self.supervisor.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(JobError::Internal("the job supervisor panicked".into())),
+            None => Err(JobError::Internal("the job was already joined".into())),
+        }
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.supervisor.take() {
+            // Dropped without join: stop the job rather than leak running threads.
+            self.cancel();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Validates the job, then runs it under a supervisor thread; returns once the first attempt
+/// started (or failed to start).
+pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
+    g.config.validate()?;
+    let plan = plan(&g)?;
+    let level = Arc::new(JobLevel {
+        current: Mutex::new(None),
+        cancelled: AtomicBool::new(false),
+        done: AtomicBool::new(false),
+        restarts: AtomicUsize::new(0),
+        checkpoint_stats: Arc::new(Mutex::new(Vec::new())),
+        pending_checkpoints: Arc::new(Mutex::new(BTreeMap::new())),
+    });
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<Result<()>>();
+    let lv = level.clone();
+    let supervisor = std::thread::Builder::new()
+        .name("weir-job".into())
+        .spawn(move || {
+            let r = supervise(&mut g, &plan, &lv, first_tx);
+            *lv.current.lock() = None;
+            lv.done.store(true, Ordering::Release);
+            r
+        })
+        .map_err(|e| JobError::Internal(format!("cannot start the job supervisor: {e}")))?;
+    match first_rx.recv() {
+        Ok(Ok(())) => Ok(JobHandle {
+            level,
+            supervisor: Some(supervisor),
+        }),
+        Ok(Err(e)) => {
+            let _ = supervisor.join();
+            Err(e)
+        }
+        Err(_) => match supervisor.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(JobError::Internal(
+                "the job supervisor ended before the job started".into(),
+            )),
+        },
+    }
+}
+
+/// Runs attempts until one finishes, is cancelled, or fails beyond the restart strategy.
+fn supervise(
+    g: &mut Graph,
+    plan: &Plan,
+    level: &JobLevel,
+    first: std::sync::mpsc::Sender<Result<()>>,
+) -> Result<JobResult> {
+    let mut strategy = crate::restart::RestartStrategy::from_config(&g.config);
+    let started = Instant::now();
+    let mut restarts = 0usize;
+    let mut first = Some(first);
+    loop {
+        // On the first attempt `start` learns a launch error from this thread's result.
+        let attempt = launch(g, plan, restarts > 0, level)?;
+        *level.current.lock() = Some(attempt.control());
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Ok(()));
+        }
+        if level.cancelled.load(Ordering::Acquire) {
+            attempt.shared.cancelled.store(true, Ordering::Release);
+            attempt.shared.cancel_all();
+        }
+        match attempt.wait() {
+            Ok(mut result) => {
+                result.duration = started.elapsed();
+                result.restarts = restarts;
+                return Ok(result);
+            }
+            Err(e) if level.cancelled.load(Ordering::Acquire) => {
+                tracing::info!("job cancelled while failing: {e}");
+                return Err(e);
+            }
+            Err(e) => {
+                let Some(delay) = strategy.on_failure(Instant::now()) else {
+                    return Err(e);
+                };
+                tracing::warn!(
+                    "attempt {} failed ({e}); restarting in {delay:?}",
+                    restarts + 1
+                );
+                let until = Instant::now() + delay;
+                while Instant::now() < until {
+                    if level.cancelled.load(Ordering::Acquire) {
+                        return Err(e);
+                    }
+                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+                }
+                restarts += 1;
+                level.restarts.store(restarts, Ordering::Release);
+            }
+        }
     }
 }
 
@@ -541,9 +716,9 @@ struct TaskSpec {
     parallelism: usize,
 }
 
-pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
-    g.config.validate()?;
-    let plan = plan(&g)?;
+/// Builds and starts one attempt of the job. `restore_latest` overrides the configured restore
+/// path with the latest checkpoint (after a failure).
+fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) -> Result<Attempt> {
     let heads: Vec<usize> = (0..g.nodes.len()).filter(|&i| !plan.chained[i]).collect();
 
     // One signal and mailbox per task; tasks are numbered head by head, subtask by subtask.
@@ -615,8 +790,14 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     } else {
         Some(Arc::new(LocalCheckpointStorage::new(&cfg.checkpoint_dir)))
     };
+    let restore_path = if restore_latest {
+        "latest"
+    } else {
+        cfg.restore_path.as_str()
+    };
     let restored: Option<CompletedCheckpoint> =
-        match (cfg.restore_path.as_str(), &storage) {
+        match (restore_path, &storage) {
+            ("latest", None) if restore_latest => None, // no checkpoints: restart from scratch
             ("", _) => None,
             ("latest", Some(s)) => s.latest().map_err(|e| JobError::Restore(e.to_string()))?,
             ("latest", None) => return Err(ConfigError::InvalidValue {
@@ -637,7 +818,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             let reader: Arc<dyn CheckpointStorage> = storage
                 .clone()
                 .unwrap_or_else(|| Arc::new(LocalCheckpointStorage::new(&c.location)));
-            restore_states(&g, &plan, &*reader, c)?
+            restore_states(g, plan, &*reader, c)?
         }
         None => (0..g.nodes.len())
             .map(|i| vec![RestoreState::default(); plan.parallelism[i]])
@@ -659,8 +840,8 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     }
 
     let mut b = Builder {
-        g: &mut g,
-        plan: &plan,
+        g: &mut *g,
+        plan,
         gates,
         offsets,
         restores,
@@ -748,8 +929,6 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         .filter(|&&h| g.nodes[h].inputs.is_empty())
         .flat_map(|&h| task_of[h]..task_of[h] + plan.parallelism[h])
         .collect();
-    // The graph (and with it the gates' construction handles) is no longer needed.
-    drop(g);
 
     let timer_service = TimerService::new(mailboxes.clone());
     let shared = Arc::new(JobShared {
@@ -766,9 +945,8 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             .spawn(move || ts.run())
             .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
     };
-    let checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>> = Arc::new(Mutex::new(Vec::new()));
-    let pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>> =
-        Arc::new(Mutex::new(BTreeMap::new()));
+    let checkpoint_stats = level.checkpoint_stats.clone();
+    let pending_checkpoints = level.pending_checkpoints.clone();
     let (coordinator_tx, coordinator_thread) = match storage {
         Some(storage) => {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -808,7 +986,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         }
         None => (None, None),
     };
-    let mut handle = JobHandle {
+    let mut handle = Attempt {
         shared: shared.clone(),
         threads: Vec::new(),
         timer_service: timer_service.clone(),
@@ -816,7 +994,6 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         coordinator: coordinator_tx.clone(),
         coordinator_thread,
         checkpoint_stats,
-        pending_checkpoints,
         restored_from: restored,
         started: Instant::now(),
     };

@@ -73,11 +73,12 @@ pub(crate) mod graph;
 pub mod job;
 pub mod metrics;
 pub mod operator;
+pub mod restart;
 pub mod stream;
 pub(crate) mod task;
 pub mod time;
 
-pub use config::{CheckpointingMode, Config, ConfigError, MemorySize};
+pub use config::{CheckpointingMode, Config, ConfigError, MemorySize, RestartStrategyKind};
 pub use data::{Data, Key, KeySelector};
 pub use error::{CheckpointError, JobError, Result, UserError, ValidationError};
 pub use job::{JobHandle, JobResult, JobStatus};

@@ -82,7 +82,7 @@ impl StreamEnv {
     pub fn add_source<S, M>(&self, name: &str, make: M) -> DataStream<S::Out>
     where
         S: Source,
-        M: FnMut(&OperatorInfo) -> S + 'static,
+        M: FnMut(&OperatorInfo) -> S + Send + 'static,
     {
         self.source_node(name, make, false)
     }
@@ -91,7 +91,7 @@ impl StreamEnv {
     pub fn add_non_parallel_source<S, M>(&self, name: &str, make: M) -> DataStream<S::Out>
     where
         S: Source,
-        M: FnMut(&OperatorInfo) -> S + 'static,
+        M: FnMut(&OperatorInfo) -> S + Send + 'static,
     {
         self.source_node(name, make, true)
     }
@@ -99,7 +99,7 @@ impl StreamEnv {
     fn source_node<S, M>(&self, name: &str, make: M, non_parallel: bool) -> DataStream<S::Out>
     where
         S: Source,
-        M: FnMut(&OperatorInfo) -> S + 'static,
+        M: FnMut(&OperatorInfo) -> S + Send + 'static,
     {
         let id = {
             let mut g = self.graph.borrow_mut();
@@ -151,7 +151,7 @@ struct SourceNode<S, M> {
     _s: PhantomData<fn() -> S>,
 }
 
-impl<S: Source, M: FnMut(&OperatorInfo) -> S> SourceFactory for SourceNode<S, M> {
+impl<S: Source, M: FnMut(&OperatorInfo) -> S + Send> SourceFactory for SourceNode<S, M> {
     fn build(
         &mut self,
         info: OperatorInfo,
@@ -173,7 +173,7 @@ struct OperatorNode<O, M> {
     _o: PhantomData<fn() -> O>,
 }
 
-impl<O: Operator, M: FnMut(&OperatorInfo) -> O> LinkFactory for OperatorNode<O, M> {
+impl<O: Operator, M: FnMut(&OperatorInfo) -> O + Send> LinkFactory for OperatorNode<O, M> {
     fn build(
         &mut self,
         info: OperatorInfo,
@@ -198,7 +198,7 @@ struct KeyedNode<O, M, F> {
 impl<O, M, F> LinkFactory for KeyedNode<O, M, F>
 where
     O: KeyedOperator,
-    M: FnMut(&OperatorInfo) -> O,
+    M: FnMut(&OperatorInfo) -> O + Send,
     F: KeySelector<O::In, O::Key>,
 {
     fn build(
@@ -221,7 +221,7 @@ struct SinkNode<S, M> {
     _s: PhantomData<fn() -> S>,
 }
 
-impl<S: Sink, M: FnMut(&OperatorInfo) -> S> LinkFactory for SinkNode<S, M> {
+impl<S: Sink, M: FnMut(&OperatorInfo) -> S + Send> LinkFactory for SinkNode<S, M> {
     fn build(
         &mut self,
         info: OperatorInfo,
@@ -307,7 +307,7 @@ impl<T: Data> DataStream<T> {
     pub fn transform<O, M>(&self, name: &str, make: M) -> DataStream<O::Out>
     where
         O: Operator<In = T>,
-        M: FnMut(&OperatorInfo) -> O + 'static,
+        M: FnMut(&OperatorInfo) -> O + Send + 'static,
     {
         let kind = NodeKind::Operator(Box::new(OperatorNode {
             make,
@@ -321,7 +321,7 @@ impl<T: Data> DataStream<T> {
     pub fn sink<S, M>(&self, name: &str, make: M) -> DataStreamSink
     where
         S: Sink<In = T>,
-        M: FnMut(&OperatorInfo) -> S + 'static,
+        M: FnMut(&OperatorInfo) -> S + Send + 'static,
     {
         let kind = NodeKind::Operator(Box::new(SinkNode {
             make,
@@ -337,7 +337,7 @@ impl<T: Data> DataStream<T> {
     /// Partitions the stream by key: every record of a key goes to the subtask owning the key's
     /// key group.
     pub fn key_by<K: Key, F: KeySelector<T, K>>(&self, key_fn: F) -> KeyedStream<T, K, F> {
-        let router = Rc::new(KeyRouterImpl {
+        let router = Box::new(KeyRouterImpl {
             key_fn: key_fn.clone(),
             _k: PhantomData::<fn() -> K>,
         });
@@ -471,7 +471,7 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyedStream<T, K, F> {
     pub fn transform<O, M>(&self, name: &str, make: M) -> DataStream<O::Out>
     where
         O: KeyedOperator<Key = K, In = T>,
-        M: FnMut(&OperatorInfo) -> O + 'static,
+        M: FnMut(&OperatorInfo) -> O + Send + 'static,
     {
         let kind = NodeKind::Operator(Box::new(KeyedNode {
             make,

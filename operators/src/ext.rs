@@ -17,7 +17,7 @@ pub trait StreamEnvExt {
     #[allow(clippy::wrong_self_convention)]
     fn from_iter<I>(&self, items: I) -> DataStream<I::Item>
     where
-        I: IntoIterator + Clone + 'static,
+        I: IntoIterator + Clone + Send + 'static,
         I::IntoIter: Send + 'static,
         I::Item: Data;
 
@@ -31,7 +31,7 @@ pub trait StreamEnvExt {
 impl StreamEnvExt for StreamEnv {
     fn from_iter<I>(&self, items: I) -> DataStream<I::Item>
     where
-        I: IntoIterator + Clone + 'static,
+        I: IntoIterator + Clone + Send + 'static,
         I::IntoIter: Send + 'static,
         I::Item: Data,
     {
