@@ -310,6 +310,8 @@ pub(crate) struct Node {
 pub(crate) struct Graph {
     pub id: usize,
     pub config: Config,
+    /// Checkpoint storage set in code (instead of the local directory of the configuration).
+    pub storage: Option<Arc<dyn weir_state::checkpoint::CheckpointStorage>>,
     pub nodes: Vec<Node>,
     pub errors: Vec<ValidationError>,
 }

@@ -777,7 +777,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
 
     // Checkpoint storage and what to restore.
     let cfg = &g.config;
-    if !cfg.checkpoint_interval.is_zero() && cfg.checkpoint_dir.is_empty() {
+    if !cfg.checkpoint_interval.is_zero() && cfg.checkpoint_dir.is_empty() && g.storage.is_none() {
         return Err(ConfigError::InvalidValue {
             key: "execution.checkpointing.dir".into(),
             value: String::new(),
@@ -785,11 +785,12 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
         }
         .into());
     }
-    let storage: Option<Arc<dyn CheckpointStorage>> = if cfg.checkpoint_dir.is_empty() {
-        None
-    } else {
-        Some(Arc::new(LocalCheckpointStorage::new(&cfg.checkpoint_dir)))
-    };
+    let storage: Option<Arc<dyn CheckpointStorage>> =
+        match (&g.storage, cfg.checkpoint_dir.is_empty()) {
+            (Some(s), _) => Some(s.clone()),
+            (None, true) => None,
+            (None, false) => Some(Arc::new(LocalCheckpointStorage::new(&cfg.checkpoint_dir))),
+        };
     let restore_path = if restore_latest {
         "latest"
     } else {

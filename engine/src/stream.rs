@@ -56,6 +56,7 @@ impl StreamEnv {
             graph: Rc::new(RefCell::new(Graph {
                 id: NEXT_ENV.fetch_add(1, Ordering::Relaxed),
                 config,
+                storage: None,
                 nodes: Vec::new(),
                 errors: Vec::new(),
             })),
@@ -70,6 +71,16 @@ impl StreamEnv {
     /// Changes the configuration.
     pub fn configure(&self, f: impl FnOnce(&mut Config)) -> &Self {
         f(&mut self.graph.borrow_mut().config);
+        self
+    }
+
+    /// Uses `storage` for checkpoints instead of the local directory `execution.checkpointing.dir`
+    /// (for example an object store, or a storage that injects failures in tests).
+    pub fn set_checkpoint_storage(
+        &self,
+        storage: std::sync::Arc<dyn weir_state::checkpoint::CheckpointStorage>,
+    ) -> &Self {
+        self.graph.borrow_mut().storage = Some(storage);
         self
     }
 
@@ -133,6 +144,7 @@ impl StreamEnv {
                 Graph {
                     id: g.id,
                     config: g.config.clone(),
+                    storage: g.storage.take(),
                     nodes: std::mem::take(&mut g.nodes),
                     errors: std::mem::take(&mut g.errors),
                 }

@@ -8,6 +8,7 @@ mod crash;
 mod keyed;
 mod lifecycle;
 mod partitioning;
+mod property;
 mod restart;
 mod time;
 mod tolerable;
