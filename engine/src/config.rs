@@ -150,6 +150,16 @@ impl OptionValue for MemorySize {
     }
 }
 
+/// Other names accepted for options: `(alias, option)`.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("checkpoints.dir", "execution.checkpointing.dir"),
+    ("state.checkpoints.dir", "execution.checkpointing.dir"),
+    (
+        "state.checkpoints.num-retained",
+        "execution.checkpointing.num-retained",
+    ),
+];
+
 /// Describes one option: its dotted name, its default (as text) and what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionInfo {
@@ -186,8 +196,10 @@ macro_rules! options {
                 }, )* ]
             }
 
-            /// Sets an option by its dotted name from text.
+            /// Sets an option by its dotted name from text (a few other common names are accepted
+            /// as aliases, see [`ALIASES`]).
             pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+                let key = ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key, |(_, k)| *k);
                 match key {
                     $( $key => {
                         self.$field = <$ty as OptionValue>::parse(value).ok_or_else(|| {
@@ -597,6 +609,15 @@ mod tests {
             c.merge_toml_str("= nope"),
             Err(ConfigError::Toml { .. })
         ));
+    }
+
+    #[test]
+    fn aliases_set_the_option() {
+        let mut c = Config::default();
+        c.set("checkpoints.dir", "/tmp/x").unwrap();
+        assert_eq!(c.checkpoint_dir, "/tmp/x");
+        c.set("state.checkpoints.dir", "/tmp/y").unwrap();
+        assert_eq!(c.get("execution.checkpointing.dir").unwrap(), "/tmp/y");
     }
 
     #[test]

@@ -291,9 +291,12 @@ impl Coordinator {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
-        match self.complete(&p) {
+        let write_start = Instant::now();
+        let written = self.complete(&p);
+        let async_ms = write_start.elapsed().as_secs_f64() * 1000.0;
+        match written {
             Ok(done) => {
-                self.record(&p, CheckpointStatus::Completed, &done);
+                self.record(&p, CheckpointStatus::Completed, &done, async_ms);
                 self.last_completion = Some(Instant::now());
                 self.last_success = self.last_success.max(id);
                 self.consecutive_failures = 0;
@@ -349,7 +352,13 @@ impl Coordinator {
         all.push(stats);
     }
 
-    fn record(&self, p: &Pending, status: CheckpointStatus, done: &CompletedCheckpoint) {
+    fn record(
+        &self,
+        p: &Pending,
+        status: CheckpointStatus,
+        done: &CompletedCheckpoint,
+        async_ms: f64,
+    ) {
         let handles: Vec<_> = done
             .metadata
             .operators
@@ -378,6 +387,7 @@ impl Coordinator {
             mode: self.mode(p),
             trigger_time_ms: p.barrier.timestamp_ms,
             duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
+            async_ms,
             state_bytes: state,
             persisted_inflight_bytes: inflight,
             status,
@@ -414,6 +424,7 @@ impl Coordinator {
             mode: self.mode(p),
             trigger_time_ms: p.barrier.timestamp_ms,
             duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
+            async_ms: 0.0,
             state_bytes: 0,
             persisted_inflight_bytes: 0,
             status: CheckpointStatus::Failed(reason.to_string()),

@@ -1,24 +1,42 @@
-//! Barrier checkpoints (Flink's asynchronous barrier snapshotting).
+//! Barrier checkpoints (Flink's asynchronous barrier snapshotting), in four modes.
 //!
 //! The [`coordinator`] (one thread per job) triggers checkpoint `n` by sending a mail to every
-//! source task. A source task snapshots its source and chain and emits barrier `n` in-band on
-//! every output channel, behind the records it sent before. A task with several input channels
-//! handles barriers by mode (`execution.checkpointing.mode`):
+//! source task. A source task snapshots its source and chain and emits barrier `n` behind the
+//! records it sent before. A task with several input channels handles barriers by mode:
 //!
-//! - **aligned** (EXACTLY_ONCE): each channel is blocked once its barrier arrived, until every
-//!   channel has it; then the task snapshots, forwards the barrier and unblocks. The snapshot
-//!   reflects exactly the records before the barrier on every channel.
-//! - **at-least-once**: channels are never blocked; the task snapshots when the last barrier
-//!   arrives, so records after an early barrier may be in the snapshot and be replayed.
+//! - **aligned** (`execution.checkpointing.mode` = EXACTLY_ONCE): each channel is blocked once
+//!   its barrier arrived, until every channel has it; then the task snapshots, forwards the
+//!   barrier and unblocks. The snapshot holds exactly the records before the barrier.
+//! - **at-least-once**: channels are never blocked; a task snapshots when the last barrier
+//!   arrived, so records after an early barrier may be in the snapshot and be replayed.
+//! - **unaligned** (`execution.checkpointing.unaligned.enabled`): the first barrier is handled
+//!   between two records, even inside a buffer; the task snapshots at once and sends the
+//!   barrier through the *priority lane*, ahead of its queued output. The records it overtook
+//!   become *channel state*: output buffers waiting in the writers, the records queued in the
+//!   receiving gate when the barrier was inserted (copied at that moment, under the gate's lock),
+//!   the rest of the buffer in hand, and whatever other channels deliver before their own
+//!   barrier. On restore, output channel state is sent again and input channel state processed
+//!   again before any new input. Savepoints are always aligned.
+//! - **aligned with timeout** (`execution.checkpointing.aligned-checkpoint-timeout` > 0, with
+//!   unaligned enabled): a checkpoint starts aligned; when it is not complete after the timeout
+//!   the coordinator tells every input task that has not taken it yet to switch: the task takes
+//!   it unaligned at once, capturing for each channel the records ahead of its queued barrier.
+//!   A barrier stuck behind buffers without credit in a sender's output (Flink 1.16's second
+//!   case) is covered too: a barrier takes the few buffers ahead of it (bounded by the overdraft)
+//!   into the receiver's gate without credit, so the receiver always finds it in its queue.
 //!
-//! Each task sends its state (bytes, serialised synchronously on the task thread) to the
-//! coordinator, which writes the state files and, once every task acknowledged, the metadata
-//! (last and atomically), then notifies every task that the checkpoint completed. Restore hands
-//! each operator its state by uid and subtask; keyed state by key group, so a keyed operator can
-//! be restored into another parallelism.
+//! **Forward and broadcast edges**: Flink keeps pointwise and broadcast edges aligned; weir
+//! takes unaligned checkpoints on every edge alike (the priority lane and channel state work the
+//! same for one channel as for many), so a backpressured forward or broadcast edge never delays
+//! a checkpoint. Channel state is restored into the same subtasks: restoring an unaligned
+//! checkpoint that holds in-flight records into another parallelism is refused with a clear
+//! error (rescale from a savepoint, which is aligned).
 //!
-//! Not yet here (next steps of the checkpointing work): unaligned and aligned-with-timeout
-//! barriers, restart strategies, tolerable failures, and checkpoint statistics.
+//! Each task serialises its state on its own thread (the synchronous part: a copy) and sends the
+//! bytes to the coordinator, which writes the state files and then the metadata (last, atomic)
+//! off the task threads (the asynchronous part), and notifies every task of completion. Failed
+//! checkpoints count towards `tolerable-failed-checkpoints` as in Flink; a failed task makes the
+//! job restart from its latest checkpoint as the restart strategy says ([`crate::restart`]).
 
 pub mod coordinator;
 pub mod stats;

@@ -40,6 +40,8 @@ pub struct CheckpointStats {
     pub trigger_time_ms: i64,
     /// From trigger to completion (or failure), ms.
     pub duration_ms: f64,
+    /// The asynchronous part: writing state files and metadata, off the task threads (ms).
+    pub async_ms: f64,
     /// Bytes of operator, keyed and channel state written.
     pub state_bytes: u64,
     /// Bytes of in-flight records persisted (channel state; unaligned only).
