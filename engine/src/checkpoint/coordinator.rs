@@ -463,36 +463,15 @@ impl Coordinator {
                     .take(64)
                     .collect();
                 let name = |ext: &str| format!("{file_index}-{stem}-{}.{ext}", st.subtask);
-                let keyed = match &st.keyed {
-                    Some(b) => Some(storage.write_state(
-                        id,
-                        kind,
-                        &name("keyed"),
-                        FileKind::KeyedState,
-                        b,
-                    )?),
-                    None => None,
+                let write = |bytes: &Option<Vec<u8>>, ext: &str, file_kind: FileKind| {
+                    bytes
+                        .as_ref()
+                        .map(|b| storage.write_state(id, kind, &name(ext), file_kind, b))
+                        .transpose()
                 };
-                let operator = match &st.operator {
-                    Some(b) => Some(storage.write_state(
-                        id,
-                        kind,
-                        &name("operator"),
-                        FileKind::OperatorState,
-                        b,
-                    )?),
-                    None => None,
-                };
-                let channel = match &st.channel {
-                    Some(b) => Some(storage.write_state(
-                        id,
-                        kind,
-                        &name("channel"),
-                        FileKind::ChannelState,
-                        b,
-                    )?),
-                    None => None,
-                };
+                let keyed = write(&st.keyed, "keyed", FileKind::KeyedState)?;
+                let operator = write(&st.operator, "operator", FileKind::OperatorState)?;
+                let channel = write(&st.channel, "channel", FileKind::ChannelState)?;
                 if keyed.is_some() || operator.is_some() || channel.is_some() {
                     let entries = by_uid.entry(&st.uid).or_default();
                     // One entry per subtask: a task's channel state joins its head's state.
