@@ -296,7 +296,7 @@ impl Coordinator {
         let async_ms = write_start.elapsed().as_secs_f64() * 1000.0;
         match written {
             Ok(done) => {
-                self.record(&p, CheckpointStatus::Completed, &done, async_ms);
+                self.record(&p, Ok((&done, async_ms)));
                 self.last_completion = Some(Instant::now());
                 self.last_success = self.last_success.max(id);
                 self.consecutive_failures = 0;
@@ -320,7 +320,7 @@ impl Coordinator {
                     id,
                     reason: e.to_string(),
                 };
-                self.record_failure(&p, &reason);
+                self.record(&p, Err(&reason));
                 self.count_failure(id, &reason);
                 self.notify_aborted(id);
                 for w in p.waiters {
@@ -352,49 +352,6 @@ impl Coordinator {
         all.push(stats);
     }
 
-    fn record(
-        &self,
-        p: &Pending,
-        status: CheckpointStatus,
-        done: &CompletedCheckpoint,
-        async_ms: f64,
-    ) {
-        let handles: Vec<_> = done
-            .metadata
-            .operators
-            .iter()
-            .flat_map(|o| &o.subtasks)
-            .collect();
-        let inflight: u64 = handles
-            .iter()
-            .filter_map(|s| s.channel.as_ref())
-            .map(|h| h.size)
-            .sum();
-        let state: u64 = handles
-            .iter()
-            .flat_map(|s| [&s.keyed, &s.operator, &s.channel].into_iter().flatten())
-            .map(|h| h.size)
-            .sum();
-        let mut tasks = p.task_stats.clone();
-        tasks.sort_by_key(|t| t.task);
-        self.push_stats(CheckpointStats {
-            id: p.barrier.id,
-            kind: if p.barrier.kind == CheckpointKind::Savepoint {
-                "savepoint"
-            } else {
-                "checkpoint"
-            },
-            mode: self.mode(p),
-            trigger_time_ms: p.barrier.timestamp_ms,
-            duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
-            async_ms,
-            state_bytes: state,
-            persisted_inflight_bytes: inflight,
-            status,
-            tasks,
-        });
-    }
-
     /// Counts a failure towards the tolerable limit (each id once, only if newer than the last
     /// success, only counted reasons) and fails the job beyond the limit.
     fn count_failure(&mut self, id: u64, reason: &CheckpointError) {
@@ -411,7 +368,23 @@ impl Coordinator {
         }
     }
 
-    fn record_failure(&self, p: &Pending, reason: &CheckpointError) {
+    /// Records a finished checkpoint: completed (with what it wrote) or failed.
+    fn record(&self, p: &Pending, outcome: Result<(&CompletedCheckpoint, f64), &CheckpointError>) {
+        let (status, state_bytes, inflight, async_ms) = match outcome {
+            Ok((done, async_ms)) => {
+                let subtasks = || done.metadata.operators.iter().flat_map(|o| &o.subtasks);
+                let inflight = subtasks()
+                    .filter_map(|s| s.channel.as_ref())
+                    .map(|h| h.size)
+                    .sum();
+                let state = subtasks()
+                    .flat_map(|s| [&s.keyed, &s.operator, &s.channel].into_iter().flatten())
+                    .map(|h| h.size)
+                    .sum();
+                (CheckpointStatus::Completed, state, inflight, async_ms)
+            }
+            Err(reason) => (CheckpointStatus::Failed(reason.to_string()), 0, 0, 0.0),
+        };
         let mut tasks = p.task_stats.clone();
         tasks.sort_by_key(|t| t.task);
         self.push_stats(CheckpointStats {
@@ -424,10 +397,10 @@ impl Coordinator {
             mode: self.mode(p),
             trigger_time_ms: p.barrier.timestamp_ms,
             duration_ms: p.triggered.elapsed().as_secs_f64() * 1000.0,
-            async_ms: 0.0,
-            state_bytes: 0,
-            persisted_inflight_bytes: 0,
-            status: CheckpointStatus::Failed(reason.to_string()),
+            async_ms,
+            state_bytes,
+            persisted_inflight_bytes: inflight,
+            status,
             tasks,
         });
     }
@@ -529,7 +502,7 @@ impl Coordinator {
 
     fn abort(&mut self, id: u64, reason: CheckpointError) {
         if let Some(p) = self.pending.remove(&id) {
-            self.record_failure(&p, &reason);
+            self.record(&p, Err(&reason));
             self.count_failure(id, &reason);
             tracing::debug!(id, %reason, "checkpoint aborted");
             self.notify_aborted(id);
