@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use weir_state::checkpoint::format::FileKind;
 use weir_state::checkpoint::{
     CheckpointKind, CheckpointMetadata, CheckpointStorage, CompletedCheckpoint, OperatorSnapshot,
-    SubtaskSnapshot,
+    StateHandle, SubtaskSnapshot,
 };
 
 use super::stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
@@ -88,6 +88,9 @@ pub(crate) struct CoordinatorSetup {
     /// Fails the job (tolerable failures exceeded).
     pub fail_job: Box<dyn Fn(crate::error::JobError) + Send>,
 }
+
+/// Threads writing one checkpoint's state files in parallel.
+const WRITERS: usize = 4;
 
 /// Statistics kept for this many finished checkpoints.
 pub(crate) const STATS_HISTORY: usize = 10_000;
@@ -419,50 +422,77 @@ impl Coordinator {
             unaligned,
         } = p.barrier;
         let mut by_uid: BTreeMap<&str, Vec<SubtaskSnapshot>> = BTreeMap::new();
-        let mut file_index = 0usize;
-        for states in p.acks.values() {
-            for st in states {
-                file_index += 1;
-                let stem: String = st
-                    .uid
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .take(64)
-                    .collect();
-                let name = |ext: &str| format!("{file_index}-{stem}-{}.{ext}", st.subtask);
-                let write = |bytes: &Option<Vec<u8>>, ext: &str, file_kind: FileKind| {
-                    bytes
-                        .as_ref()
-                        .map(|b| storage.write_state(id, kind, &name(ext), file_kind, b))
-                        .transpose()
-                };
-                let keyed = write(&st.keyed, "keyed", FileKind::KeyedState)?;
-                let operator = write(&st.operator, "operator", FileKind::OperatorState)?;
-                let channel = write(&st.channel, "channel", FileKind::ChannelState)?;
-                if keyed.is_some() || operator.is_some() || channel.is_some() {
-                    let entries = by_uid.entry(&st.uid).or_default();
-                    // One entry per subtask: a task's channel state joins its head's state.
-                    match entries.iter_mut().find(|e| e.subtask == st.subtask) {
-                        Some(e) => {
-                            e.keyed = e.keyed.take().or(keyed);
-                            e.key_groups = e.key_groups.or(st.key_groups);
-                            e.operator = e.operator.take().or(operator);
-                            e.channel = e.channel.take().or(channel);
-                        }
-                        None => entries.push(SubtaskSnapshot {
-                            subtask: st.subtask,
-                            key_groups: st.key_groups,
-                            keyed,
-                            operator,
-                            channel,
-                        }),
+        let items: Vec<&OperatorSubtaskState> = p.acks.values().flatten().collect();
+        type Written = (
+            Option<StateHandle>,
+            Option<StateHandle>,
+            Option<StateHandle>,
+        );
+        let write_one = |index: usize, st: &OperatorSubtaskState| -> weir_state::Result<Written> {
+            let stem: String = st
+                .uid
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
                     }
+                })
+                .take(64)
+                .collect();
+            let name = |ext: &str| format!("{}-{stem}-{}.{ext}", index + 1, st.subtask);
+            let write = |bytes: &Option<Vec<u8>>, ext: &str, file_kind: FileKind| {
+                bytes
+                    .as_ref()
+                    .map(|b| storage.write_state(id, kind, &name(ext), file_kind, b))
+                    .transpose()
+            };
+            Ok((
+                write(&st.keyed, "keyed", FileKind::KeyedState)?,
+                write(&st.operator, "operator", FileKind::OperatorState)?,
+                write(&st.channel, "channel", FileKind::ChannelState)?,
+            ))
+        };
+        // The files are independent: a few writer threads write them in parallel (each write
+        // syncs its file), then the metadata is written last.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<parking_lot::Mutex<Option<weir_state::Result<Written>>>> = items
+            .iter()
+            .map(|_| parking_lot::Mutex::new(None))
+            .collect();
+        std::thread::scope(|scope| {
+            for _ in 0..WRITERS.min(items.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(st) = items.get(i) else { break };
+                    *slots[i].lock() = Some(write_one(i, st));
+                });
+            }
+        });
+        for (st, slot) in items.iter().zip(slots) {
+            let (keyed, operator, channel) = slot.into_inner().unwrap_or_else(|| {
+                Err(weir_state::StateError::Encode(
+                    "a state file was not written".into(),
+                ))
+            })?;
+            if keyed.is_some() || operator.is_some() || channel.is_some() {
+                let entries = by_uid.entry(&st.uid).or_default();
+                // One entry per subtask: a task's channel state joins its head's state.
+                match entries.iter_mut().find(|e| e.subtask == st.subtask) {
+                    Some(e) => {
+                        e.keyed = e.keyed.take().or(keyed);
+                        e.key_groups = e.key_groups.or(st.key_groups);
+                        e.operator = e.operator.take().or(operator);
+                        e.channel = e.channel.take().or(channel);
+                    }
+                    None => entries.push(SubtaskSnapshot {
+                        subtask: st.subtask,
+                        key_groups: st.key_groups,
+                        keyed,
+                        operator,
+                        channel,
+                    }),
                 }
             }
         }
