@@ -186,6 +186,13 @@ pub enum CheckpointError {
     /// The job ended before the checkpoint completed.
     #[error("the job ended before the checkpoint completed")]
     JobEnded,
+    /// Another checkpoint is in progress and no second one may run beside it (unaligned
+    /// checkpoints run one at a time, as in Flink).
+    #[error("checkpoint {pending} is in progress; try again when it finished")]
+    Busy {
+        /// The checkpoint in progress.
+        pending: u64,
+    },
 }
 
 /// The result type of the engine.

@@ -330,15 +330,21 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
             return self.broadcast_event(Event::Barrier(barrier), env);
         }
         // Unaligned: the barrier overtakes what waits here (pending and partial buffers), which
-        // is persisted and still sent normally afterwards.
-        let mut in_flight: Vec<T> = Vec::new();
-        for ch in &self.channels {
+        // is persisted per channel and still sent normally afterwards. Per channel, because a
+        // replay must put each record back on the channel it waited for, not route it again
+        // (a broadcast record waits on each channel separately).
+        let mut in_flight: Vec<(usize, Vec<T>)> = Vec::new();
+        for (idx, ch) in self.channels.iter().enumerate() {
+            let mut records: Vec<T> = Vec::new();
             for m in &ch.pending {
                 if let Message::Records(b) = m {
-                    in_flight.extend(b.iter().cloned());
+                    records.extend(b.iter().cloned());
                 }
             }
-            in_flight.extend(ch.current.iter().cloned());
+            records.extend(ch.current.iter().cloned());
+            if !records.is_empty() {
+                in_flight.push((idx, records));
+            }
         }
         if !in_flight.is_empty() {
             let bytes = weir_state::checkpoint::format::encode(&in_flight)
@@ -353,11 +359,21 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
 
     fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         if let Some(bytes) = self.replay.take() {
-            let records: Vec<T> =
+            let per_channel: Vec<(usize, Vec<T>)> =
                 weir_state::checkpoint::format::decode("output channel state", &bytes)
                     .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
-            for r in records {
-                self.element(r, env)?;
+            for (idx, records) in per_channel {
+                if idx >= self.channels.len() {
+                    let e = format!(
+                        "output channel state names channel {idx} of {}",
+                        self.channels.len()
+                    );
+                    return Err(TaskError::user(env.current_operator, e.into()));
+                }
+                for r in records {
+                    env.records_out += 1;
+                    self.push(idx, r, env)?;
+                }
             }
         }
         Ok(())

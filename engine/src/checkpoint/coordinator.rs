@@ -242,6 +242,14 @@ impl Coordinator {
     }
 
     fn manual(&mut self, kind: CheckpointKind, reply: TriggerReply) {
+        // With unaligned checkpoints one checkpoint runs at a time (a savepoint is aligned and
+        // must not interleave with an unaligned one).
+        if self.s.unaligned {
+            if let Some(&pending) = self.pending.keys().next() {
+                let _ = reply.send(Err(CheckpointError::Busy { pending }));
+                return;
+            }
+        }
         match self.trigger(kind) {
             Ok(id) => {
                 if let Some(p) = self.pending.get_mut(&id) {

@@ -506,7 +506,11 @@ impl Aligner {
             .get(&id)
             .map(|p| p.1.clone())
             .unwrap_or_else(|| vec![false; self.ended.len()]);
-        self.abort(id, gate);
+        // Older alignments (say, a savepoint) can no longer complete here once `id` is taken.
+        self.pending.retain(|p, _| *p > id);
+        if self.pending.is_empty() {
+            self.unblock_all(gate);
+        }
         arrived
     }
 
@@ -705,6 +709,13 @@ fn switch_to_unaligned<T: Data>(
                 *a = true;
             }
         }
+    }
+    if let Some(old) = barriers.unaligned.take() {
+        // An older unaligned checkpoint still in progress here can no longer complete: say so
+        // rather than let it expire.
+        sched
+            .rt
+            .decline(old.barrier.id, format!("superseded by checkpoint {}", b.id));
     }
     barriers.unaligned = Some(UnalignedCheckpoint {
         barrier: b,

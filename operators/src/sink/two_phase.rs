@@ -49,6 +49,9 @@ pub trait TransactionalSink: Send + 'static {
 /// The [`Sink`] that runs a [`TransactionalSink`] with two-phase commit on checkpoints.
 pub struct TwoPhaseCommit<S: TransactionalSink> {
     inner: S,
+    /// A pre-commit failed: its records are neither committed nor in any snapshot, so the task
+    /// must fail (and restart from the last checkpoint) before it writes anything else.
+    failed: Option<String>,
     current: Option<S::Txn>,
     /// Pre-committed transactions by checkpoint id, awaiting that checkpoint's completion.
     pending: BTreeMap<u64, S::Txn>,
@@ -61,6 +64,7 @@ impl<S: TransactionalSink> TwoPhaseCommit<S> {
     pub fn new(inner: S) -> Self {
         TwoPhaseCommit {
             inner,
+            failed: None,
             current: None,
             pending: BTreeMap::new(),
             restored: None,
@@ -82,6 +86,9 @@ impl<S: TransactionalSink> Sink for TwoPhaseCommit<S> {
     }
 
     fn write(&mut self, record: S::In) -> Result<(), UserError> {
+        if let Some(e) = &self.failed {
+            return Err(format!("a transaction could not be pre-committed ({e}); restarting from the last checkpoint").into());
+        }
         let TwoPhaseCommit {
             inner,
             current,
@@ -103,7 +110,10 @@ impl<S: TransactionalSink> Sink for TwoPhaseCommit<S> {
             Some(t) => t,
             None => self.inner.begin(checkpoint_id)?,
         };
-        self.inner.pre_commit(&mut txn)?;
+        if let Err(e) = self.inner.pre_commit(&mut txn) {
+            self.failed = Some(e.to_string());
+            return Err(e);
+        }
         self.pending.insert(checkpoint_id, txn);
         self.next_checkpoint = checkpoint_id + 1;
         Ok(Some(encode_state(&(checkpoint_id, &self.pending))?))
@@ -126,6 +136,9 @@ impl<S: TransactionalSink> Sink for TwoPhaseCommit<S> {
     }
 
     fn finish(&mut self) -> Result<(), UserError> {
+        if let Some(e) = &self.failed {
+            return Err(format!("a transaction could not be pre-committed ({e})").into());
+        }
         // End of input: what is pending and the open transaction become visible now.
         for (_, txn) in std::mem::take(&mut self.pending) {
             self.inner.commit(txn)?;
@@ -393,6 +406,22 @@ mod tests {
         let mut other = sink(&dir);
         other.open(&info(1)).unwrap();
         assert_eq!(lines(&dir), want);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A failed pre-commit does not lose records silently: the checkpoint is declined and the
+    /// next write fails the task (which restarts from the last checkpoint).
+    #[test]
+    fn a_failed_pre_commit_fails_the_next_write() {
+        let dir = tempdir("precommit");
+        let mut a = sink(&dir);
+        a.open(&info(0)).unwrap();
+        a.write(1).unwrap();
+        fs::remove_dir_all(&dir).unwrap(); // the in-progress file vanishes: the rename fails
+        assert!(a.snapshot_state(1).is_err());
+        let e = a.write(2).unwrap_err();
+        assert!(e.to_string().contains("could not be pre-committed"), "{e}");
+        assert!(a.finish().is_err());
         fs::remove_dir_all(&dir).ok();
     }
 
