@@ -562,6 +562,8 @@ fn apply<T>(
 
 /// Where an input task is with respect to checkpoints.
 struct Barriers<T> {
+    /// The task's head operator: channel state is recorded under it.
+    head: Head,
     aligner: Aligner,
     unaligned: Option<UnalignedCheckpoint<T>>,
     ended: Vec<bool>,
@@ -610,7 +612,6 @@ fn on_barrier<T: Data>(
     ch: usize,
     b: Barrier,
     overtaken: Vec<T>,
-    head: &Head,
     current: &Option<VecDeque<T>>,
     barriers: &mut Barriers<T>,
     gate: &mut InputGate<T>,
@@ -628,7 +629,7 @@ fn on_barrier<T: Data>(
             // input; an in-band barrier overtook nothing (what came before it was recorded).
             u.arrived[ch] = true;
             u.input.extend(overtaken);
-            return finish_unaligned(head, barriers, sched);
+            return finish_unaligned(barriers, sched);
         }
         Some(u) if u.barrier.id > b.id => return Ok(()), // an older, given-up checkpoint
         _ => {}
@@ -637,7 +638,6 @@ fn on_barrier<T: Data>(
         return switch_to_unaligned(
             b,
             Some((ch, overtaken)),
-            head,
             current,
             barriers,
             gate,
@@ -663,7 +663,6 @@ fn on_barrier<T: Data>(
 fn switch_to_unaligned<T: Data>(
     b: Barrier,
     first: Option<(usize, Vec<T>)>,
-    head: &Head,
     current: &Option<VecDeque<T>>,
     barriers: &mut Barriers<T>,
     gate: &mut InputGate<T>,
@@ -726,12 +725,11 @@ fn switch_to_unaligned<T: Data>(
         outputs,
         states,
     });
-    finish_unaligned(head, barriers, sched)
+    finish_unaligned(barriers, sched)
 }
 
 /// Acknowledges the unaligned checkpoint once every channel delivered its barrier (or ended).
 fn finish_unaligned<T: Data>(
-    head: &Head,
     barriers: &mut Barriers<T>,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
@@ -754,8 +752,8 @@ fn finish_unaligned<T: Data>(
             outputs: u.outputs,
         };
         states.push(OperatorSubtaskState {
-            uid: head.uid.clone(),
-            subtask: head.subtask,
+            uid: barriers.head.uid.clone(),
+            subtask: barriers.head.subtask,
             channel: Some(encode(&snapshot).map_err(|e| TaskError::user(0, e.into()))?),
             ..Default::default()
         });
@@ -771,7 +769,7 @@ fn finish_unaligned<T: Data>(
 impl<T: Data> InputTask<T> {
     fn run_loop(
         gate: &mut InputGate<T>,
-        head: &Head,
+        head: Head,
         replay: Option<Vec<u8>>,
         chain: &mut dyn Input<T>,
         env: &mut TaskEnv,
@@ -789,6 +787,7 @@ impl<T: Data> InputTask<T> {
         let channels = gate.channels();
         let mut valve = WatermarkValve::new(channels);
         let mut barriers = Barriers {
+            head,
             aligner: Aligner::new(sched.rt.mode, channels),
             unaligned: None,
             ended: vec![false; channels],
@@ -798,6 +797,22 @@ impl<T: Data> InputTask<T> {
         let mut ended = 0;
         let mut current: Option<VecDeque<T>> = None;
         let mut recycle: Option<VecDeque<T>> = None;
+        // A barrier of channel `ch` (priority or in-band), with the records it overtook.
+        macro_rules! barrier {
+            ($ch:expr, $b:expr, $overtaken:expr) => {
+                on_barrier(
+                    $ch,
+                    $b,
+                    $overtaken,
+                    &current,
+                    &mut barriers,
+                    gate,
+                    chain,
+                    env,
+                    sched,
+                )?
+            };
+        }
         loop {
             if env.attention || env.mailbox.has_mail() {
                 for control in sched.service(chain, env)? {
@@ -816,7 +831,6 @@ impl<T: Data> InputTask<T> {
                                 switch_to_unaligned(
                                     b,
                                     None,
-                                    head,
                                     &current,
                                     &mut barriers,
                                     gate,
@@ -847,18 +861,7 @@ impl<T: Data> InputTask<T> {
                 // Priority events (unaligned barriers) are handled between two records.
                 while let Some((ch, ev, overtaken)) = gate.poll_priority() {
                     if let Event::Barrier(b) = ev {
-                        on_barrier(
-                            ch,
-                            b,
-                            overtaken,
-                            head,
-                            &current,
-                            &mut barriers,
-                            gate,
-                            chain,
-                            env,
-                            sched,
-                        )?;
+                        barrier!(ch, b, overtaken);
                     }
                 }
             }
@@ -880,18 +883,7 @@ impl<T: Data> InputTask<T> {
             match gate.poll(recycle.take()) {
                 Some(Polled::Priority(ch, ev, overtaken)) => {
                     if let Event::Barrier(b) = ev {
-                        on_barrier(
-                            ch,
-                            b,
-                            overtaken,
-                            head,
-                            &current,
-                            &mut barriers,
-                            gate,
-                            chain,
-                            env,
-                            sched,
-                        )?;
+                        barrier!(ch, b, overtaken);
                     }
                 }
                 Some(Polled::Message(ch, Message::Records(buf))) => {
@@ -924,24 +916,13 @@ impl<T: Data> InputTask<T> {
                         if let Some(u) = barriers.unaligned.as_mut() {
                             u.arrived[ch] = true;
                         }
-                        finish_unaligned(head, &mut barriers, sched)?;
+                        finish_unaligned(&mut barriers, sched)?;
                         ended += 1;
                         if ended == channels {
                             break;
                         }
                     }
-                    Event::Barrier(b) => on_barrier(
-                        ch,
-                        b,
-                        Vec::new(),
-                        head,
-                        &current,
-                        &mut barriers,
-                        gate,
-                        chain,
-                        env,
-                        sched,
-                    )?,
+                    Event::Barrier(b) => barrier!(ch, b, Vec::new()),
                 },
                 None => sched.wait(env, Waiting::Input),
             }
@@ -967,7 +948,7 @@ impl<T: Data> TaskBody for InputTask<T> {
         };
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
-        let result = Self::run_loop(&mut gate, &head, replay, chain, env, &mut sched);
+        let result = Self::run_loop(&mut gate, head, replay, chain, env, &mut sched);
         env.metrics
             .publish(sched.records_in, env.records_out, 0, 0, 0);
         // Close the chain, also after a failure or cancellation; the first error wins.
