@@ -36,10 +36,10 @@ pub use weir_state as state;
 /// What most programs need: the job API, the operator traits and the built-in operators.
 pub mod prelude {
     pub use weir_engine::{
-        Config, Context, Data, DataStream, JobError, JobHandle, JobResult, JobStatus, Key,
-        KeyedContext, KeyedOpenContext, KeyedOperator, KeyedStream, Operator, OperatorInfo, Sink,
-        Source, SourceContext, SourceStatus, StreamEnv, StreamStatus, TimeDomain, Timer, UserError,
-        Watermark, WatermarkStrategy,
+        AsyncIo, Config, Context, Data, DataStream, JobError, JobHandle, JobResult, JobStatus, Key,
+        KeyedContext, KeyedOpenContext, KeyedOperator, KeyedStream, Operator, OperatorInfo,
+        OutputOrder, RetryStrategy, Sink, Source, SourceContext, SourceStatus, StreamEnv,
+        StreamStatus, TimeDomain, Timer, UserError, Watermark, WatermarkStrategy,
     };
     pub use weir_operators::{
         CollectHandle, DataStreamExt, Generator, KeyedProcessFunction, KeyedStreamExt, StreamEnvExt,

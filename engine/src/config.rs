@@ -294,6 +294,8 @@ options! {
     restart_exponential_jitter: f64 = 0.1, "restart-strategy.exponential-delay.jitter-factor";
     /// exponential-delay: attempts before giving up (between resets).
     restart_exponential_attempts: usize = usize::MAX, "restart-strategy.exponential-delay.attempts-before-reset-backoff";
+    /// Threads of the runtime that runs the futures of a job's async I/O operators.
+    async_io_worker_threads: usize = 2, "execution.async-io.worker-threads";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).
@@ -466,6 +468,13 @@ impl Config {
                 key: "execution.checkpointing.aligned-checkpoint-timeout".into(),
                 value: humantime::format_duration(self.aligned_checkpoint_timeout).to_string(),
                 expected: "0 unless execution.checkpointing.unaligned.enabled is true (the timeout switches aligned checkpoints to unaligned)",
+            });
+        }
+        if self.async_io_worker_threads == 0 {
+            return Err(ConfigError::InvalidValue {
+                key: "execution.async-io.worker-threads".into(),
+                value: "0".into(),
+                expected: "at least 1 thread",
             });
         }
         if self.unaligned && self.max_concurrent_checkpoints > 1 {

@@ -11,6 +11,16 @@ pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A mistake found while building a job, before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
+    /// A setting of an operator is out of range.
+    #[error("operator '{operator}' has an invalid {setting}: expected {expected}")]
+    InvalidSetting {
+        /// The operator's name.
+        operator: String,
+        /// The setting.
+        setting: &'static str,
+        /// What is allowed.
+        expected: &'static str,
+    },
     /// The job has no operators.
     #[error("the job has no operators: add a source and a sink")]
     EmptyJob,

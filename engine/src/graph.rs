@@ -314,4 +314,8 @@ pub(crate) struct Graph {
     pub storage: Option<Arc<dyn weir_state::checkpoint::CheckpointStorage>>,
     pub nodes: Vec<Node>,
     pub errors: Vec<ValidationError>,
+    /// The job has async I/O operators: it gets a runtime for their futures.
+    pub async_io: bool,
+    /// That runtime, created when the job starts and shut down when it ends.
+    pub runtime: Option<tokio::runtime::Runtime>,
 }

@@ -304,6 +304,13 @@ impl Drop for JobHandle {
 pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     g.config.validate()?;
     let plan = plan(&g)?;
+    if g.async_io {
+        g.runtime = Some(
+            crate::async_io::runtime(g.config.async_io_worker_threads).map_err(|e| {
+                JobError::Internal(format!("cannot start the async I/O runtime: {e}"))
+            })?,
+        );
+    }
     let level = Arc::new(JobLevel {
         current: Mutex::new(None),
         cancelled: AtomicBool::new(false),
@@ -318,6 +325,10 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         .name("weir-job".into())
         .spawn(move || {
             let r = supervise(&mut g, &plan, &lv, first_tx);
+            if let Some(rt) = g.runtime.take() {
+                // Requests still in flight (of a failed or cancelled job) are dropped.
+                rt.shutdown_background();
+            }
             *lv.current.lock() = None;
             lv.done.store(true, Ordering::Release);
             r
@@ -1011,6 +1022,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
             coordinator: coordinator_tx.clone(),
         };
         let thread_name = format!("weir-{task}");
+        let async_runtime = g.runtime.as_ref().map(|r| r.handle().clone());
         let spawned = std::thread::Builder::new()
             .name(thread_name)
             .spawn(move || {
@@ -1023,6 +1035,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
                     parallelism,
                 } = spec;
                 let mut env = TaskEnv::new(mailbox, cell.clone());
+                env.async_runtime = async_runtime;
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     body.run(&mut env, &rt)
                 }));
@@ -1068,7 +1081,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
     Ok(handle)
 }
 
-fn panic_message(p: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         format!("panicked: {s}")
     } else if let Some(s) = p.downcast_ref::<String>() {

@@ -58,12 +58,14 @@
 //!
 //! Module map:
 //! - [`stream`] — the typed job API; [`operator`] — the operator, source and sink traits;
+//! - [`async_io`] — calls to external services with a bounded queue of requests in flight;
 //! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];
 //! - `channel` — gates, credits, record writers; `task` — mailbox loops, chains, timers;
 //! - [`time`] — watermarks, idleness, watermark strategies; [`metrics`]; [`config`].
 
 #![warn(missing_docs)]
 
+pub mod async_io;
 pub mod channel;
 pub mod checkpoint;
 pub mod config;
@@ -78,6 +80,7 @@ pub mod stream;
 pub(crate) mod task;
 pub mod time;
 
+pub use async_io::{AsyncIo, OutputOrder, RetryStrategy};
 pub use config::{CheckpointingMode, Config, ConfigError, MemorySize, RestartStrategyKind};
 pub use data::{Data, Key, KeySelector};
 pub use error::{CheckpointError, JobError, Result, UserError, ValidationError};

@@ -17,10 +17,11 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::async_io::{AsyncIo, AsyncLink, AsyncResult};
 use crate::checkpoint::RestoreState;
 use crate::config::Config;
 use crate::data::{Data, Key, KeySelector};
-use crate::error::{Result, ValidationError};
+use crate::error::{Result, UserError, ValidationError};
 use crate::graph::{
     chain, EdgeSpec, Graph, KeyRouterImpl, LinkFactory, Node, NodeKind, Partition, SourceFactory,
     TypeOps, TypedEdge,
@@ -59,6 +60,8 @@ impl StreamEnv {
                 storage: None,
                 nodes: Vec::new(),
                 errors: Vec::new(),
+                async_io: false,
+                runtime: None,
             })),
         }
     }
@@ -147,6 +150,8 @@ impl StreamEnv {
                     storage: g.storage.take(),
                     nodes: std::mem::take(&mut g.nodes),
                     errors: std::mem::take(&mut g.errors),
+                    async_io: g.async_io,
+                    runtime: None,
                 }
             });
         crate::job::start(graph)
@@ -252,6 +257,35 @@ impl<S: Sink, M: FnMut(&OperatorInfo) -> S + Send> LinkFactory for SinkNode<S, M
     }
 }
 
+struct AsyncNode<In, Out, F> {
+    function: F,
+    settings: AsyncIo<In, Out>,
+}
+
+impl<In, Out, F, Fut> LinkFactory for AsyncNode<In, Out, F>
+where
+    In: Data + std::fmt::Debug,
+    Out: Data,
+    F: Fn(In) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = std::result::Result<Vec<Out>, UserError>> + Send + 'static,
+{
+    fn build(
+        &mut self,
+        info: OperatorInfo,
+        index: usize,
+        next: Box<dyn Any>,
+        restore: RestoreState,
+    ) -> Box<dyn Any> {
+        let f = self.function.clone();
+        let call: Box<dyn FnMut(In) -> AsyncResult<Out> + Send> =
+            Box::new(move |x| Box::pin(f(x)) as AsyncResult<Out>);
+        let mut link = AsyncLink::new(call, self.settings.clone(), chain::<Out>(next), index, info);
+        link.restore = restore.operator;
+        let link: Box<dyn Input<In>> = Box::new(link);
+        Box::new(link)
+    }
+}
+
 /// A stream of records of type `T`: the output of an operator, a union of streams, or a
 /// repartitioned stream.
 pub struct DataStream<T: Data> {
@@ -326,6 +360,65 @@ impl<T: Data> DataStream<T> {
             _o: PhantomData,
         }));
         let id = self.add_node(name, kind, Some(TypeOps::<O::Out>::boxed()));
+        DataStream::of_node(self.graph.clone(), id)
+    }
+
+    /// Calls an external service for every record without waiting for it: `function` returns
+    /// a future (run on the job's tokio runtime) with the results for one record. `settings`
+    /// bounds the requests in flight per subtask and sets the output order, the timeout and
+    /// retries; see [`async_io`](crate::async_io) for the guarantees (bounded, exactly once,
+    /// never blocks a checkpoint).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_engine::async_io::AsyncIo;
+    /// # use weir_engine::{StreamEnv, Source, SourceContext, SourceStatus, UserError};
+    /// # struct Two(u64);
+    /// # impl Source for Two {
+    /// #     type Out = u64;
+    /// #     fn poll_next(&mut self, ctx: &mut SourceContext<'_, u64>) -> Result<SourceStatus, UserError> {
+    /// #         if self.0 == 2 { return Ok(SourceStatus::Finished); }
+    /// #         ctx.emit(self.0); self.0 += 1; Ok(SourceStatus::MoreAvailable)
+    /// #     }
+    /// # }
+    /// let env = StreamEnv::new();
+    /// env.add_source("ids", |_| Two(0))
+    ///     .async_io(
+    ///         "lookup",
+    ///         |id: u64| async move {
+    ///             tokio::time::sleep(Duration::from_millis(5)).await; // the remote call
+    ///             Ok(vec![format!("user-{id}")])
+    ///         },
+    ///         AsyncIo::ordered(100).timeout(Duration::from_secs(5)),
+    ///     );
+    /// env.execute().unwrap();
+    /// ```
+    pub fn async_io<Out, F, Fut>(
+        &self,
+        name: &str,
+        function: F,
+        settings: AsyncIo<T, Out>,
+    ) -> DataStream<Out>
+    where
+        T: std::fmt::Debug,
+        Out: Data,
+        F: Fn(T) -> Fut + Clone + Send + 'static,
+        Fut:
+            std::future::Future<Output = std::result::Result<Vec<Out>, UserError>> + Send + 'static,
+    {
+        if settings.capacity == 0 {
+            self.graph
+                .borrow_mut()
+                .errors
+                .push(ValidationError::InvalidSetting {
+                    operator: name.to_string(),
+                    setting: "capacity",
+                    expected: "at least 1 (the bound on queued requests per subtask)",
+                });
+        }
+        self.graph.borrow_mut().async_io = true;
+        let kind = NodeKind::Operator(Box::new(AsyncNode { function, settings }));
+        let id = self.add_node(name, kind, Some(TypeOps::<Out>::boxed()));
         DataStream::of_node(self.graph.clone(), id)
     }
 

@@ -48,6 +48,21 @@ impl std::str::FromStr for Mode {
     }
 }
 
+impl Mode {
+    /// Sets the checkpoint options of this mode.
+    pub fn configure(&self, c: &mut weir_engine::Config) {
+        match *self {
+            Mode::Aligned => {}
+            Mode::Unaligned => c.unaligned = true,
+            Mode::AlignedTimeout(t) => {
+                c.unaligned = true;
+                c.aligned_checkpoint_timeout = t;
+            }
+            Mode::AtLeastOnce => c.checkpointing_mode = CheckpointingMode::AtLeastOnce,
+        }
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -104,7 +119,7 @@ pub struct Report {
 }
 
 /// Percentile (0..=100) of sorted values, nearest rank.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -146,15 +161,7 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
         c.default_parallelism = s.parallelism;
         c.checkpoint_dir = dir.display().to_string();
         c.checkpoint_interval = s.interval;
-        match s.mode {
-            Mode::Aligned => {}
-            Mode::Unaligned => c.unaligned = true,
-            Mode::AlignedTimeout(t) => {
-                c.unaligned = true;
-                c.aligned_checkpoint_timeout = t;
-            }
-            Mode::AtLeastOnce => c.checkpointing_mode = CheckpointingMode::AtLeastOnce,
-        }
+        s.mode.configure(c);
     });
     let consumed = Arc::new(AtomicU64::new(0));
     let mut stream = env

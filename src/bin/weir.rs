@@ -87,6 +87,40 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Async I/O throughput against Little's law (capacity / latency · parallelism):
+    /// generator -> async_io (a tokio timer of --latency per request) -> sink, optionally with
+    /// checkpoints every --interval.
+    Async {
+        /// Bound on requests in flight per subtask.
+        #[arg(long, default_value_t = 100)]
+        capacity: usize,
+        /// Latency of one request.
+        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+        latency: Duration,
+        /// Parallelism of every operator.
+        #[arg(long, default_value_t = 2)]
+        parallelism: usize,
+        /// ordered | unordered
+        #[arg(long, default_value = "ordered")]
+        order: String,
+        /// What stands in for the remote call: precise (a thread answering each call at its
+        /// deadline) | tokio-timer (tokio::time::sleep, about 1 ms late)
+        #[arg(long, default_value = "precise")]
+        service: weir::bench::async_io::Service,
+        /// How long to run (the first fifth, at most 2 s, is warm-up).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Checkpoint interval (default: no checkpoints).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<Duration>,
+        /// Barrier mode with --interval: aligned | unaligned | aligned-timeout=<duration> |
+        /// at-least-once
+        #[arg(long, default_value = "aligned")]
+        mode: weir::bench::backpressure::Mode,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -146,6 +180,59 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let report = weir::bench::backpressure::run(&settings)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Async {
+                    capacity,
+                    latency,
+                    parallelism,
+                    order,
+                    service,
+                    duration,
+                    interval,
+                    mode,
+                    json,
+                },
+        } => {
+            if capacity == 0 || parallelism == 0 {
+                bail!("--capacity and --parallelism must be at least 1");
+            }
+            if latency.is_zero() || duration.is_zero() || interval.is_some_and(|i| i.is_zero()) {
+                bail!("--latency, --duration and --interval must be positive");
+            }
+            let ordered = match order.as_str() {
+                "ordered" => true,
+                "unordered" => false,
+                other => bail!("unknown --order '{other}': use ordered or unordered"),
+            };
+            let settings = weir::bench::async_io::Settings {
+                service,
+                capacity,
+                latency,
+                parallelism,
+                ordered,
+                duration,
+                interval,
+                mode,
+            };
+            if !json {
+                eprintln!(
+                    "running {order}: capacity {capacity}, latency {}, parallelism {parallelism}, for {}{} ...",
+                    humantime::format_duration(latency),
+                    humantime::format_duration(duration),
+                    interval
+                        .map(|i| format!(", {mode} checkpoints every {}", humantime::format_duration(i)))
+                        .unwrap_or_default()
+                );
+            }
+            let report = weir::bench::async_io::run(&settings)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

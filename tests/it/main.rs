@@ -1,5 +1,6 @@
 //! Integration tests of weir: one binary, one module per feature.
 
+mod async_io;
 mod backpressure;
 mod checkpoint;
 mod common;

@@ -1,6 +1,8 @@
-//! Property test: random failures — panics at random records in random operators, and failing
-//! checkpoint writes — in every checkpoint mode and many seeds. The committed output of the
-//! transactional sink always equals the failure-free output (at-least-once: nothing is lost).
+//! Property test: random failures — panics at random records in random operators, errors in an
+//! async I/O stage, and failing checkpoint writes — in every checkpoint mode and many seeds,
+//! with the async stage ordered (odd seeds) and unordered (even seeds). The committed output of
+//! the transactional sink always equals the failure-free output (at-least-once: nothing is
+//! lost).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,12 @@ use weir::state::checkpoint::{
 use weir::state::{MapStateHandle, StateError};
 
 const N: u64 = 20_000;
+
+/// Added to an element for its extra results in the async stage.
+const EXTRA: u64 = 1_000_000;
+
+/// Errors injected into the async stage, over all cases.
+static ASYNC_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// A tiny deterministic generator (SplitMix64).
 struct Rng(u64);
@@ -132,7 +140,7 @@ fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
     let failures = 1 + rng.next() % 3;
     let plan: Plan = Arc::new(Mutex::new(
         (0..failures)
-            .map(|_| ((rng.next() % 3) as u8, rng.next() % N))
+            .map(|_| ((rng.next() % 4) as u8, rng.next() % N))
             .collect(),
     ));
     let storage = Arc::new(FlakyStorage {
@@ -163,7 +171,12 @@ fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
         }
     });
     let out = root.join("out");
-    let (p0, p2) = (plan.clone(), plan.clone());
+    let (p0, p2, p3) = (plan.clone(), plan.clone(), plan.clone());
+    let async_settings = if seed % 2 == 1 {
+        AsyncIo::ordered(32)
+    } else {
+        AsyncIo::unordered(32)
+    };
     env.generate(Generator::new(|i| i).bounded(N).rate_limited(100_000.0))
         .set_parallelism(2)
         .uid("numbers")
@@ -172,6 +185,39 @@ fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
             x
         })
         .uid("stage-0")
+        .set_parallelism(2)
+        .async_io(
+            "stage-3",
+            move |x: u64| {
+                let plan = p3.clone();
+                async move {
+                    // Some requests take a while, so the queue holds elements at barriers.
+                    if x % 64 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                    let planned = {
+                        let mut p = plan.lock();
+                        p.iter()
+                            .position(|f| *f == (3, x))
+                            .map(|i| p.remove(i))
+                            .is_some()
+                    };
+                    if planned {
+                        ASYNC_ERRORS.fetch_add(1, Ordering::Relaxed);
+                        return Err(format!("injected error in the async stage at {x}").into());
+                    }
+                    // Some elements have several results.
+                    if x % 7 == 0 {
+                        return Ok(vec![x, EXTRA + x, 2 * EXTRA + x]);
+                    }
+                    Ok(vec![x])
+                }
+            },
+            async_settings,
+        )
+        .uid("stage-3")
         .set_parallelism(2)
         .key_by(|x| x % 16)
         .process(Seen {
@@ -209,7 +255,16 @@ fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
 
 #[test]
 fn random_failures_never_change_the_committed_output() {
-    let mut expected: Vec<String> = (0..N).map(|x| x.to_string()).collect();
+    let mut expected: Vec<String> = (0..N)
+        .flat_map(|x| {
+            if x % 7 == 0 {
+                vec![x, EXTRA + x, 2 * EXTRA + x]
+            } else {
+                vec![x]
+            }
+        })
+        .map(|x| x.to_string())
+        .collect();
     expected.sort();
     let (mut restarts, mut write_failures) = (0, 0);
     for mode in ["aligned", "unaligned", "aligned-timeout", "at-least-once"] {
@@ -227,7 +282,11 @@ fn random_failures_never_change_the_committed_output() {
                     .iter()
                     .filter_map(|l| l.split(' ').next()?.parse().ok())
                     .collect();
-                assert_eq!(values.len() as u64, N, "{mode} seed {seed}: records lost");
+                assert_eq!(
+                    values.len(),
+                    expected.len(),
+                    "{mode} seed {seed}: records lost"
+                );
             } else {
                 assert_eq!(
                     got.len(),
@@ -241,6 +300,10 @@ fn random_failures_never_change_the_committed_output() {
             }
         }
     }
-    eprintln!("property test: {restarts} restarts and {write_failures} failed checkpoint writes over 24 cases");
+    eprintln!("property test: {restarts} restarts and {write_failures} failed checkpoint writes over 24 cases (async stage ordered and unordered)");
     assert!(write_failures > 0, "checkpoint writes failed too");
+    assert!(
+        ASYNC_ERRORS.load(Ordering::Relaxed) > 0,
+        "no error was injected into the async stage"
+    );
 }

@@ -44,6 +44,10 @@ pub(crate) trait Input<T>: Send {
     fn close(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
         Ok(())
     }
+    /// Async I/O operators of the chain apply completed requests and emit what they may.
+    fn poll_async(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
+        Ok(())
+    }
     /// Send pending output buffers as credit allows; with `partial`, seal partial ones first.
     fn flush(&mut self, _partial: bool, _env: &mut TaskEnv) -> Result<(), TaskError> {
         Ok(())
@@ -237,6 +241,9 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
     }
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.flush(partial, env)
+    }
+    fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.poll_async(env)
     }
     fn snapshot(
         &mut self,
@@ -455,6 +462,9 @@ where
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.flush(partial, env)
     }
+    fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.next.poll_async(env)
+    }
     fn snapshot(
         &mut self,
         id: u64,
@@ -636,6 +646,9 @@ impl<T: Data> Input<T> for FanOut<T> {
     }
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.outs.iter_mut().try_for_each(|o| o.flush(partial, env))
+    }
+    fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.outs.iter_mut().try_for_each(|o| o.poll_async(env))
     }
     fn snapshot(
         &mut self,

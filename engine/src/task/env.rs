@@ -32,6 +32,15 @@ pub(crate) struct TaskEnv {
     pub flush_scheduled: bool,
     /// Earliest processing-time timer requested since the loop last scheduled one.
     pub timer_request: Option<i64>,
+    /// Async I/O operators of the chain whose queue is full: the task takes no input.
+    pub suspended_inputs: usize,
+    /// An async I/O operator stopped emitting for lack of credit: poll it again once credit
+    /// returned.
+    pub async_backlog: bool,
+    /// Async I/O operators whose end of input waits for their queue to drain.
+    pub pending_ends: usize,
+    /// The job's runtime for async functions (if the job has async operators).
+    pub async_runtime: Option<tokio::runtime::Handle>,
     /// The task's mailbox (cancellation, timers, mails).
     pub mailbox: Arc<Mailbox>,
     /// The task's metrics.
@@ -50,6 +59,10 @@ impl TaskEnv {
             flush_needed: false,
             flush_scheduled: false,
             timer_request: None,
+            suspended_inputs: 0,
+            async_backlog: false,
+            pending_ends: 0,
+            async_runtime: None,
             mailbox,
             metrics,
         }

@@ -2,8 +2,8 @@
 //!
 //! The hot loop checks one atomic flag per record ([`Mailbox::has_mail`]); everything else is
 //! looked at only when it is set. Mails are: processing-time timers being due (coalesced into
-//! one flag), cancellation, and control messages (checkpoint triggers and notifications; later
-//! async-I/O completions and coordinator events).
+//! one flag), async-I/O completions (coalesced into one flag too), cancellation, and control
+//! messages (checkpoint triggers and notifications; later coordinator events).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +26,21 @@ pub(crate) enum Control {
     AlignmentTimeout(crate::checkpoint::Barrier),
 }
 
+/// What a task found in its mailbox.
+pub(crate) struct Mail {
+    /// A processing-time deadline passed.
+    pub timer: bool,
+    /// Async I/O requests completed.
+    pub async_ready: bool,
+    /// Control messages, oldest first.
+    pub controls: Vec<Control>,
+}
+
 /// A task's mailbox.
 pub(crate) struct Mailbox {
     has_mail: AtomicBool,
     timer_due: AtomicBool,
+    async_ready: AtomicBool,
     cancelled: AtomicBool,
     queue: Mutex<VecDeque<Control>>,
     signal: Signal,
@@ -40,6 +51,7 @@ impl Mailbox {
         Mailbox {
             has_mail: AtomicBool::new(false),
             timer_due: AtomicBool::new(false),
+            async_ready: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             queue: Mutex::new(VecDeque::new()),
             signal,
@@ -73,6 +85,12 @@ impl Mailbox {
         self.raise();
     }
 
+    /// An async I/O request of the task completed.
+    pub(crate) fn post_async(&self) {
+        self.async_ready.store(true, Ordering::Release);
+        self.raise();
+    }
+
     /// Asks the task to stop.
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
@@ -91,10 +109,11 @@ impl Mailbox {
         self.cancelled.load(Ordering::Acquire)
     }
 
-    /// Clears the summary flag and returns (timer due, control messages).
-    pub(crate) fn take(&self) -> (bool, Vec<Control>) {
+    /// Clears the summary flag and returns what waits.
+    pub(crate) fn take(&self) -> Mail {
         self.has_mail.store(false, Ordering::Release);
         let timer = self.timer_due.swap(false, Ordering::AcqRel);
+        let async_ready = self.async_ready.swap(false, Ordering::AcqRel);
         let mails: Vec<Control> = {
             let mut q = self.queue.lock();
             if q.is_empty() {
@@ -107,6 +126,10 @@ impl Mailbox {
             // Keep the flag raised so every loop notices.
             self.has_mail.store(true, Ordering::Release);
         }
-        (timer, mails)
+        Mail {
+            timer,
+            async_ready,
+            controls: mails,
+        }
     }
 }

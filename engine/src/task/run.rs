@@ -72,8 +72,13 @@ fn since_trigger(b: &Barrier) -> f64 {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Waiting {
+    /// For input: idle time.
     Input,
+    /// For output credit: backpressured time.
     Credit,
+    /// For async I/O requests to complete (the queue is full, or the end of input waits for
+    /// it): busy time, since the operator's own work is what the task waits for.
+    Requests,
 }
 
 /// Deadlines of one task and their registration with the timer service.
@@ -116,14 +121,17 @@ impl<'a> Scheduler<'a> {
     ) -> Result<Vec<Control>, TaskError> {
         let mut controls = Vec::new();
         if env.mailbox.has_mail() {
-            let (timer, mails) = env.mailbox.take();
+            let mail = env.mailbox.take();
             if env.mailbox.is_cancelled() {
                 return Err(TaskError::cancelled());
             }
-            controls = mails;
-            if timer {
+            controls = mail.controls;
+            if mail.timer {
                 self.scheduled = None;
                 self.fire(chain, env)?;
+            }
+            if mail.async_ready {
+                chain.poll_async(env)?;
             }
         }
         env.attention = false;
@@ -196,6 +204,7 @@ impl<'a> Scheduler<'a> {
         match why {
             Waiting::Input => env.metrics.add_idle(start.elapsed()),
             Waiting::Credit => env.metrics.add_backpressured(start.elapsed()),
+            Waiting::Requests => {}
         }
     }
 
@@ -220,21 +229,68 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Handles missing credit: returns true if the task must wait.
+    /// Handles missing credit, results of async I/O operators that wait for credit, and full
+    /// async I/O queues: returns true if the task may not take input now (it waited, or it
+    /// did other work; the caller serves its mailbox and asks again).
     fn blocked<T>(
         &mut self,
         chain: &mut dyn Input<T>,
         env: &mut TaskEnv,
     ) -> Result<bool, TaskError> {
-        if env.blocked_channels == 0 {
-            return Ok(false);
+        if env.blocked_channels > 0 {
+            chain.flush(false, env)?;
+            if env.blocked_channels > 0 {
+                self.wait(env, Waiting::Credit);
+                return Ok(true);
+            }
         }
-        chain.flush(false, env)?;
-        if env.blocked_channels == 0 {
-            return Ok(false);
+        if env.async_backlog {
+            env.async_backlog = false;
+            chain.poll_async(env)?;
+            return Ok(true);
         }
-        self.wait(env, Waiting::Credit);
-        Ok(true)
+        if env.suspended_inputs > 0 {
+            self.wait(env, Waiting::Requests);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// After the end of input: waits until every async I/O operator of the chain drained its
+    /// queue and ended the rest of the chain. Serves mail meanwhile: completions, credit,
+    /// checkpoint notifications (no new checkpoint is taken: a trigger stays unanswered and is
+    /// aborted once the task ended, which does not count as a failure).
+    fn finish_requests<T>(
+        &mut self,
+        chain: &mut dyn Input<T>,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        while env.pending_ends > 0 {
+            for control in self.service(chain, env)? {
+                match control {
+                    Control::CheckpointComplete(id) => chain.notify_checkpoint(id, true, env)?,
+                    Control::CheckpointAborted(id) => chain.notify_checkpoint(id, false, env)?,
+                    Control::TriggerCheckpoint(_) | Control::AlignmentTimeout(_) => {}
+                }
+            }
+            if env.pending_ends == 0 {
+                break;
+            }
+            if env.blocked_channels > 0 {
+                chain.flush(false, env)?;
+                if env.blocked_channels > 0 {
+                    self.wait(env, Waiting::Credit);
+                    continue;
+                }
+            }
+            if env.async_backlog {
+                env.async_backlog = false;
+                chain.poll_async(env)?;
+                continue;
+            }
+            self.wait(env, Waiting::Requests);
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +429,7 @@ impl<S: Source> SourceTask<S> {
         sched.end();
         chain.watermark(Watermark::MAX, env)?;
         chain.end_of_input(env)?;
+        sched.finish_requests(chain, env)?;
         sched.drain(chain, env)
     }
 }
@@ -929,6 +986,7 @@ impl<T: Data> InputTask<T> {
         }
         sched.end();
         chain.end_of_input(env)?;
+        sched.finish_requests(chain, env)?;
         sched.drain(chain, env)
     }
 }
