@@ -116,6 +116,14 @@ pub enum JobError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// An operator's coordinator failed (returned an error or panicked).
+    #[error("the coordinator of operator '{operator}' failed: {message}")]
+    CoordinatorFailed {
+        /// The operator's name.
+        operator: String,
+        /// What went wrong.
+        message: String,
+    },
     /// User code failed (returned an error or panicked) in a task.
     #[error("operator '{operator}' (subtask {}/{parallelism}) failed: {message}", .subtask + 1)]
     TaskFailed {

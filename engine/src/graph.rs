@@ -16,6 +16,9 @@ use crate::channel::writer::{
 };
 use crate::checkpoint::RestoreState;
 use crate::config::Config;
+use crate::coordination::gateway::ToCoordinator;
+use crate::coordination::runner::CoordinatorHandle;
+use crate::coordination::CoordinatorContext;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::ValidationError;
 use crate::operator::OperatorInfo;
@@ -265,7 +268,17 @@ pub(crate) trait SourceFactory: Send {
         info: OperatorInfo,
         chain: Box<dyn Any>,
         restore: RestoreState,
+        coordinator: Option<ToCoordinator>,
     ) -> Box<dyn TaskBody>;
+}
+
+/// Starts the coordinator of an operator (once per job).
+pub(crate) trait CoordinatorFactory: Send {
+    fn spawn(
+        &mut self,
+        ctx: CoordinatorContext,
+        fail: Arc<dyn Fn(crate::error::JobError) + Send + Sync>,
+    ) -> std::io::Result<Arc<CoordinatorHandle>>;
 }
 
 /// Builds the chain link of an operator or sink subtask.
@@ -277,6 +290,7 @@ pub(crate) trait LinkFactory: Send {
         index: usize,
         next: Box<dyn Any>,
         restore: RestoreState,
+        coordinator: Option<ToCoordinator>,
     ) -> Box<dyn Any>;
 }
 
@@ -304,6 +318,10 @@ pub(crate) struct Node {
     pub kind: NodeKind,
     pub in_type: Option<Box<dyn StreamType>>,
     pub out_type: Option<Box<dyn StreamType>>,
+    /// The operator's coordinator, if it has one.
+    pub coordinator: Option<Box<dyn CoordinatorFactory>>,
+    /// Whether a coordinator may be attached (sources and one-input operators).
+    pub coordinatable: bool,
 }
 
 /// The graph under construction.
@@ -318,4 +336,6 @@ pub(crate) struct Graph {
     pub async_io: bool,
     /// That runtime, created when the job starts and shut down when it ends.
     pub runtime: Option<tokio::runtime::Runtime>,
+    /// The running coordinators (node index, handle), created when the job starts.
+    pub coordinators: Vec<(usize, Arc<CoordinatorHandle>)>,
 }

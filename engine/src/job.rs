@@ -31,6 +31,8 @@ use weir_state::KeyGroupRange;
 use crate::checkpoint::coordinator::{self, CoordinatorMsg, CoordinatorSetup, OperatorDescription};
 use crate::checkpoint::{ChannelStateSnapshot, CheckpointStats, RestoreState};
 use crate::config::ConfigError;
+use crate::coordination::gateway::{SubtaskChannel, ToCoordinator};
+use crate::coordination::runner::RunnerMsg;
 use crate::error::{CheckpointError, JobError, Result, TaskErrorKind, ValidationError};
 use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
 use crate::metrics::{JobMetrics, TaskMetricsCell};
@@ -304,13 +306,6 @@ impl Drop for JobHandle {
 pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     g.config.validate()?;
     let plan = plan(&g)?;
-    if g.async_io {
-        g.runtime = Some(
-            crate::async_io::runtime(g.config.async_io_worker_threads).map_err(|e| {
-                JobError::Internal(format!("cannot start the async I/O runtime: {e}"))
-            })?,
-        );
-    }
     let level = Arc::new(JobLevel {
         current: Mutex::new(None),
         cancelled: AtomicBool::new(false),
@@ -319,12 +314,23 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         checkpoint_stats: Arc::new(Mutex::new(Vec::new())),
         pending_checkpoints: Arc::new(Mutex::new(BTreeMap::new())),
     });
+    start_coordinators(&mut g, &plan, &level)?;
+    if g.async_io {
+        g.runtime = Some(
+            crate::async_io::runtime(g.config.async_io_worker_threads).map_err(|e| {
+                JobError::Internal(format!("cannot start the async I/O runtime: {e}"))
+            })?,
+        );
+    }
     let (first_tx, first_rx) = std::sync::mpsc::channel::<Result<()>>();
     let lv = level.clone();
     let supervisor = std::thread::Builder::new()
         .name("weir-job".into())
         .spawn(move || {
             let r = supervise(&mut g, &plan, &lv, first_tx);
+            for (_, h) in std::mem::take(&mut g.coordinators) {
+                h.close();
+            }
             if let Some(rt) = g.runtime.take() {
                 // Requests still in flight (of a failed or cancelled job) are dropped.
                 rt.shutdown_background();
@@ -352,6 +358,41 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     }
 }
 
+/// Starts the coordinators of the job's operators (one thread each). A coordinator's failure
+/// fails the current attempt.
+fn start_coordinators(g: &mut Graph, plan: &Plan, level: &Arc<JobLevel>) -> Result<()> {
+    let store = crate::coordination::CoordinatorStore::new();
+    let weak = Arc::downgrade(level);
+    let fail: Arc<dyn Fn(JobError) + Send + Sync> = Arc::new(move |e: JobError| {
+        let current = weak.upgrade().and_then(|l| l.current.lock().clone());
+        match current {
+            Some(c) => c.shared.fail(e),
+            None => tracing::error!("{e}"),
+        }
+    });
+    for i in 0..g.nodes.len() {
+        let Some(mut factory) = g.nodes[i].coordinator.take() else {
+            continue;
+        };
+        let ctx = crate::coordination::CoordinatorContext {
+            info: crate::coordination::CoordinatorInfo {
+                name: g.nodes[i].name.clone(),
+                uid: plan.uids[i].clone(),
+                parallelism: plan.parallelism[i],
+            },
+            store: store.clone(),
+        };
+        let handle = factory.spawn(ctx, fail.clone()).map_err(|e| {
+            JobError::Internal(format!(
+                "cannot start the coordinator of '{}': {e}",
+                g.nodes[i].name
+            ))
+        })?;
+        g.coordinators.push((i, handle));
+    }
+    Ok(())
+}
+
 /// Runs attempts until one finishes, is cancelled, or fails beyond the restart strategy.
 fn supervise(
     g: &mut Graph,
@@ -365,7 +406,7 @@ fn supervise(
     let mut first = Some(first);
     loop {
         // On the first attempt `start` learns a launch error from this thread's result.
-        let attempt = launch(g, plan, restarts > 0, level)?;
+        let attempt = launch(g, plan, restarts as u32, level)?;
         *level.current.lock() = Some(attempt.control());
         if let Some(tx) = first.take() {
             let _ = tx.send(Ok(()));
@@ -385,6 +426,16 @@ fn supervise(
                 return Err(e);
             }
             Err(e) => {
+                // Every subtask of the attempt failed over: its coordinator hears it.
+                for (node, h) in &g.coordinators {
+                    for subtask in 0..plan.parallelism[*node] {
+                        h.post(RunnerMsg::AttemptFailed {
+                            subtask,
+                            attempt: restarts as u32,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
                 let Some(delay) = strategy.on_failure(Instant::now()) else {
                     return Err(e);
                 };
@@ -540,9 +591,38 @@ struct Builder<'a> {
     restores: Vec<Vec<RestoreState>>,
     /// Output channel state of the task being built, by writer key.
     replays: std::collections::HashMap<String, Vec<u8>>,
+    /// Every task's mailbox.
+    mailboxes: &'a [Arc<Mailbox>],
+    /// The attempt being built.
+    attempt: u32,
+    /// The task being built.
+    task: usize,
+    /// Coordinator paths made so far: (task, node, channel).
+    channels: Vec<(usize, usize, Arc<SubtaskChannel>)>,
 }
 
 impl Builder<'_> {
+    /// The way between `node`'s coordinator (if it has one) and its subtask `subtask`, the
+    /// link with chain index `index` of the task being built.
+    fn coordinator(&mut self, node: usize, subtask: usize, index: usize) -> Option<ToCoordinator> {
+        let (_, h) = self.g.coordinators.iter().find(|(n, _)| *n == node)?;
+        let h = h.clone();
+        let ch = Arc::new(SubtaskChannel::new(
+            subtask,
+            self.attempt,
+            index,
+            self.mailboxes[self.task].clone(),
+            h.deliveries.clone(),
+        ));
+        self.channels.push((self.task, node, ch));
+        Some(ToCoordinator {
+            operator: h.name.clone(),
+            subtask,
+            attempt: self.attempt,
+            tx: h.tx.clone(),
+        })
+    }
+
     fn info(&self, node: usize, subtask: usize) -> OperatorInfo {
         OperatorInfo {
             name: self.g.nodes[node].name.clone(),
@@ -569,10 +649,11 @@ impl Builder<'_> {
                 names.push(self.g.nodes[c].name.clone());
                 let next = self.output(c, subtask, signal, names, channels);
                 let info = self.info(c, subtask);
+                let coordinator = self.coordinator(c, subtask, index);
                 match &mut self.g.nodes[c].kind {
                     NodeKind::Operator(f) => {
                         let restore = std::mem::take(&mut self.restores[c][subtask]);
-                        outs.push(f.build(info, index, next, restore))
+                        outs.push(f.build(info, index, next, restore, coordinator))
                     }
                     NodeKind::Source(_) => unreachable!("a source has no input"),
                 }
@@ -729,7 +810,8 @@ struct TaskSpec {
 
 /// Builds and starts one attempt of the job. `restore_latest` overrides the configured restore
 /// path with the latest checkpoint (after a failure).
-fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) -> Result<Attempt> {
+fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<Attempt> {
+    let restore_latest = attempt > 0;
     let heads: Vec<usize> = (0..g.nodes.len()).filter(|&i| !plan.chained[i]).collect();
 
     // One signal and mailbox per task; tasks are numbered head by head, subtask by subtask.
@@ -851,6 +933,8 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
         tracing::info!(location = %c.location, id = c.metadata.checkpoint_id, "restoring");
     }
 
+    reset_coordinators(g, plan, attempt, restored.as_ref(), storage.as_deref())?;
+
     let mut b = Builder {
         g: &mut *g,
         plan,
@@ -858,6 +942,10 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
         offsets,
         restores,
         replays: Default::default(),
+        mailboxes: &mailboxes,
+        attempt,
+        task: 0,
+        channels: Vec::new(),
     };
     let mut specs = Vec::new();
     let mut cells = Vec::new();
@@ -865,6 +953,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
         let name = b.chain_name(h);
         for i in 0..plan.parallelism[h] {
             let task = task_of[h] + i;
+            b.task = task;
             let mut names = vec![b.g.nodes[h].name.clone()];
             let mut channels = 0;
             b.replays = std::mem::take(&mut b.restores[h][i].channel_outputs)
@@ -874,10 +963,14 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
             let info = b.info(h, i);
             let info_for_task = info.clone();
             let body: Box<dyn TaskBody> = if b.g.nodes[h].inputs.is_empty() {
+                let coordinator = b.coordinator(h, i, 0);
                 match &mut b.g.nodes[h].kind {
-                    NodeKind::Source(f) => {
-                        f.build(info, out, std::mem::take(&mut b.restores[h][i]))
-                    }
+                    NodeKind::Source(f) => f.build(
+                        info,
+                        out,
+                        std::mem::take(&mut b.restores[h][i]),
+                        coordinator,
+                    ),
                     NodeKind::Operator(_) => {
                         return Err(JobError::Internal(format!(
                             "operator '{}' has no input",
@@ -888,10 +981,15 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
             } else {
                 // The task replays the head's input channel state; the link gets the rest.
                 let replay = b.restores[h][i].channel_input.take();
+                let coordinator = b.coordinator(h, i, 0);
                 let head_link = match &mut b.g.nodes[h].kind {
-                    NodeKind::Operator(f) => {
-                        f.build(info, 0, out, std::mem::take(&mut b.restores[h][i]))
-                    }
+                    NodeKind::Operator(f) => f.build(
+                        info,
+                        0,
+                        out,
+                        std::mem::take(&mut b.restores[h][i]),
+                        coordinator,
+                    ),
                     NodeKind::Source(_) => unreachable!("a source has no input"),
                 };
                 let in_type = b.g.nodes[h]
@@ -918,6 +1016,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
             });
         }
     }
+    let coordinated = std::mem::take(&mut b.channels);
     drop(b);
     let buffer_timeout = g.config.buffer_timeout;
     let checkpoint_cfg = g.config.clone();
@@ -987,6 +1086,7 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
                     Box::new(move |e| shared.fail(e))
                 },
                 next_id: next_checkpoint_id,
+                operator_coordinators: g.coordinators.iter().map(|(_, h)| h.clone()).collect(),
             };
             let t = std::thread::Builder::new()
                 .name("weir-checkpoints".into())
@@ -1009,9 +1109,18 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
         restored_from: restored,
         started: Instant::now(),
     };
+    // The coordinators learn of the new attempt's subtasks before they run, so a subtask's
+    // first event never reaches its coordinator before `attempt_ready` (both go through the
+    // coordinator's one queue); events the coordinator sends wait in the task's mailbox.
+    for (_, node, ch) in &coordinated {
+        if let Some((_, h)) = g.coordinators.iter().find(|(n, _)| n == node) {
+            h.post(RunnerMsg::AttemptReady(ch.clone()));
+        }
+    }
     for (task, spec) in specs.into_iter().enumerate() {
         let signal = signals[task].clone();
         let mailbox = mailboxes[task].clone();
+        let mailbox_of_task = mailbox.clone();
         let cell = cells[task].clone();
         let task_shared = shared.clone();
         let rt = TaskRuntime {
@@ -1020,6 +1129,11 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
             buffer_timeout,
             mode: checkpoint_cfg.checkpointing_mode,
             coordinator: coordinator_tx.clone(),
+            coordinated: coordinated
+                .iter()
+                .filter(|(t, _, _)| *t == task)
+                .map(|(_, _, ch)| ch.clone())
+                .collect(),
         };
         let thread_name = format!("weir-{task}");
         let async_runtime = g.runtime.as_ref().map(|r| r.handle().clone());
@@ -1040,6 +1154,17 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
                     body.run(&mut env, &rt)
                 }));
                 cell.finish();
+                // Coordinators can no longer reach this task; events in its mailbox are lost
+                // with it (a failure: the coordinator hears attempt_failed).
+                let how = if matches!(r, Ok(Ok(()))) {
+                    "finished"
+                } else {
+                    "failed or cancelled"
+                };
+                for ch in &rt.coordinated {
+                    ch.end(how);
+                }
+                mailbox_of_task.discard();
                 let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
                 match r {
                     Ok(Ok(())) => {}
@@ -1079,6 +1204,62 @@ fn launch(g: &mut Graph, plan: &Plan, restore_latest: bool, level: &JobLevel) ->
         }
     }
     Ok(handle)
+}
+
+/// Before an attempt starts: a restarted job resets its coordinators to the restored
+/// checkpoint (or to nothing) and resets every subtask; the first attempt starts them (after a
+/// reset if the job starts from a checkpoint).
+fn reset_coordinators(
+    g: &Graph,
+    plan: &Plan,
+    attempt: u32,
+    restored: Option<&CompletedCheckpoint>,
+    storage: Option<&dyn CheckpointStorage>,
+) -> Result<()> {
+    for (node, h) in &g.coordinators {
+        let id = restored.map(|c| c.metadata.checkpoint_id);
+        let state = match restored {
+            Some(c) => match c.metadata.extra.get(&coordinator_state_key(&h.uid)) {
+                Some(handle) => {
+                    let local;
+                    let reader: &dyn CheckpointStorage = match storage {
+                        Some(s) => s,
+                        None => {
+                            local = LocalCheckpointStorage::new(&c.location);
+                            &local
+                        }
+                    };
+                    Some(
+                        reader
+                            .read_state(c, handle, FileKind::OperatorState)
+                            .map_err(|e| JobError::Restore(e.to_string()))?,
+                    )
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if attempt > 0 || restored.is_some() {
+            h.reset(id, state)
+                .map_err(|message| JobError::CoordinatorFailed {
+                    operator: h.name.clone(),
+                    message,
+                })?;
+        }
+        if attempt == 0 {
+            h.post(RunnerMsg::Start);
+        } else {
+            for subtask in 0..plan.parallelism[*node] {
+                h.post(RunnerMsg::SubtaskReset { subtask, id });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key of a coordinator's state in a checkpoint's metadata.
+pub(crate) fn coordinator_state_key(uid: &str) -> String {
+    format!("coordinator/{uid}")
 }
 
 pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {

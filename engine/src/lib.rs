@@ -59,6 +59,7 @@
 //! Module map:
 //! - [`stream`] — the typed job API; [`operator`] — the operator, source and sink traits;
 //! - [`async_io`] — calls to external services with a bounded queue of requests in flight;
+//! - [`coordination`] — job-side coordinators of operators, their events and store;
 //! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];
 //! - `channel` — gates, credits, record writers; `task` — mailbox loops, chains, timers;
 //! - [`time`] — watermarks, idleness, watermark strategies; [`metrics`]; [`config`].
@@ -69,6 +70,7 @@ pub mod async_io;
 pub mod channel;
 pub mod checkpoint;
 pub mod config;
+pub mod coordination;
 pub mod data;
 pub mod error;
 pub(crate) mod graph;

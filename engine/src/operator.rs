@@ -22,6 +22,8 @@ use weir_state::{
     KeyedStateBackend, KeyedTimers, ListStateHandle, MapStateHandle, ValueStateHandle,
 };
 
+use crate::coordination::gateway::ToCoordinator;
+use crate::coordination::OperatorEvent;
 use crate::data::{Data, Key};
 use crate::error::{TaskError, UserError};
 use crate::task::chain::Input;
@@ -46,6 +48,7 @@ pub struct OperatorInfo {
 /// What an operator can do while it handles a call: emit, read time, register timers.
 pub struct Context<'a, O> {
     pub(crate) out: &'a mut dyn Input<O>,
+    pub(crate) coordinator: Option<&'a ToCoordinator>,
     pub(crate) env: &'a mut TaskEnv,
     pub(crate) timers: &'a mut BTreeSet<i64>,
     pub(crate) info: &'a OperatorInfo,
@@ -110,6 +113,35 @@ impl<'a, O: Data> Context<'a, O> {
     pub fn info(&self) -> &OperatorInfo {
         self.info
     }
+
+    /// Sends an event to this operator's coordinator (never blocks); an error if the operator
+    /// has none.
+    pub fn send_to_coordinator<E: Data>(&self, event: E) -> Result<(), UserError> {
+        send_to_coordinator(self.coordinator, self.info, event)
+    }
+}
+
+fn send_to_coordinator<E: Data>(
+    coordinator: Option<&ToCoordinator>,
+    info: &OperatorInfo,
+    event: E,
+) -> Result<(), UserError> {
+    match coordinator {
+        Some(c) => c.send(event),
+        None => Err(format!(
+            "operator '{}' has no coordinator to send events to (attach one with coordinated_by)",
+            info.name
+        )
+        .into()),
+    }
+}
+
+fn no_event_handler(event: &OperatorEvent) -> UserError {
+    format!(
+        "received a coordinator event ({}) but does not handle events (implement handle_operator_event)",
+        event.type_name()
+    )
+    .into()
 }
 
 /// A one-input, one-output operator.
@@ -150,6 +182,16 @@ pub trait Operator: Send + 'static {
     /// still pending are dropped (as in Flink): `on_timer` is never called after `finish`.
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
+    }
+    /// An event from this operator's coordinator (see [`coordination`](crate::coordination)),
+    /// between records. The default fails: an operator with a coordinator that sends events
+    /// implements this.
+    fn handle_operator_event(
+        &mut self,
+        event: OperatorEvent,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), UserError> {
+        Err(no_event_handler(&event))
     }
     /// Returns this subtask's operator (non-keyed) state for checkpoint `checkpoint_id`, or
     /// `None` if it has none. Called on the task thread between records; encode with
@@ -421,6 +463,7 @@ pub enum SourceStatus {
 /// What a source can do while polled.
 pub struct SourceContext<'a, T> {
     pub(crate) out: &'a mut dyn Input<T>,
+    pub(crate) coordinator: Option<&'a ToCoordinator>,
     pub(crate) env: &'a mut TaskEnv,
     pub(crate) info: &'a OperatorInfo,
     pub(crate) error: Option<TaskError>,
@@ -470,6 +513,10 @@ impl<'a, T: Data> SourceContext<'a, T> {
     pub fn info(&self) -> &OperatorInfo {
         self.info
     }
+    /// Sends an event to this source's coordinator (never blocks); an error if it has none.
+    pub fn send_to_coordinator<E: Data>(&self, event: E) -> Result<(), UserError> {
+        send_to_coordinator(self.coordinator, self.info, event)
+    }
 }
 
 /// A source of records, polled by its task.
@@ -486,6 +533,11 @@ pub trait Source: Send + 'static {
         &mut self,
         ctx: &mut SourceContext<'_, Self::Out>,
     ) -> Result<SourceStatus, UserError>;
+    /// An event from this source's coordinator, between polls; the source is polled right
+    /// after. The default fails: a source with a coordinator that sends events implements this.
+    fn handle_operator_event(&mut self, event: OperatorEvent) -> Result<(), UserError> {
+        Err(no_event_handler(&event))
+    }
     /// Returns this subtask's source state (its position) for checkpoint `checkpoint_id`, or
     /// `None` if it has none. Called between polls; encode with
     /// [`encode_state`](crate::checkpoint::encode_state).

@@ -20,11 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::async_io::{AsyncIo, AsyncLink, AsyncResult};
 use crate::checkpoint::RestoreState;
 use crate::config::Config;
+use crate::coordination::gateway::ToCoordinator;
+use crate::coordination::runner::CoordinatorHandle;
+use crate::coordination::{Coordinator, CoordinatorContext, CoordinatorInfo};
 use crate::data::{Data, Key, KeySelector};
 use crate::error::{Result, UserError, ValidationError};
 use crate::graph::{
-    chain, EdgeSpec, Graph, KeyRouterImpl, LinkFactory, Node, NodeKind, Partition, SourceFactory,
-    TypeOps, TypedEdge,
+    chain, CoordinatorFactory, EdgeSpec, Graph, KeyRouterImpl, LinkFactory, Node, NodeKind,
+    Partition, SourceFactory, TypeOps, TypedEdge,
 };
 use crate::job::{JobHandle, JobResult};
 use crate::operator::{KeyedOperator, Operator, OperatorInfo, Sink, Source};
@@ -62,6 +65,7 @@ impl StreamEnv {
                 errors: Vec::new(),
                 async_io: false,
                 runtime: None,
+                coordinators: Vec::new(),
             })),
         }
     }
@@ -131,6 +135,8 @@ impl StreamEnv {
                 })),
                 in_type: None,
                 out_type: Some(TypeOps::<S::Out>::boxed()),
+                coordinator: None,
+                coordinatable: true,
             });
             g.nodes.len() - 1
         };
@@ -152,6 +158,7 @@ impl StreamEnv {
                     errors: std::mem::take(&mut g.errors),
                     async_io: g.async_io,
                     runtime: None,
+                    coordinators: Vec::new(),
                 }
             });
         crate::job::start(graph)
@@ -174,11 +181,13 @@ impl<S: Source, M: FnMut(&OperatorInfo) -> S + Send> SourceFactory for SourceNod
         info: OperatorInfo,
         chain_box: Box<dyn Any>,
         restore: RestoreState,
+        coordinator: Option<ToCoordinator>,
     ) -> Box<dyn TaskBody> {
         let source = (self.make)(&info);
         Box::new(SourceTask {
             source,
             info,
+            coordinator,
             chain: chain::<S::Out>(chain_box),
             restore: restore.operator,
         })
@@ -197,10 +206,12 @@ impl<O: Operator, M: FnMut(&OperatorInfo) -> O + Send> LinkFactory for OperatorN
         index: usize,
         next: Box<dyn Any>,
         restore: RestoreState,
+        coordinator: Option<ToCoordinator>,
     ) -> Box<dyn Any> {
         let op = (self.make)(&info);
         let mut link = OperatorLink::new(op, chain::<O::Out>(next), index, info);
         link.restore = restore.operator;
+        link.coordinator = coordinator;
         let link: Box<dyn Input<O::In>> = Box::new(link);
         Box::new(link)
     }
@@ -224,6 +235,7 @@ where
         index: usize,
         next: Box<dyn Any>,
         restore: RestoreState,
+        _coordinator: Option<ToCoordinator>,
     ) -> Box<dyn Any> {
         let op = (self.make)(&info);
         let mut link = KeyedLink::new(op, self.key_fn.clone(), chain::<O::Out>(next), index, info);
@@ -245,6 +257,7 @@ impl<S: Sink, M: FnMut(&OperatorInfo) -> S + Send> LinkFactory for SinkNode<S, M
         index: usize,
         _next: Box<dyn Any>,
         restore: RestoreState,
+        _coordinator: Option<ToCoordinator>,
     ) -> Box<dyn Any> {
         let sink = (self.make)(&info);
         let link: Box<dyn Input<S::In>> = Box::new(SinkLink {
@@ -254,6 +267,29 @@ impl<S: Sink, M: FnMut(&OperatorInfo) -> S + Send> LinkFactory for SinkNode<S, M
             restore: restore.operator,
         });
         Box::new(link)
+    }
+}
+
+struct CoordinatorNode<C, M> {
+    make: Option<M>,
+    _c: PhantomData<fn() -> C>,
+}
+
+impl<C, M> CoordinatorFactory for CoordinatorNode<C, M>
+where
+    C: Coordinator,
+    M: FnOnce(&CoordinatorInfo) -> C + Send,
+{
+    fn spawn(
+        &mut self,
+        ctx: CoordinatorContext,
+        fail: std::sync::Arc<dyn Fn(crate::error::JobError) + Send + Sync>,
+    ) -> std::io::Result<std::sync::Arc<CoordinatorHandle>> {
+        let make = self.make.take().ok_or_else(|| {
+            std::io::Error::other("a coordinator factory can start one coordinator")
+        })?;
+        let coordinator = make(&ctx.info);
+        CoordinatorHandle::spawn(coordinator, ctx, fail)
     }
 }
 
@@ -275,6 +311,7 @@ where
         index: usize,
         next: Box<dyn Any>,
         restore: RestoreState,
+        _coordinator: Option<ToCoordinator>,
     ) -> Box<dyn Any> {
         let f = self.function.clone();
         let call: Box<dyn FnMut(In) -> AsyncResult<Out> + Send> =
@@ -345,6 +382,8 @@ impl<T: Data> DataStream<T> {
             kind,
             in_type: Some(TypeOps::<T>::boxed()),
             out_type,
+            coordinator: None,
+            coordinatable: false,
         });
         g.nodes.len() - 1
     }
@@ -360,7 +399,36 @@ impl<T: Data> DataStream<T> {
             _o: PhantomData,
         }));
         let id = self.add_node(name, kind, Some(TypeOps::<O::Out>::boxed()));
+        self.graph.borrow_mut().nodes[id].coordinatable = true;
         DataStream::of_node(self.graph.clone(), id)
+    }
+
+    /// Attaches a coordinator to the operator (or source) that produces this stream: `make`
+    /// builds it once when the job starts; it runs on the job side for the whole job and
+    /// exchanges events with the operator's subtasks. See [`coordination`](crate::coordination).
+    pub fn coordinated_by<C, M>(self, make: M) -> Self
+    where
+        C: Coordinator,
+        M: FnOnce(&CoordinatorInfo) -> C + Send + 'static,
+    {
+        let factory: Box<dyn CoordinatorFactory> = Box::new(CoordinatorNode {
+            make: Some(make),
+            _c: PhantomData,
+        });
+        if let Some(id) = self.node {
+            let mut g = self.graph.borrow_mut();
+            if !g.nodes[id].coordinatable {
+                let operator = g.nodes[id].name.clone();
+                g.errors.push(ValidationError::InvalidSetting {
+                    operator,
+                    setting: "coordinator",
+                    expected: "a source or a one-input operator (transform); keyed and async I/O operators and sinks take no coordinator",
+                });
+                drop(g);
+                return self;
+            }
+        }
+        self.with_node("coordinator", move |n| n.coordinator = Some(factory))
     }
 
     /// Calls an external service for every record without waiting for it: `function` returns

@@ -26,6 +26,19 @@ pub trait StreamEnvExt {
 
     /// Records from a [`Generator`] (bounded or not, optionally rate-limited), in parallel.
     fn generate<T: Data>(&self, generator: Generator<T>) -> DataStream<T>;
+
+    /// A split source: a [`SplitEnumerator`](crate::SplitEnumerator) coordinator hands
+    /// `splits` out on request, each subtask reads them with a reader from `make_reader`.
+    /// Every split is read exactly once in what checkpoints cover.
+    fn split_source<R, M>(
+        &self,
+        name: &str,
+        splits: Vec<R::Split>,
+        make_reader: M,
+    ) -> DataStream<R::Out>
+    where
+        R: crate::SplitReader,
+        M: FnMut() -> R + Send + 'static;
 }
 
 impl StreamEnvExt for StreamEnv {
@@ -48,6 +61,20 @@ impl StreamEnvExt for StreamEnv {
 
     fn generate<T: Data>(&self, generator: Generator<T>) -> DataStream<T> {
         self.add_source("Generator Source", move |info| generator.instance(info))
+    }
+
+    fn split_source<R, M>(
+        &self,
+        name: &str,
+        splits: Vec<R::Split>,
+        mut make_reader: M,
+    ) -> DataStream<R::Out>
+    where
+        R: crate::SplitReader,
+        M: FnMut() -> R + Send + 'static,
+    {
+        self.add_source(name, move |_| crate::SplitSource::new(make_reader()))
+            .coordinated_by(move |_| crate::SplitEnumerator::new(splits))
     }
 }
 

@@ -43,5 +43,9 @@ pub use ext::{DataStreamExt, KeyedStreamExt, StreamEnvExt};
 pub use keyed::{KeyedProcessFunction, Reduce};
 pub use sink::two_phase::{FileTransactions, FileTxn, TransactionalSink, TwoPhaseCommit};
 pub use sink::{CollectHandle, CollectSink, DiscardSink, PrintSink};
+pub use source::split::{
+    directory_splits, sequence_splits, LinesReader, RangeReader, SplitEnumerator, SplitReader,
+    SplitSource,
+};
 pub use source::{Generator, GeneratorSource, IterSource};
 pub use transform::{Filter, FlatMap, Map};

@@ -87,6 +87,19 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Round trip of coordinator events (subtask -> coordinator -> subtask) with several
+    /// subtasks pinging at once.
+    Coordinator {
+        /// Parallelisms to measure, comma-separated.
+        #[arg(long, default_value = "1,2,4,8,16", value_delimiter = ',')]
+        subtasks: Vec<usize>,
+        /// Round trips per subtask.
+        #[arg(long, default_value_t = 2000)]
+        round_trips: usize,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Async I/O throughput against Little's law (capacity / latency · parallelism):
     /// generator -> async_io (a tokio timer of --latency per request) -> sink, optionally with
     /// checkpoints every --interval.
@@ -184,6 +197,25 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", report.table());
+            }
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Coordinator {
+                    subtasks,
+                    round_trips,
+                    json,
+                },
+        } => {
+            if subtasks.contains(&0) || round_trips == 0 {
+                bail!("--subtasks and --round-trips must be at least 1");
+            }
+            let rows = weir::bench::coordinator::run(&subtasks, round_trips)?;
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!("{}", weir::bench::coordinator::table(&rows));
             }
             Ok(())
         }

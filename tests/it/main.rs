@@ -5,6 +5,7 @@ mod backpressure;
 mod checkpoint;
 mod common;
 mod config;
+mod coordination;
 mod crash;
 mod keyed;
 mod lifecycle;

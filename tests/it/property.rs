@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use weir::engine::{CheckpointingMode, RestartStrategyKind};
-use weir::operators::{FileTransactions, KeyedProcessFunction, TwoPhaseCommit};
+use weir::operators::{
+    sequence_splits, FileTransactions, KeyedProcessFunction, RangeReader, TwoPhaseCommit,
+};
 use weir::prelude::*;
 use weir::state::checkpoint::format::FileKind;
 use weir::state::checkpoint::{
@@ -133,7 +135,7 @@ impl KeyedProcessFunction<u64, u64, String> for Seen {
     }
 }
 
-fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
+fn run_case(mode: &str, seed: u64, splits: bool) -> (Vec<String>, u64, usize) {
     let root = std::env::temp_dir().join(format!("weir-prop-{mode}-{seed}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let mut rng = Rng(seed);
@@ -177,7 +179,13 @@ fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
     } else {
         AsyncIo::unordered(32)
     };
-    env.generate(Generator::new(|i| i).bounded(N).rate_limited(100_000.0))
+    let numbers = if splits {
+        // The split source: its coordinator assigns ranges of 10 numbers on request.
+        env.split_source("numbers", sequence_splits(N, 10), RangeReader::default)
+    } else {
+        env.generate(Generator::new(|i| i).bounded(N).rate_limited(100_000.0))
+    };
+    numbers
         .set_parallelism(2)
         .uid("numbers")
         .map(move |x| {
@@ -255,6 +263,30 @@ fn run_case(mode: &str, seed: u64) -> (Vec<String>, u64, usize) {
 
 #[test]
 fn random_failures_never_change_the_committed_output() {
+    let expected = expected_output();
+    let (mut restarts, mut write_failures) = (0, 0);
+    for mode in ["aligned", "unaligned", "aligned-timeout", "at-least-once"] {
+        for seed in 1..=6u64 {
+            let (got, failed_writes, r) = run_case(mode, seed * 7919, false);
+            restarts += r;
+            write_failures += failed_writes;
+            assert!(
+                r >= 1,
+                "{mode} seed {seed}: a planned failure did not happen"
+            );
+            check(mode, seed, &got, &expected);
+        }
+    }
+    eprintln!("property test: {restarts} restarts and {write_failures} failed checkpoint writes over 24 cases (async stage ordered and unordered)");
+    assert!(write_failures > 0, "checkpoint writes failed too");
+    assert!(
+        ASYNC_ERRORS.load(Ordering::Relaxed) > 0,
+        "no error was injected into the async stage"
+    );
+}
+
+/// The failure-free output, sorted.
+fn expected_output() -> Vec<String> {
     let mut expected: Vec<String> = (0..N)
         .flat_map(|x| {
             if x % 7 == 0 {
@@ -266,44 +298,51 @@ fn random_failures_never_change_the_committed_output() {
         .map(|x| x.to_string())
         .collect();
     expected.sort();
-    let (mut restarts, mut write_failures) = (0, 0);
+    expected
+}
+
+/// Exactly the expected output; with at-least-once, every expected record at least once.
+fn check(mode: &str, seed: u64, got: &[String], expected: &[String]) {
+    if mode == "at-least-once" {
+        // At-least-once may replay records after a restore, never lose one.
+        let values: BTreeSet<u64> = got
+            .iter()
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(
+            values.len(),
+            expected.len(),
+            "{mode} seed {seed}: records lost"
+        );
+    } else {
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{mode} seed {seed}: records lost or duplicated"
+        );
+        assert!(
+            got == expected,
+            "{mode} seed {seed}: committed output differs"
+        );
+    }
+}
+
+/// The split source under the same random failures, in every checkpoint mode: every split is
+/// read exactly once in the committed output (at-least-once: at least once).
+#[test]
+fn the_split_source_reads_every_split_once_under_random_failures() {
+    let expected = expected_output();
+    let mut restarts = 0;
     for mode in ["aligned", "unaligned", "aligned-timeout", "at-least-once"] {
-        for seed in 1..=6u64 {
-            let (got, failed_writes, r) = run_case(mode, seed * 7919);
+        for seed in 1..=3u64 {
+            let (got, _, r) = run_case(mode, seed * 104_729, true);
             restarts += r;
-            write_failures += failed_writes;
             assert!(
                 r >= 1,
                 "{mode} seed {seed}: a planned failure did not happen"
             );
-            if mode == "at-least-once" {
-                // At-least-once may replay records after a restore, never lose one.
-                let values: BTreeSet<u64> = got
-                    .iter()
-                    .filter_map(|l| l.split(' ').next()?.parse().ok())
-                    .collect();
-                assert_eq!(
-                    values.len(),
-                    expected.len(),
-                    "{mode} seed {seed}: records lost"
-                );
-            } else {
-                assert_eq!(
-                    got.len(),
-                    expected.len(),
-                    "{mode} seed {seed}: records lost or duplicated"
-                );
-                assert!(
-                    got == expected,
-                    "{mode} seed {seed}: committed output differs"
-                );
-            }
+            check(mode, seed, &got, &expected);
         }
     }
-    eprintln!("property test: {restarts} restarts and {write_failures} failed checkpoint writes over 24 cases (async stage ordered and unordered)");
-    assert!(write_failures > 0, "checkpoint writes failed too");
-    assert!(
-        ASYNC_ERRORS.load(Ordering::Relaxed) > 0,
-        "no error was injected into the async stage"
-    );
+    eprintln!("split source property test: {restarts} restarts over 12 cases");
 }

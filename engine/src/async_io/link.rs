@@ -478,6 +478,14 @@ impl<In: Data + Debug, Out: Data> Input<In> for AsyncLink<In, Out> {
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.flush(partial, env)
     }
+    fn operator_event(
+        &mut self,
+        operator: usize,
+        event: crate::coordination::OperatorEvent,
+        env: &mut TaskEnv,
+    ) -> Result<Option<crate::coordination::OperatorEvent>, TaskError> {
+        self.next.operator_event(operator, event, env)
+    }
     fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.apply_outcomes(env)?;
         self.emit_ready(env)?;

@@ -21,6 +21,7 @@ use weir_state::checkpoint::{
 
 use super::stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
 use super::{Barrier, OperatorSubtaskState};
+use crate::coordination::runner::{CoordinatorHandle, RunnerMsg};
 use crate::error::CheckpointError;
 use crate::task::mailbox::{Control, Mailbox};
 use crate::time::now_ms;
@@ -87,6 +88,8 @@ pub(crate) struct CoordinatorSetup {
     pub tolerable_failures: usize,
     /// Fails the job (tolerable failures exceeded).
     pub fail_job: Box<dyn Fn(crate::error::JobError) + Send>,
+    /// The operators' coordinators: checkpointed before the sources are triggered.
+    pub operator_coordinators: Vec<Arc<CoordinatorHandle>>,
 }
 
 /// Threads writing one checkpoint's state files in parallel.
@@ -103,6 +106,8 @@ struct Pending {
     acks: HashMap<usize, Vec<OperatorSubtaskState>>,
     task_stats: Vec<TaskCheckpointStats>,
     waiters: Vec<TriggerReply>,
+    /// The operator coordinators' states: (operator uid, bytes).
+    coordinator_states: Vec<(String, Vec<u8>)>,
 }
 
 struct Coordinator {
@@ -231,9 +236,29 @@ impl Coordinator {
                 acks: HashMap::new(),
                 task_stats: Vec::new(),
                 waiters: Vec::new(),
+                coordinator_states: Vec::new(),
             },
         );
         self.s.pending.lock().insert(id, Instant::now());
+        // Coordinators first (as in Flink): once each produced its state and every event it
+        // sent before was handled, no event can fall on the wrong side of the barrier.
+        let mut states = Vec::new();
+        for h in &self.s.operator_coordinators {
+            match h.checkpoint(id, self.s.timeout) {
+                Ok(bytes) => states.push((h.uid.clone(), bytes)),
+                Err(reason) => {
+                    let e = CheckpointError::Declined {
+                        id,
+                        reason: format!("the coordinator of '{}': {reason}", h.name),
+                    };
+                    self.abort(id, e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.coordinator_states = states;
+        }
         tracing::debug!(id, ?kind, "triggering checkpoint");
         for &t in &self.s.source_tasks {
             self.s.mailboxes[t].post(Control::TriggerCheckpoint(barrier));
@@ -313,6 +338,9 @@ impl Coordinator {
                 self.consecutive_failures = 0;
                 for m in &self.s.mailboxes {
                     m.post(Control::CheckpointComplete(id));
+                }
+                for h in &self.s.operator_coordinators {
+                    h.post(RunnerMsg::Complete(id));
                 }
                 if done.metadata.kind == CheckpointKind::Checkpoint {
                     if let Some(storage) = &self.s.storage {
@@ -518,6 +546,18 @@ impl Coordinator {
                 }
             })
             .collect();
+        let mut extra = BTreeMap::new();
+        for (uid, bytes) in &p.coordinator_states {
+            let key = crate::job::coordinator_state_key(uid);
+            let stem: String = uid
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .take(64)
+                .collect();
+            let name = format!("coordinator-{}-{stem}.operator", extra.len() + 1);
+            let handle = storage.write_state(id, kind, &name, FileKind::OperatorState, bytes)?;
+            extra.insert(key, handle);
+        }
         storage.commit(&CheckpointMetadata {
             job: self.s.job.clone(),
             checkpoint_id: id,
@@ -525,13 +565,16 @@ impl Coordinator {
             timestamp_ms,
             unaligned,
             operators,
-            extra: BTreeMap::new(),
+            extra,
         })
     }
 
     fn notify_aborted(&self, id: u64) {
         for m in &self.s.mailboxes {
             m.post(Control::CheckpointAborted(id));
+        }
+        for h in &self.s.operator_coordinators {
+            h.post(RunnerMsg::Aborted(id));
         }
         if let Some(storage) = &self.s.storage {
             let _ = storage.abort(id);

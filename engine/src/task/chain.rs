@@ -14,6 +14,8 @@ use weir_state::keyed::KeyedStateSnapshot;
 use weir_state::{KeyGroupRange, KeyedStateBackend, KeyedTimers};
 
 use crate::checkpoint::{Barrier, OperatorSubtaskState};
+use crate::coordination::gateway::ToCoordinator;
+use crate::coordination::OperatorEvent;
 use crate::data::{Data, KeySelector};
 use crate::error::{TaskError, UserError};
 use crate::operator::{
@@ -43,6 +45,17 @@ pub(crate) trait Input<T>: Send {
     /// Release everything; best effort, also after a failure.
     fn close(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
         Ok(())
+    }
+    /// An event from the coordinator of the chain's operator `operator` (by index): the
+    /// operator with that index handles it; returns the event if no link of this branch has
+    /// that index.
+    fn operator_event(
+        &mut self,
+        _operator: usize,
+        event: OperatorEvent,
+        _env: &mut TaskEnv,
+    ) -> Result<Option<OperatorEvent>, TaskError> {
+        Ok(Some(event))
     }
     /// Async I/O operators of the chain apply completed requests and emit what they may.
     fn poll_async(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
@@ -127,6 +140,8 @@ pub(crate) struct OperatorLink<O: Operator> {
     pub next: Box<dyn Input<O::Out>>,
     pub index: usize,
     pub info: OperatorInfo,
+    /// The way to the operator's coordinator, if it has one.
+    pub coordinator: Option<ToCoordinator>,
     pub timers: BTreeSet<i64>,
     pub watermark: Watermark,
     /// Operator state to restore before `open`.
@@ -145,6 +160,7 @@ impl<O: Operator> OperatorLink<O> {
             next,
             index,
             info,
+            coordinator: None,
             timers: BTreeSet::new(),
             watermark: Watermark::MIN,
             restore: None,
@@ -156,6 +172,7 @@ macro_rules! ctx {
     ($s:ident, $env:ident) => {
         Context {
             out: &mut *$s.next,
+            coordinator: $s.coordinator.as_ref(),
             env: &mut *$env,
             timers: &mut $s.timers,
             info: &$s.info,
@@ -244,6 +261,23 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
     }
     fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.poll_async(env)
+    }
+    fn operator_event(
+        &mut self,
+        operator: usize,
+        event: OperatorEvent,
+        env: &mut TaskEnv,
+    ) -> Result<Option<OperatorEvent>, TaskError> {
+        if operator != self.index {
+            return self.next.operator_event(operator, event, env);
+        }
+        as_operator!(
+            env,
+            self.index,
+            ctx = ctx!(self, env),
+            self.op.handle_operator_event(event, &mut ctx)
+        )?;
+        Ok(None)
     }
     fn snapshot(
         &mut self,
@@ -443,6 +477,7 @@ where
             self.index,
             ctx = Context {
                 out: &mut *self.next,
+                coordinator: None,
                 env: &mut *env,
                 timers: &mut self.unkeyed_timers,
                 info: &self.info,
@@ -464,6 +499,14 @@ where
     }
     fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.next.poll_async(env)
+    }
+    fn operator_event(
+        &mut self,
+        operator: usize,
+        event: OperatorEvent,
+        env: &mut TaskEnv,
+    ) -> Result<Option<OperatorEvent>, TaskError> {
+        self.next.operator_event(operator, event, env)
     }
     fn snapshot(
         &mut self,
@@ -649,6 +692,21 @@ impl<T: Data> Input<T> for FanOut<T> {
     }
     fn poll_async(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.outs.iter_mut().try_for_each(|o| o.poll_async(env))
+    }
+    fn operator_event(
+        &mut self,
+        operator: usize,
+        event: OperatorEvent,
+        env: &mut TaskEnv,
+    ) -> Result<Option<OperatorEvent>, TaskError> {
+        let mut event = Some(event);
+        for o in &mut self.outs {
+            match event.take() {
+                Some(e) => event = o.operator_event(operator, e, env)?,
+                None => break,
+            }
+        }
+        Ok(event)
     }
     fn snapshot(
         &mut self,

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use super::signal::Signal;
 
 /// A control message for a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Control {
     /// Take checkpoint `barrier.id` now (sent to source tasks).
     TriggerCheckpoint(crate::checkpoint::Barrier),
@@ -24,6 +24,11 @@ pub(crate) enum Control {
     /// The aligned checkpoint of this barrier exceeded its alignment timeout: take it
     /// unaligned now if not taken yet.
     AlignmentTimeout(crate::checkpoint::Barrier),
+    /// An event from the coordinator of the chain's operator `operator` (its index).
+    OperatorEvent {
+        operator: usize,
+        event: crate::coordination::OperatorEvent,
+    },
 }
 
 /// What a task found in its mailbox.
@@ -101,6 +106,12 @@ impl Mailbox {
     pub(crate) fn post(&self, control: Control) {
         self.queue.lock().push_back(control);
         self.raise();
+    }
+
+    /// The task ended: drops the control messages left (coordinator events among them count
+    /// as delivered-or-lost from now on).
+    pub(crate) fn discard(&self) {
+        self.queue.lock().clear();
     }
 
     /// Whether cancellation was requested.

@@ -16,6 +16,8 @@ use crate::channel::{Event, Message};
 use crate::checkpoint::coordinator::CoordinatorMsg;
 use crate::checkpoint::{Barrier, ChannelStateSnapshot, OperatorSubtaskState, TaskCheckpointStats};
 use crate::config::CheckpointingMode;
+use crate::coordination::gateway::{SubtaskChannel, ToCoordinator};
+use crate::coordination::OperatorEvent;
 use crate::data::Data;
 use crate::error::TaskError;
 use crate::operator::{OperatorInfo, Source, SourceContext, SourceStatus};
@@ -35,10 +37,20 @@ pub(crate) struct TaskRuntime {
     pub buffer_timeout: Duration,
     pub mode: CheckpointingMode,
     pub coordinator: Option<Sender<CoordinatorMsg>>,
+    /// Paths from operator coordinators to the operators of this task.
+    pub coordinated: Vec<Arc<SubtaskChannel>>,
 }
 
 impl TaskRuntime {
+    /// This task is done with checkpoint `id`: coordinator events held for it may come now.
+    fn release_events(&self, id: u64) {
+        for ch in &self.coordinated {
+            ch.release(id);
+        }
+    }
+
     fn decline(&self, id: u64, reason: String) {
+        self.release_events(id);
         tracing::warn!(task = self.task, id, "declining checkpoint: {reason}");
         if let Some(c) = &self.coordinator {
             let _ = c.send(CoordinatorMsg::Decline {
@@ -50,6 +62,7 @@ impl TaskRuntime {
     }
 
     fn ack(&self, id: u64, states: Vec<OperatorSubtaskState>, stats: TaskCheckpointStats) {
+        self.release_events(id);
         if let Some(c) = &self.coordinator {
             let _ = c.send(CoordinatorMsg::Ack {
                 task: self.task,
@@ -270,6 +283,9 @@ impl<'a> Scheduler<'a> {
                 match control {
                     Control::CheckpointComplete(id) => chain.notify_checkpoint(id, true, env)?,
                     Control::CheckpointAborted(id) => chain.notify_checkpoint(id, false, env)?,
+                    Control::OperatorEvent { operator, event } => {
+                        deliver(chain, operator, event, env)?
+                    }
                     Control::TriggerCheckpoint(_) | Control::AlignmentTimeout(_) => {}
                 }
             }
@@ -294,10 +310,33 @@ impl<'a> Scheduler<'a> {
     }
 }
 
+/// Hands a coordinator event to the chain's operator `operator`; an event no operator takes
+/// fails the task (it is never dropped silently).
+fn deliver<T>(
+    chain: &mut dyn Input<T>,
+    operator: usize,
+    event: OperatorEvent,
+    env: &mut TaskEnv,
+) -> Result<(), TaskError> {
+    match chain.operator_event(operator, event, env)? {
+        None => Ok(()),
+        Some(e) => Err(TaskError::user(
+            operator,
+            format!(
+                "a coordinator event ({}) reached an operator that cannot receive events",
+                e.type_name()
+            )
+            .into(),
+        )),
+    }
+}
+
 /// A task whose head is a source.
 pub(crate) struct SourceTask<S: Source> {
     pub source: S,
     pub info: OperatorInfo,
+    /// The way to the source's coordinator, if it has one.
+    pub coordinator: Option<ToCoordinator>,
     pub chain: Box<dyn Input<S::Out>>,
     /// Source state to restore before `open`.
     pub restore: Option<Vec<u8>>,
@@ -359,6 +398,15 @@ impl<S: Source> SourceTask<S> {
                 sched.rt.ack(barrier.id, states, stats);
             }
             Control::AlignmentTimeout(_) => {} // sources never align
+            Control::OperatorEvent { operator: 0, event } => {
+                env.current_operator = 0;
+                source
+                    .handle_operator_event(event)
+                    .map_err(|e| TaskError::user(0, e))?;
+                // The event may have given the source work (a split): poll it now.
+                sched.wake_at = None;
+            }
+            Control::OperatorEvent { operator, event } => deliver(chain, operator, event, env)?,
             Control::CheckpointComplete(id) | Control::CheckpointAborted(id) => {
                 let complete = matches!(control, Control::CheckpointComplete(_));
                 env.current_operator = 0;
@@ -378,6 +426,7 @@ impl<S: Source> SourceTask<S> {
         source: &mut S,
         restore: Option<Vec<u8>>,
         info: &OperatorInfo,
+        coordinator: Option<&ToCoordinator>,
         chain: &mut dyn Input<S::Out>,
         env: &mut TaskEnv,
         sched: &mut Scheduler<'_>,
@@ -405,6 +454,7 @@ impl<S: Source> SourceTask<S> {
             }
             let mut ctx = SourceContext {
                 out: &mut *chain,
+                coordinator,
                 env: &mut *env,
                 info,
                 error: None,
@@ -439,12 +489,21 @@ impl<S: Source> TaskBody for SourceTask<S> {
         let SourceTask {
             mut source,
             info,
+            coordinator,
             mut chain,
             restore,
         } = *self;
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
-        let result = Self::run_loop(&mut source, restore, &info, chain, env, &mut sched);
+        let result = Self::run_loop(
+            &mut source,
+            restore,
+            &info,
+            coordinator.as_ref(),
+            chain,
+            env,
+            &mut sched,
+        );
         env.metrics.publish(0, env.records_out, 0, 0, 0);
         // Close everything, also after a failure or cancellation; the first error wins.
         env.current_operator = 0;
@@ -912,6 +971,9 @@ impl<T: Data> InputTask<T> {
                             let last = barriers.last_taken;
                             barriers.aborted.retain(|a| *a > last);
                             chain.notify_checkpoint(id, false, env)?;
+                        }
+                        Control::OperatorEvent { operator, event } => {
+                            deliver(chain, operator, event, env)?
                         }
                     }
                 }

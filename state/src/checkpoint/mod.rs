@@ -1,6 +1,6 @@
 //! Checkpoint storage: where snapshots live on disk, in what format, and for how long.
 //!
-//! - [`format`]: every persisted file is framed with a magic number, a format version, its kind,
+//! - [`format`](mod@format): every persisted file is framed with a magic number, a format version, its kind,
 //!   its payload length and a CRC32 of the payload; a file that fails any check is reported as
 //!   corrupt with its path, never silently read.
 //! - [`storage`]: the [`CheckpointStorage`] trait and its local-directory implementation: one

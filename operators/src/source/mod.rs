@@ -4,6 +4,8 @@
 //! Both emit at most [`SOURCE_BATCH`](weir_engine::SOURCE_BATCH) records per poll and stop early
 //! when the task asks them to yield, so their task serves its mailbox between batches.
 
+pub mod split;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
