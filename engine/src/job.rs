@@ -194,6 +194,9 @@ struct JobLevel {
     restarts: AtomicUsize,
     checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
     pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>>,
+    /// A coordinator failed while no attempt was running: the next attempt (or the ending
+    /// one) fails with it.
+    coordinator_failure: Mutex<Option<JobError>>,
 }
 
 /// A running job: its attempts run under a supervisor thread that restarts failed attempts as
@@ -313,14 +316,20 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         restarts: AtomicUsize::new(0),
         checkpoint_stats: Arc::new(Mutex::new(Vec::new())),
         pending_checkpoints: Arc::new(Mutex::new(BTreeMap::new())),
+        coordinator_failure: Mutex::new(None),
     });
-    start_coordinators(&mut g, &plan, &level)?;
     if g.async_io {
         g.runtime = Some(
             crate::async_io::runtime(g.config.async_io_worker_threads).map_err(|e| {
                 JobError::Internal(format!("cannot start the async I/O runtime: {e}"))
             })?,
         );
+    }
+    if let Err(e) = start_coordinators(&mut g, &plan, &level) {
+        for (_, h) in std::mem::take(&mut g.coordinators) {
+            h.close();
+        }
+        return Err(e);
     }
     let (first_tx, first_rx) = std::sync::mpsc::channel::<Result<()>>();
     let lv = level.clone();
@@ -364,10 +373,16 @@ fn start_coordinators(g: &mut Graph, plan: &Plan, level: &Arc<JobLevel>) -> Resu
     let store = crate::coordination::CoordinatorStore::new();
     let weak = Arc::downgrade(level);
     let fail: Arc<dyn Fn(JobError) + Send + Sync> = Arc::new(move |e: JobError| {
-        let current = weak.upgrade().and_then(|l| l.current.lock().clone());
-        match current {
-            Some(c) => c.shared.fail(e),
-            None => tracing::error!("{e}"),
+        let Some(level) = weak.upgrade() else {
+            return tracing::error!("{e}");
+        };
+        let current = level.current.lock();
+        match current.as_ref() {
+            Some(c) if c.shared.running.load(Ordering::Acquire) > 0 => c.shared.fail(e),
+            // Between attempts: the next one fails with it.
+            _ => {
+                level.coordinator_failure.lock().get_or_insert(e);
+            }
         }
     });
     for i in 0..g.nodes.len() {
@@ -382,12 +397,24 @@ fn start_coordinators(g: &mut Graph, plan: &Plan, level: &Arc<JobLevel>) -> Resu
             },
             store: store.clone(),
         };
-        let handle = factory.spawn(ctx, fail.clone()).map_err(|e| {
-            JobError::Internal(format!(
-                "cannot start the coordinator of '{}': {e}",
-                g.nodes[i].name
-            ))
-        })?;
+        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            factory.spawn(ctx, fail.clone())
+        }));
+        let handle = match spawned {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                return Err(JobError::Internal(format!(
+                    "cannot start the coordinator of '{}': {e}",
+                    g.nodes[i].name
+                )))
+            }
+            Err(p) => {
+                return Err(JobError::CoordinatorFailed {
+                    operator: g.nodes[i].name.clone(),
+                    message: panic_message(&*p),
+                })
+            }
+        };
         g.coordinators.push((i, handle));
     }
     Ok(())
@@ -406,8 +433,28 @@ fn supervise(
     let mut first = Some(first);
     loop {
         // On the first attempt `start` learns a launch error from this thread's result.
-        let attempt = launch(g, plan, restarts as u32, level)?;
-        *level.current.lock() = Some(attempt.control());
+        let attempt = match launch(g, plan, restarts as u32, level) {
+            Ok(a) => a,
+            // A coordinator failing its reset is a failure of the restart, handled by the
+            // restart strategy like any other.
+            Err(e @ JobError::CoordinatorFailed { .. }) if restarts > 0 => {
+                if !wait_to_restart(&mut strategy, level, &e, restarts) {
+                    return Err(e);
+                }
+                restarts += 1;
+                level.restarts.store(restarts, Ordering::Release);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        {
+            let mut current = level.current.lock();
+            *current = Some(attempt.control());
+            // A coordinator that failed while no attempt ran fails this one.
+            if let Some(e) = level.coordinator_failure.lock().take() {
+                attempt.shared.fail(e);
+            }
+        }
         if let Some(tx) = first.take() {
             let _ = tx.send(Ok(()));
         }
@@ -415,7 +462,14 @@ fn supervise(
             attempt.shared.cancelled.store(true, Ordering::Release);
             attempt.shared.cancel_all();
         }
-        match attempt.wait() {
+        let outcome = attempt.wait().and_then(|r| {
+            // A coordinator failure after the last task ended still fails the attempt.
+            match level.coordinator_failure.lock().take() {
+                Some(e) => Err(e),
+                None => Ok(r),
+            }
+        });
+        match outcome {
             Ok(mut result) => {
                 result.duration = started.elapsed();
                 result.restarts = restarts;
@@ -436,25 +490,39 @@ fn supervise(
                         });
                     }
                 }
-                let Some(delay) = strategy.on_failure(Instant::now()) else {
+                if !wait_to_restart(&mut strategy, level, &e, restarts) {
                     return Err(e);
-                };
-                tracing::warn!(
-                    "attempt {} failed ({e}); restarting in {delay:?}",
-                    restarts + 1
-                );
-                let until = Instant::now() + delay;
-                while Instant::now() < until {
-                    if level.cancelled.load(Ordering::Acquire) {
-                        return Err(e);
-                    }
-                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
                 }
                 restarts += 1;
                 level.restarts.store(restarts, Ordering::Release);
             }
         }
     }
+}
+
+/// Asks the restart strategy about failure `e` and waits its delay; false if the job must end
+/// (the strategy gives up, or the job was cancelled meanwhile).
+fn wait_to_restart(
+    strategy: &mut crate::restart::RestartStrategy,
+    level: &JobLevel,
+    e: &JobError,
+    restarts: usize,
+) -> bool {
+    let Some(delay) = strategy.on_failure(Instant::now()) else {
+        return false;
+    };
+    tracing::warn!(
+        "attempt {} failed ({e}); restarting in {delay:?}",
+        restarts + 1
+    );
+    let until = Instant::now() + delay;
+    while Instant::now() < until {
+        if level.cancelled.load(Ordering::Acquire) {
+            return false;
+        }
+        std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+    }
+    true
 }
 
 /// Resolved facts about the graph.
@@ -1058,6 +1126,15 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
     };
     let checkpoint_stats = level.checkpoint_stats.clone();
     let pending_checkpoints = level.pending_checkpoints.clone();
+    // The coordinators learn of the new attempt's subtasks before the tasks run and before the
+    // first checkpoint can be triggered (so the new gateways hold for it): a subtask's first
+    // event never reaches its coordinator before `attempt_ready` (both go through the
+    // coordinator's one queue), and events the coordinator sends wait in the task's mailbox.
+    for (_, node, ch) in &coordinated {
+        if let Some((_, h)) = g.coordinators.iter().find(|(n, _)| n == node) {
+            h.post(RunnerMsg::AttemptReady(ch.clone()));
+        }
+    }
     let (coordinator_tx, coordinator_thread) = match storage {
         Some(storage) => {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -1109,14 +1186,6 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
         restored_from: restored,
         started: Instant::now(),
     };
-    // The coordinators learn of the new attempt's subtasks before they run, so a subtask's
-    // first event never reaches its coordinator before `attempt_ready` (both go through the
-    // coordinator's one queue); events the coordinator sends wait in the task's mailbox.
-    for (_, node, ch) in &coordinated {
-        if let Some((_, h)) = g.coordinators.iter().find(|(n, _)| n == node) {
-            h.post(RunnerMsg::AttemptReady(ch.clone()));
-        }
-    }
     for (task, spec) in specs.into_iter().enumerate() {
         let signal = signals[task].clone();
         let mailbox = mailboxes[task].clone();
@@ -1196,6 +1265,9 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
         match spawned {
             Ok(t) => handle.threads.push(t),
             Err(e) => {
+                for (_, _, ch) in coordinated.iter().filter(|(t, _, _)| *t == task) {
+                    ch.end("not started");
+                }
                 shared.fail(JobError::Internal(format!(
                     "cannot start a task thread: {e}"
                 )));

@@ -565,3 +565,151 @@ fn a_coordinator_only_attaches_to_sources_and_operators() {
     let e = env.execute().unwrap_err().to_string();
     assert!(e.contains("coordinator") && e.contains("keyed"), "{e}");
 }
+
+/// A coordinator failing in `start` (before any attempt runs) fails the job.
+#[test]
+fn a_coordinator_failing_before_the_first_attempt_fails_the_job() {
+    struct Broken;
+    impl Coordinator for Broken {
+        type ToSubtask = ();
+        type FromSubtask = ();
+        fn start(&mut self, _: &CoordinatorContext) -> Result<(), UserError> {
+            Err("cannot reach the catalog".into())
+        }
+        fn handle_event(
+            &mut self,
+            _: usize,
+            _: u32,
+            _: (),
+            _: &CoordinatorContext,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+        fn checkpoint(&mut self, _: u64, _: &CoordinatorContext) -> Result<Vec<u8>, UserError> {
+            Ok(Vec::new())
+        }
+        fn reset_to_checkpoint(
+            &mut self,
+            _: Option<u64>,
+            _: Option<&[u8]>,
+            _: &CoordinatorContext,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+        fn attempt_ready(
+            &mut self,
+            _: usize,
+            _: u32,
+            _: SubtaskGateway<()>,
+            _: &CoordinatorContext,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+    }
+    let env = StreamEnv::new();
+    env.generate_sequence(0..10)
+        .map(|x| x)
+        .coordinated_by(|_| Broken)
+        .collect();
+    let e = join_within(env.start().unwrap(), Duration::from_secs(30))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot reach the catalog"), "{e}");
+}
+
+/// Every event the gateway accepted is handled, also while the subtask finishes; after its
+/// input ended the gateway refuses events (the coordinator learns it at once).
+#[test]
+fn no_accepted_event_is_dropped_when_a_subtask_finishes() {
+    let sent_ok = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let handled = Arc::new(AtomicU64::new(0));
+    /// Answers a tick 20 ms later with three events (the subtask is finishing by then).
+    struct Answer(Arc<AtomicU64>, Arc<AtomicU64>, Option<SubtaskGateway<u64>>);
+    impl Coordinator for Answer {
+        type ToSubtask = u64;
+        type FromSubtask = Tick;
+        fn handle_event(
+            &mut self,
+            _: usize,
+            _: u32,
+            _: Tick,
+            _: &CoordinatorContext,
+        ) -> Result<(), UserError> {
+            std::thread::sleep(Duration::from_millis(20));
+            if let Some(g) = &self.2 {
+                for n in 0..3 {
+                    match g.send(n) {
+                        Ok(()) => self.0.fetch_add(1, Ordering::SeqCst),
+                        Err(_) => self.1.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            }
+            Ok(())
+        }
+        fn checkpoint(&mut self, _: u64, _: &CoordinatorContext) -> Result<Vec<u8>, UserError> {
+            Ok(Vec::new())
+        }
+        fn reset_to_checkpoint(
+            &mut self,
+            _: Option<u64>,
+            _: Option<&[u8]>,
+            _: &CoordinatorContext,
+        ) -> Result<(), UserError> {
+            Ok(())
+        }
+        fn attempt_ready(
+            &mut self,
+            _: usize,
+            _: u32,
+            g: SubtaskGateway<u64>,
+            _: &CoordinatorContext,
+        ) -> Result<(), UserError> {
+            self.2 = Some(g);
+            Ok(())
+        }
+    }
+    /// Ticks on its last record, then takes 100 ms to finish.
+    struct Slow(Arc<AtomicU64>);
+    impl Operator for Slow {
+        type In = u64;
+        type Out = u64;
+        fn process_element(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), UserError> {
+            if x == 1_999 {
+                ctx.send_to_coordinator(Tick)?;
+            }
+            ctx.emit(x);
+            Ok(())
+        }
+        fn handle_operator_event(
+            &mut self,
+            e: OperatorEvent,
+            _: &mut Context<'_, u64>,
+        ) -> Result<(), UserError> {
+            let _: u64 = e.downcast()?;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn finish(&mut self, _: &mut Context<'_, u64>) -> Result<(), UserError> {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(())
+        }
+    }
+    let (s, r, h) = (sent_ok.clone(), refused.clone(), handled.clone());
+    let env = StreamEnv::new();
+    env.generate_sequence(0..2_000)
+        .transform("slow", move |_| Slow(h.clone()))
+        .coordinated_by(move |_| Answer(s, r, None))
+        .collect();
+    join_within(env.start().unwrap(), Duration::from_secs(30)).unwrap();
+    let (sent, no, got) = (
+        sent_ok.load(Ordering::SeqCst),
+        refused.load(Ordering::SeqCst),
+        handled.load(Ordering::SeqCst),
+    );
+    assert_eq!(sent + no, 3);
+    assert_eq!(
+        sent, got,
+        "{sent} events accepted, {got} handled, {no} refused"
+    );
+}

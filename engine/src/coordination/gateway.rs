@@ -172,7 +172,7 @@ pub(crate) struct SubtaskChannel {
     pub subtask: usize,
     pub attempt: u32,
     /// The operator's index in its task's chain.
-    operator: usize,
+    pub operator: usize,
     mailbox: Arc<Mailbox>,
     deliveries: Arc<Deliveries>,
     state: Mutex<ChannelState>,
@@ -230,12 +230,14 @@ impl SubtaskChannel {
         }
     }
 
-    /// The subtask took checkpoint `id` (or it was aborted): deliver what may go now.
+    /// The subtask took checkpoint `id` (or it was aborted): deliver what may go now. An
+    /// event held for checkpoint `t` goes once no checkpoint up to `t` is held any more (an
+    /// aborted later checkpoint does not release events an earlier one still holds).
     pub(crate) fn release(&self, id: u64) {
         let mut st = self.state.lock();
         st.holding.remove(&id);
         while let Some((tag, _)) = st.held.front() {
-            if st.holding.contains(tag) {
+            if st.holding.range(..=*tag).next().is_some() {
                 break;
             }
             if let Some((tag, mut event)) = st.held.pop_front() {
@@ -247,6 +249,23 @@ impl SubtaskChannel {
                 });
             }
         }
+    }
+
+    /// The subtask begins to finish (its input ended): refuse events from now on and return
+    /// the held ones, which the task hands to its operator before finishing it. (No checkpoint
+    /// completes once a task finished, so releasing them early is consistent.)
+    pub(crate) fn finish(&self) -> Vec<OperatorEvent> {
+        let mut st = self.state.lock();
+        st.ended.get_or_insert("finished");
+        st.holding.clear();
+        let held: Vec<(u64, OperatorEvent)> = st.held.drain(..).collect();
+        held.into_iter()
+            .map(|(tag, mut event)| {
+                event._delivery = Some(self.deliveries.posted());
+                self.deliveries.unheld(tag);
+                event
+            })
+            .collect()
     }
 
     /// The subtask's task ended: refuse events from now on, drop held ones.
@@ -333,5 +352,68 @@ impl ToCoordinator {
                 }
                 .into()
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::signal::Signal;
+
+    fn channel() -> (SubtaskChannel, Arc<Mailbox>, Arc<Deliveries>) {
+        let mailbox = Arc::new(Mailbox::new(Signal::new()));
+        let deliveries = Arc::new(Deliveries::default());
+        let ch = SubtaskChannel::new(0, 0, 1, mailbox.clone(), deliveries.clone());
+        (ch, mailbox, deliveries)
+    }
+
+    fn events(mailbox: &Mailbox) -> Vec<u64> {
+        mailbox
+            .take()
+            .controls
+            .into_iter()
+            .filter_map(|c| match c {
+                Control::OperatorEvent { event, .. } => event.downcast::<u64>().ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn held_events_wait_for_every_earlier_checkpoint() {
+        let (ch, mailbox, deliveries) = channel();
+        ch.send(1u64).unwrap();
+        ch.hold(1);
+        ch.send(2u64).unwrap();
+        ch.hold(2);
+        ch.send(3u64).unwrap();
+        assert_eq!(events(&mailbox), vec![1]);
+        // Checkpoint 2 aborted while 1 is still held: nothing may pass barrier 1 early.
+        ch.release(2);
+        assert!(events(&mailbox).is_empty());
+        // Events sent before checkpoint 2's result are in transit for it; those after are not.
+        assert!(!deliveries.wait_delivered(2, Duration::from_millis(10)));
+        ch.release(1);
+        assert_eq!(events(&mailbox), vec![2, 3]);
+        assert!(deliveries.wait_delivered(3, Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_finishing_subtask_gets_its_held_events_and_refuses_new_ones() {
+        let (ch, _mailbox, deliveries) = channel();
+        ch.hold(5);
+        ch.send(7u64).unwrap();
+        let held = ch.finish();
+        assert_eq!(held.len(), 1);
+        assert!(matches!(
+            ch.send(8u64),
+            Err(EventError::SubtaskNotRunning {
+                why: "finished",
+                ..
+            })
+        ));
+        assert!(!deliveries.wait_delivered(6, Duration::from_millis(10)));
+        drop(held);
+        assert!(deliveries.wait_delivered(6, Duration::from_millis(10)));
     }
 }

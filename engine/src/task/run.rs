@@ -49,6 +49,34 @@ impl TaskRuntime {
         }
     }
 
+    /// The task's input ended: its coordinators' gateways refuse events from now on, and the
+    /// events already sent are handed to their operators before they finish (never dropped).
+    fn stop_events<T>(
+        &self,
+        sched: &mut Scheduler<'_>,
+        chain: &mut dyn Input<T>,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        if self.coordinated.is_empty() {
+            return Ok(());
+        }
+        for ch in &self.coordinated {
+            for event in ch.finish() {
+                deliver(chain, ch.operator, event, env)?;
+            }
+        }
+        // Events posted before the gateways closed wait in the mailbox.
+        for control in sched.service(chain, env)? {
+            match control {
+                Control::OperatorEvent { operator, event } => deliver(chain, operator, event, env)?,
+                Control::CheckpointComplete(id) => chain.notify_checkpoint(id, true, env)?,
+                Control::CheckpointAborted(id) => chain.notify_checkpoint(id, false, env)?,
+                Control::TriggerCheckpoint(_) | Control::AlignmentTimeout(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     fn decline(&self, id: u64, reason: String) {
         self.release_events(id);
         tracing::warn!(task = self.task, id, "declining checkpoint: {reason}");
@@ -476,6 +504,7 @@ impl<S: Source> SourceTask<S> {
                 SourceStatus::Finished => break,
             }
         }
+        sched.rt.stop_events(sched, chain, env)?;
         sched.end();
         chain.watermark(Watermark::MAX, env)?;
         chain.end_of_input(env)?;
@@ -1046,6 +1075,7 @@ impl<T: Data> InputTask<T> {
                 None => sched.wait(env, Waiting::Input),
             }
         }
+        sched.rt.stop_events(sched, chain, env)?;
         sched.end();
         chain.end_of_input(env)?;
         sched.finish_requests(chain, env)?;

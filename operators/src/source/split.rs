@@ -105,13 +105,21 @@ impl<S: Data + Debug> Coordinator for SplitEnumerator<S> {
 
     fn reset_to_checkpoint(
         &mut self,
-        _id: Option<u64>,
+        id: Option<u64>,
         state: Option<&[u8]>,
         _ctx: &CoordinatorContext,
     ) -> Result<(), UserError> {
-        self.remaining = match state {
-            Some(bytes) => decode_state::<Vec<S>>(bytes)?.into(),
-            None => self.initial.iter().cloned().collect(),
+        self.remaining = match (state, id) {
+            (Some(bytes), _) => decode_state::<Vec<S>>(bytes)?.into(),
+            (None, None) => self.initial.iter().cloned().collect(),
+            // Its subtasks restore the splits they were reading: starting over would read
+            // every split again.
+            (None, Some(id)) => {
+                return Err(format!(
+                    "checkpoint {id} has no state of this split enumerator (a checkpoint of another job, or the uid changed): refusing to read every split again"
+                )
+                .into())
+            }
         };
         Ok(())
     }
@@ -252,7 +260,12 @@ pub struct RangeReader {
 pub fn sequence_splits(total: u64, size: u64) -> Vec<(u64, u64)> {
     let size = size.max(1);
     (0..total.div_ceil(size))
-        .map(|i| (i * size, ((i + 1) * size).min(total)))
+        .map(|i| {
+            (
+                i.saturating_mul(size),
+                (i + 1).saturating_mul(size).min(total),
+            )
+        })
         .collect()
 }
 
