@@ -118,7 +118,8 @@ impl Drop for Delivery {
 }
 
 /// An event from a coordinator, as an operator receives it: take its value with
-/// [`OperatorEvent::downcast`].
+/// [`OperatorEvent::downcast`]. Until it is dropped (downcasting consumes it) the event counts
+/// as in transit, and the next checkpoint's trigger waits for it: handle it, do not keep it.
 pub struct OperatorEvent {
     payload: Box<dyn Any + Send>,
     type_name: &'static str,
