@@ -30,6 +30,7 @@
 pub mod bench;
 
 pub use weir_engine as engine;
+pub use weir_maintenance as maintenance;
 pub use weir_operators as operators;
 pub use weir_state as state;
 

@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod coordination;
 mod crash;
+mod iceberg_interop;
 mod keyed;
 mod lifecycle;
 mod partitioning;

@@ -1,0 +1,33 @@
+//! # weir-maintenance: Apache Iceberg tables for weir
+//!
+//! Table access for weir jobs and, built on it, table maintenance (later: maintenance chains
+//! as operator topologies). This crate owns:
+//! - [`catalog`]: opening catalogs — the SQL catalog on SQLite (the embedded default,
+//!   `./warehouse/catalog.db` with the warehouse `./warehouse`) or PostgreSQL, and the
+//!   in-memory catalog for unit tests;
+//! - [`table_io`]: appending Arrow batches to a table as one snapshot (with summary
+//!   properties) and reading a table's rows back;
+//! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
+//!   more; [`location`]: listing a table's location (for orphan detection), behind a trait;
+//! - [`IcebergRuntime`]: the tokio runtime Iceberg's async API runs on, so that weir's
+//!   operators (which run on their task threads) can call it.
+//!
+//! Tables are shared with other engines: everything written here is plain Iceberg (format v2
+//! metadata, Parquet data files) that pyiceberg reads, and tables pyiceberg made in the same
+//! SQLite catalog are read and written here.
+
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod error;
+pub mod expire;
+pub mod location;
+pub mod runtime;
+pub mod table_io;
+
+pub use catalog::{CatalogConfig, CatalogKind};
+pub use error::{MaintenanceError, Result};
+pub use runtime::IcebergRuntime;
+
+/// The Iceberg crate (iceberg-rust) this crate builds on, for its schema and table types.
+pub use iceberg;

@@ -1,0 +1,280 @@
+//! Interoperability with pyiceberg (0.12, its own venv): the same SQLite catalog, tables written
+//! by one read by the other.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
+use weir::maintenance::iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use weir::maintenance::iceberg::{NamespaceIdent, TableIdent};
+use weir::maintenance::{table_io, CatalogConfig, IcebergRuntime};
+
+/// The venv's python: `$WEIR_PYICEBERG_PYTHON`, else the one `.ci/pyiceberg-venv.sh` makes
+/// (once, in ~/.cache).
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
+        return p.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/pyiceberg-venv.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "creating the pyiceberg venv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().into()
+}
+
+/// Runs python code with the catalog `weir` of `dir` opened as `cat`; returns its stdout.
+fn pyiceberg(dir: &Path, code: &str) -> String {
+    let prelude = format!(
+        "import json\nfrom pyiceberg.catalog.sql import SqlCatalog\ncat = SqlCatalog('weir', uri='sqlite:///{}/catalog.db', warehouse='file://{}')\n",
+        dir.display(),
+        dir.display()
+    );
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(format!("{prelude}{code}"))
+        .output()
+        .expect("cannot run python");
+    assert!(
+        out.status.success(),
+        "pyiceberg failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-iceberg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn schema() -> Schema {
+    Schema::builder()
+        .with_fields(vec![
+            NestedField::required(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+            NestedField::optional(2, "name", Type::Primitive(PrimitiveType::String)).into(),
+        ])
+        .build()
+        .unwrap()
+}
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let schema = arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("name", arrow_schema::DataType::Utf8, true),
+    ]);
+    let names: Vec<Option<String>> = ids
+        .clone()
+        .map(|i| (i % 5 != 0).then(|| format!("n{i}")))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut v: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let c = b
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            c.values().to_vec()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pyiceberg_reads_exactly_what_weir_appended() {
+    let dir = temp_dir("weir-writes");
+    let rt = IcebergRuntime::new(2).unwrap();
+    let config = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "events".into());
+    rt.block_on(async {
+        let catalog = config.open().await.unwrap();
+        table_io::create_table_if_missing(&*catalog, &ident, schema())
+            .await
+            .unwrap();
+        for (i, range) in [0..400, 400..700, 700..1000].into_iter().enumerate() {
+            let summary = HashMap::from([
+                ("weir.job-id".to_string(), "interop".to_string()),
+                ("weir.checkpoint-id".to_string(), (i + 1).to_string()),
+            ]);
+            let id = table_io::append(&*catalog, &ident, &[batch(range)], summary)
+                .await
+                .unwrap();
+            assert!(id.is_some());
+        }
+    });
+    let out = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.events')\n\
+         a = t.scan().to_arrow()\n\
+         print(json.dumps({'ids': sorted(a.column('id').to_pylist()),\n\
+                           'nulls': a.column('name').null_count,\n\
+                           'checkpoints': [s.summary.additional_properties.get('weir.checkpoint-id') for s in sorted(t.snapshots(), key=lambda s: s.sequence_number)],\n\
+                           'operation': t.current_snapshot().summary.operation.value}))",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got: Vec<i64> = serde_json::from_value(v["ids"].clone()).unwrap();
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    assert_eq!(v["nulls"], 200);
+    assert_eq!(v["checkpoints"], serde_json::json!(["1", "2", "3"]));
+    assert_eq!(v["operation"], "append");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn weir_reads_and_appends_to_a_table_pyiceberg_made() {
+    let dir = temp_dir("py-writes");
+    std::fs::create_dir_all(&dir).unwrap();
+    pyiceberg(
+        &dir,
+        "import pyarrow as pa\n\
+         cat.create_namespace('db')\n\
+         schema = pa.schema([pa.field('id', pa.int64(), nullable=False), pa.field('name', pa.string())])\n\
+         t = cat.create_table('db.small', schema=schema)\n\
+         for i in range(20):\n\
+         \x20   t.append(pa.table({'id': pa.array(range(i*50, i*50+50), pa.int64()), 'name': [f'p{j}' for j in range(50)]}, schema=schema))\n\
+         print(len(t.snapshots()))",
+    );
+    let rt = IcebergRuntime::new(2).unwrap();
+    let config = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "small".into());
+    rt.block_on(async {
+        let catalog = config.open().await.unwrap();
+        let rows = table_io::read_all(&*catalog, &ident).await.unwrap();
+        assert_eq!(ids(&rows), (0..1000).collect::<Vec<_>>());
+        // A batch that does not fit the table is refused before anything is written.
+        let wrong = RecordBatch::try_new(
+            Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+                "id",
+                arrow_schema::DataType::Utf8,
+                false,
+            )])),
+            vec![Arc::new(StringArray::from(vec!["x"]))],
+        )
+        .unwrap();
+        let e = table_io::append(&*catalog, &ident, &[wrong], HashMap::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not match the table schema"), "{e}");
+        table_io::append(&*catalog, &ident, &[batch(1000..1010)], HashMap::new())
+            .await
+            .unwrap();
+    });
+    let out = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.small')\n\
+         a = t.scan().to_arrow()\n\
+         print(json.dumps({'rows': a.num_rows, 'max': max(a.column('id').to_pylist()), 'snapshots': len(t.snapshots())}))",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["rows"], 1010);
+    assert_eq!(v["max"], 1009);
+    assert_eq!(v["snapshots"], 21);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// pyiceberg appends, then overwrites (the old data files stay reachable only from old
+/// snapshots); weir expires all but the newest two snapshots and deletes what became
+/// unreachable: pyiceberg still reads every remaining snapshot, and the files left on disk are
+/// exactly the ones a snapshot reaches (a file the table never referenced is left alone).
+#[test]
+fn expiry_deletes_exactly_the_unreachable_files() {
+    use weir::maintenance::expire::{expire_snapshots, reachable_files, ExpireSettings};
+    use weir::maintenance::location::{LocalLister, LocationLister};
+
+    let dir = temp_dir("expire");
+    std::fs::create_dir_all(&dir).unwrap();
+    pyiceberg(
+        &dir,
+        "import pyarrow as pa\n\
+         cat.create_namespace('db')\n\
+         schema = pa.schema([pa.field('id', pa.int64(), nullable=False), pa.field('name', pa.string())])\n\
+         t = cat.create_table('db.t', schema=schema)\n\
+         for i in range(5):\n\
+         \x20   t.append(pa.table({'id': pa.array(range(i*10, i*10+10), pa.int64()), 'name': ['a']*10}, schema=schema))\n\
+         t.overwrite(pa.table({'id': pa.array(range(100, 120), pa.int64()), 'name': ['b']*20}, schema=schema))\n\
+         print(len(t.snapshots()))",
+    );
+    // A file in the table's directory that no snapshot ever referenced (an orphan): expiry
+    // must not touch it.
+    let stray = dir.join("db/t/data/stray.parquet");
+    std::fs::write(&stray, b"not iceberg").unwrap();
+    let rt = IcebergRuntime::new(2).unwrap();
+    let config = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "t".into());
+    let (report, reachable) = rt.block_on(async {
+        let catalog = config.open().await.unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let report = expire_snapshots(
+            &*catalog,
+            &ident,
+            ExpireSettings {
+                older_than_ms: now + 1,
+                retain_last: 2,
+            },
+        )
+        .await
+        .unwrap();
+        let table = catalog.load_table(&ident).await.unwrap();
+        (report, reachable_files(&table).await.unwrap())
+    });
+    assert!(!report.expired_snapshots.is_empty(), "{report:?}");
+    assert!(
+        report.deleted_files.iter().any(|f| f.ends_with(".parquet")),
+        "old data files deleted: {report:?}"
+    );
+    // On disk: exactly the reachable data files, plus the stray file.
+    let listed: std::collections::BTreeSet<String> = LocalLister
+        .list(&format!("file://{}", dir.join("db/t/data").display()))
+        .unwrap()
+        .into_iter()
+        .map(|f| f.location)
+        .collect();
+    let mut expected: std::collections::BTreeSet<String> = reachable
+        .iter()
+        .filter(|f| f.contains("/data/"))
+        .cloned()
+        .collect();
+    expected.insert(format!("file://{}", stray.display()));
+    assert_eq!(listed, expected);
+    for f in &report.deleted_files {
+        assert!(
+            !Path::new(f.trim_start_matches("file://")).exists(),
+            "{f} still on disk"
+        );
+    }
+    // pyiceberg reads every remaining snapshot.
+    let out = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.t')\n\
+         print(json.dumps([t.scan(snapshot_id=s.snapshot_id).to_arrow().num_rows for s in sorted(t.snapshots(), key=lambda s: s.sequence_number)]))",
+    );
+    let counts: Vec<u64> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(counts.len(), 2, "{out}");
+    assert_eq!(*counts.last().unwrap(), 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}
