@@ -7,6 +7,7 @@
 //!   in-memory catalog for unit tests;
 //! - [`table_io`]: appending Arrow batches to a table as one snapshot (with summary
 //!   properties) and reading a table's rows back;
+//! - [`replace`]: the REPLACE snapshot (compaction commit) iceberg-rust cannot make;
 //! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
 //!   more; [`location`]: listing a table's location (for orphan detection), behind a trait;
 //! - [`IcebergRuntime`]: the tokio runtime Iceberg's async API runs on, so that weir's
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod error;
 pub mod expire;
 pub mod location;
+pub mod replace;
 pub mod runtime;
 pub mod table_io;
 

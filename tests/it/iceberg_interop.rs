@@ -49,6 +49,20 @@ fn pyiceberg(dir: &Path, code: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into()
 }
 
+/// pyiceberg creates `db.small` (id long required, name string) with 20 appends of 50 rows:
+/// ids 0..1000 in 20 files.
+fn small_table_by_pyiceberg(dir: &Path) {
+    pyiceberg(
+        dir,
+        "import pyarrow as pa\n\
+         cat.create_namespace('db')\n\
+         schema = pa.schema([pa.field('id', pa.int64(), nullable=False), pa.field('name', pa.string())])\n\
+         t = cat.create_table('db.small', schema=schema)\n\
+         for i in range(20):\n\
+         \x20   t.append(pa.table({'id': pa.array(range(i*50, i*50+50), pa.int64()), 'name': [f'p{j}' for j in range(50)]}, schema=schema))",
+    );
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("weir-iceberg-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -145,16 +159,7 @@ fn pyiceberg_reads_exactly_what_weir_appended() {
 fn weir_reads_and_appends_to_a_table_pyiceberg_made() {
     let dir = temp_dir("py-writes");
     std::fs::create_dir_all(&dir).unwrap();
-    pyiceberg(
-        &dir,
-        "import pyarrow as pa\n\
-         cat.create_namespace('db')\n\
-         schema = pa.schema([pa.field('id', pa.int64(), nullable=False), pa.field('name', pa.string())])\n\
-         t = cat.create_table('db.small', schema=schema)\n\
-         for i in range(20):\n\
-         \x20   t.append(pa.table({'id': pa.array(range(i*50, i*50+50), pa.int64()), 'name': [f'p{j}' for j in range(50)]}, schema=schema))\n\
-         print(len(t.snapshots()))",
-    );
+    small_table_by_pyiceberg(&dir);
     let rt = IcebergRuntime::new(2).unwrap();
     let config = CatalogConfig::embedded(&dir);
     let ident = TableIdent::new(NamespaceIdent::new("db".into()), "small".into());
@@ -276,5 +281,67 @@ fn expiry_deletes_exactly_the_unreachable_files() {
     let counts: Vec<u64> = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(counts.len(), 2, "{out}");
     assert_eq!(*counts.last().unwrap(), 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// pyiceberg makes a table with many small appends; weir compacts it with a REPLACE commit
+/// (all live files → one); pyiceberg reads the same rows from fewer files, `replace` being the
+/// current operation. An append committed between planning and commit is kept; a second
+/// REPLACE of the now-gone files conflicts.
+#[test]
+fn weir_compacts_a_pyiceberg_table_with_a_replace_commit() {
+    use weir::maintenance::replace::{commit_replace, live_data_files, ReplaceError};
+
+    let dir = temp_dir("replace");
+    std::fs::create_dir_all(&dir).unwrap();
+    small_table_by_pyiceberg(&dir);
+    let rt = IcebergRuntime::new(2).unwrap();
+    let config = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "small".into());
+    let (before, removed) = rt.block_on(async {
+        let catalog = config.open().await.unwrap();
+        let table = catalog.load_table(&ident).await.unwrap();
+        let (seq, files) = live_data_files(&table).await.unwrap();
+        let removed: std::collections::BTreeSet<String> =
+            files.iter().map(|f| f.file_path().to_string()).collect();
+        let rows = table_io::read_all(&*catalog, &ident).await.unwrap();
+        let added = table_io::write_data_files(&table, &rows).await.unwrap();
+        // pyiceberg appends meanwhile: the rewrite keeps that append.
+        pyiceberg(
+            &dir,
+            "import pyarrow as pa\n\
+             t = cat.load_table('db.small')\n\
+             t.append(pa.table({'id': pa.array(range(1000, 1050), pa.int64()), 'name': ['late']*50}, schema=t.schema().as_arrow()))",
+        );
+        commit_replace(&config, &*catalog, &ident, &removed, added.clone(), seq, 5)
+            .await
+            .unwrap();
+        // The same rewrite again: its files are gone now.
+        let again = commit_replace(&config, &*catalog, &ident, &removed, added, seq, 5).await;
+        assert!(
+            matches!(again, Err(ReplaceError::Conflict { .. })),
+            "{again:?}"
+        );
+        (files.len(), removed)
+    });
+    assert_eq!(before, 20);
+    let out = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.small')\n\
+         a = t.scan().to_arrow()\n\
+         files = [f.file.file_path for f in t.scan().plan_files()]\n\
+         print(json.dumps({'ids': sorted(a.column('id').to_pylist()), 'files': files, 'operation': t.current_snapshot().summary.operation.value}))",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got: Vec<i64> = serde_json::from_value(v["ids"].clone()).unwrap();
+    assert_eq!(got, (0..1050).collect::<Vec<_>>());
+    let files: Vec<String> = serde_json::from_value(v["files"].clone()).unwrap();
+    assert_eq!(
+        files.len(),
+        2,
+        "the compacted file and the late append: {files:?}"
+    );
+    assert!(files.iter().all(|f| !removed.contains(f)));
+    assert_eq!(v["operation"], "replace");
     let _ = std::fs::remove_dir_all(&dir);
 }
