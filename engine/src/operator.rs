@@ -193,6 +193,17 @@ pub trait Operator: Send + 'static {
     ) -> Result<(), UserError> {
         Err(no_event_handler(&event))
     }
+    /// Called when checkpoint `checkpoint_id` is taken, right before `snapshot_state`: what the
+    /// operator emits here goes downstream *before* the barrier (Flink's
+    /// `prepareSnapshotPreBarrier`) — e.g. the files a writer closed, for a committer whose
+    /// state at this checkpoint must hold them.
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        _checkpoint_id: u64,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Returns this subtask's operator (non-keyed) state for checkpoint `checkpoint_id`, or
     /// `None` if it has none. Called on the task thread between records; encode with
     /// [`encode_state`](crate::checkpoint::encode_state).

@@ -7,6 +7,7 @@
 //!   in-memory catalog for unit tests;
 //! - [`table_io`]: appending Arrow batches to a table as one snapshot (with summary
 //!   properties) and reading a table's rows back;
+//! - [`sink`]: the exactly-once Iceberg sink (writers, one committer, post-commit events);
 //! - [`replace`]: the REPLACE snapshot (compaction commit) iceberg-rust cannot make;
 //! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
 //!   more; [`location`]: listing a table's location (for orphan detection), behind a trait;
@@ -25,6 +26,7 @@ pub mod expire;
 pub mod location;
 pub mod replace;
 pub mod runtime;
+pub mod sink;
 pub mod table_io;
 
 pub use catalog::{CatalogConfig, CatalogKind};

@@ -285,6 +285,13 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
         env: &mut TaskEnv,
         out: &mut Vec<OperatorSubtaskState>,
     ) -> Result<(), TaskError> {
+        // What the operator emits now goes out before the barrier.
+        as_operator!(
+            env,
+            self.index,
+            ctx = ctx!(self, env),
+            self.op.prepare_snapshot_pre_barrier(id, &mut ctx)
+        )?;
         let mut state = None;
         let op = &mut self.op;
         attributed(env, self.index, || {

@@ -1,0 +1,458 @@
+//! The exactly-once Iceberg sink: parallel writers and one committer (Flink's design).
+//!
+//! - [`IcebergWriter`] (any parallelism) writes incoming [`ArrowBatch`]es into Parquet data
+//!   files of the table (rolling at the target file size). When a checkpoint is taken it closes
+//!   its files and emits them as a [`WriteResult`] tagged with the checkpoint id *before the
+//!   barrier* (the pre-barrier hook), so the committer's state of that checkpoint holds them.
+//! - [`IcebergCommitter`] (parallelism 1) collects the results per checkpoint (its checkpointed
+//!   state) and, when checkpoint `n` completed, commits the files of every checkpoint up to `n`
+//!   — one append snapshot per checkpoint, whose summary carries `weir.job-id` and
+//!   `weir.checkpoint-id`. Before committing it reads the highest checkpoint id the table already
+//!   has for this job id and skips those: a restored job never commits a checkpoint twice, and
+//!   the results restored with a completed checkpoint are committed at start, so none is lost.
+//!   At the end of input everything left is committed as checkpoint `u64::MAX`.
+//! - Post-commit stream: the committer emits a [`CommittedSnapshot`] per commit (at its next
+//!   call with an output: a record, the next checkpoint, or the end of input), for a maintenance
+//!   topology in the same job.
+//!
+//! A batch that does not match the table's schema fails the writer before any file is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use iceberg::spec::{deserialize_data_file_from_json, serialize_data_file_to_json, DataFile};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, TableIdent};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use weir_engine::checkpoint::{decode_state, encode_state};
+use weir_engine::{Context, Operator, UserError};
+
+use crate::catalog::CatalogConfig;
+use crate::runtime::IcebergRuntime;
+use crate::table_io;
+
+/// The summary key of the job id.
+pub const JOB_ID: &str = "weir.job-id";
+/// The summary key of the checkpoint id.
+pub const CHECKPOINT_ID: &str = "weir.checkpoint-id";
+
+/// An Arrow batch as a stream record (persisted as Arrow IPC when it is in-flight data of an
+/// unaligned checkpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrowBatch(pub RecordBatch);
+
+impl Serialize for ArrowBatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, &self.0.schema())
+                .map_err(serde::ser::Error::custom)?;
+            w.write(&self.0).map_err(serde::ser::Error::custom)?;
+            w.finish().map_err(serde::ser::Error::custom)?;
+        }
+        s.serialize_bytes(&buf)
+    }
+}
+
+impl<'de> Deserialize<'de> for ArrowBatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        let mut r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(serde::de::Error::custom)?;
+        match r.next() {
+            Some(Ok(b)) => Ok(ArrowBatch(b)),
+            Some(Err(e)) => Err(serde::de::Error::custom(e)),
+            None => Err(serde::de::Error::custom(
+                "an Arrow IPC stream without a batch",
+            )),
+        }
+    }
+}
+
+/// The data files one writer subtask closed for one checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// The checkpoint (`u64::MAX`: the end of input).
+    pub checkpoint_id: u64,
+    /// The writer subtask.
+    pub subtask: usize,
+    /// The data files, in Iceberg's JSON form.
+    pub data_files: Vec<String>,
+}
+
+/// A snapshot the committer committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommittedSnapshot {
+    /// The table.
+    pub table: String,
+    /// The new snapshot.
+    pub snapshot_id: i64,
+    /// The checkpoint whose files it holds.
+    pub checkpoint_id: u64,
+    /// Data files added.
+    pub data_files: usize,
+}
+
+/// Where the sink writes.
+#[derive(Debug, Clone)]
+pub struct IcebergSinkConfig {
+    /// The catalog.
+    pub catalog: CatalogConfig,
+    /// The table (it must exist).
+    pub table: TableIdent,
+    /// The job's id in snapshot summaries (stable across restarts of the job).
+    pub job_id: String,
+}
+
+fn user<E: std::fmt::Display>(e: E) -> UserError {
+    e.to_string().into()
+}
+
+struct Open {
+    rt: IcebergRuntime,
+    catalog: Arc<dyn Catalog>,
+    table: Table,
+}
+
+fn open(config: &IcebergSinkConfig) -> Result<Open, UserError> {
+    let rt = IcebergRuntime::new(1).map_err(user)?;
+    let (catalog, table) = rt.block_on(async {
+        let catalog = config.catalog.open().await.map_err(user)?;
+        let table = catalog
+            .load_table(&config.table)
+            .await
+            .map_err(|e| format!("cannot load table '{}': {e}", config.table))?;
+        Ok::<_, UserError>((catalog, table))
+    })?;
+    Ok(Open { rt, catalog, table })
+}
+
+/// Writes batches into data files; hands them to the committer at every checkpoint.
+pub struct IcebergWriter {
+    config: IcebergSinkConfig,
+    open: Option<Open>,
+    buffered: Vec<RecordBatch>,
+    buffered_bytes: usize,
+    files: Vec<DataFile>,
+    /// Buffered batches are written out at this size.
+    target_bytes: usize,
+}
+
+impl IcebergWriter {
+    /// A writer for `config`.
+    pub fn new(config: IcebergSinkConfig) -> Self {
+        IcebergWriter {
+            config,
+            open: None,
+            buffered: Vec::new(),
+            buffered_bytes: 0,
+            files: Vec::new(),
+            target_bytes: 64 << 20,
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), UserError> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        let o = self.open.as_ref().ok_or("writer not opened")?;
+        let batches = std::mem::take(&mut self.buffered);
+        self.buffered_bytes = 0;
+        let files =
+            o.rt.block_on(table_io::write_data_files(&o.table, &batches))
+                .map_err(user)?;
+        self.files.extend(files);
+        Ok(())
+    }
+
+    fn result(&mut self, checkpoint_id: u64, subtask: usize) -> Result<WriteResult, UserError> {
+        self.flush()?;
+        let o = self.open.as_ref().ok_or("writer not opened")?;
+        let m = o.table.metadata();
+        let data_files = std::mem::take(&mut self.files)
+            .into_iter()
+            .map(|f| serialize_data_file_to_json(f, m.default_partition_type(), m.format_version()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(user)?;
+        Ok(WriteResult {
+            checkpoint_id,
+            subtask,
+            data_files,
+        })
+    }
+}
+
+impl Operator for IcebergWriter {
+    type In = ArrowBatch;
+    type Out = WriteResult;
+
+    fn open(&mut self, _ctx: &mut Context<'_, WriteResult>) -> Result<(), UserError> {
+        self.open = Some(open(&self.config)?);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        batch: ArrowBatch,
+        _ctx: &mut Context<'_, WriteResult>,
+    ) -> Result<(), UserError> {
+        let o = self.open.as_ref().ok_or("writer not opened")?;
+        // The schema is checked now, before anything of the batch is written.
+        let batch = table_io::conform(&o.table, &batch.0).map_err(user)?;
+        self.buffered_bytes += batch.get_array_memory_size();
+        self.buffered.push(batch);
+        if self.buffered_bytes >= self.target_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        checkpoint_id: u64,
+        ctx: &mut Context<'_, WriteResult>,
+    ) -> Result<(), UserError> {
+        let r = self.result(checkpoint_id, ctx.info().subtask)?;
+        if !r.data_files.is_empty() {
+            ctx.emit(r);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, ctx: &mut Context<'_, WriteResult>) -> Result<(), UserError> {
+        let r = self.result(u64::MAX, ctx.info().subtask)?;
+        if !r.data_files.is_empty() {
+            ctx.emit(r);
+        }
+        Ok(())
+    }
+}
+
+/// The highest checkpoint id job `job_id` committed to the table.
+pub fn max_committed(job_id: &str, table: &Table) -> Option<u64> {
+    table
+        .metadata()
+        .snapshots()
+        .filter(|s| {
+            s.summary()
+                .additional_properties
+                .get(JOB_ID)
+                .map(String::as_str)
+                == Some(job_id)
+        })
+        .filter_map(|s| {
+            s.summary()
+                .additional_properties
+                .get(CHECKPOINT_ID)
+                .and_then(|c| c.parse::<u64>().ok())
+        })
+        .max()
+}
+
+/// Commits the writers' files when checkpoints complete (parallelism 1).
+pub struct IcebergCommitter {
+    config: IcebergSinkConfig,
+    open: Option<Open>,
+    pending: BTreeMap<u64, Vec<String>>,
+    committed: Vec<CommittedSnapshot>,
+}
+
+impl IcebergCommitter {
+    /// A committer for `config`.
+    pub fn new(config: IcebergSinkConfig) -> Self {
+        IcebergCommitter {
+            config,
+            open: None,
+            pending: BTreeMap::new(),
+            committed: Vec::new(),
+        }
+    }
+
+    /// Commits the pending files of every checkpoint up to `upto`, oldest first.
+    fn commit_upto(&mut self, upto: u64) -> Result<(), UserError> {
+        let ids: Vec<u64> = self.pending.range(..=upto).map(|(id, _)| *id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let o = self.open.as_ref().ok_or("committer not opened")?;
+        let ident = self.config.table.clone();
+        for id in ids {
+            let files_json = self.pending.remove(&id).unwrap_or_default();
+            let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;
+            if max_committed(&self.config.job_id, &table).is_some_and(|m| m >= id) {
+                tracing::info!(%ident, id, "checkpoint already committed: skipped");
+                continue;
+            }
+            let m = table.metadata();
+            let schema = m.current_schema();
+            let files = files_json
+                .iter()
+                .map(|j| {
+                    deserialize_data_file_from_json(
+                        j,
+                        m.default_partition_spec_id(),
+                        m.default_partition_type(),
+                        schema,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(user)?;
+            let n = files.len();
+            let summary = HashMap::from([
+                (JOB_ID.to_string(), self.config.job_id.clone()),
+                (CHECKPOINT_ID.to_string(), id.to_string()),
+            ]);
+            let catalog = o.catalog.clone();
+            let table = o.rt.block_on(async {
+                let tx = Transaction::new(&table);
+                let tx = tx
+                    .fast_append()
+                    .add_data_files(files)
+                    .set_snapshot_properties(summary)
+                    .apply(tx)?;
+                tx.commit(&*catalog).await
+            });
+            let table = table.map_err(|e| format!("committing checkpoint {id}: {e}"))?;
+            if let Some(s) = table.metadata().current_snapshot() {
+                self.committed.push(CommittedSnapshot {
+                    table: ident.to_string(),
+                    snapshot_id: s.snapshot_id(),
+                    checkpoint_id: id,
+                    data_files: n,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_committed(&mut self, ctx: &mut Context<'_, CommittedSnapshot>) {
+        for c in self.committed.drain(..) {
+            ctx.emit(c);
+        }
+    }
+}
+
+impl Operator for IcebergCommitter {
+    type In = WriteResult;
+    type Out = CommittedSnapshot;
+
+    fn open(&mut self, ctx: &mut Context<'_, CommittedSnapshot>) -> Result<(), UserError> {
+        if ctx.info().parallelism != 1 {
+            return Err("the Iceberg committer runs with parallelism 1".into());
+        }
+        self.open = Some(open(&self.config)?);
+        // Restored results belong to completed checkpoints: commit them (unless they already
+        // are).
+        self.commit_upto(u64::MAX - 1)?;
+        self.emit_committed(ctx);
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        r: WriteResult,
+        ctx: &mut Context<'_, CommittedSnapshot>,
+    ) -> Result<(), UserError> {
+        self.pending
+            .entry(r.checkpoint_id)
+            .or_default()
+            .extend(r.data_files);
+        self.emit_committed(ctx);
+        Ok(())
+    }
+
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        _checkpoint_id: u64,
+        ctx: &mut Context<'_, CommittedSnapshot>,
+    ) -> Result<(), UserError> {
+        self.emit_committed(ctx);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(Some(encode_state(&self.pending)?))
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        self.pending = decode_state(state)?;
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+        self.commit_upto(checkpoint_id)
+    }
+
+    fn finish(&mut self, ctx: &mut Context<'_, CommittedSnapshot>) -> Result<(), UserError> {
+        self.commit_upto(u64::MAX)?;
+        self.emit_committed(ctx);
+        Ok(())
+    }
+}
+
+/// Turns records into Arrow batches for the writer: `to_batch` makes one batch of up to
+/// `batch_size` records. It buffers nothing across a checkpoint (what it holds goes out before
+/// the barrier) nor past the end of input.
+pub struct RowBatcher<T, F> {
+    to_batch: F,
+    batch_size: usize,
+    rows: Vec<T>,
+}
+
+impl<T, F> RowBatcher<T, F> {
+    /// A batcher of `batch_size` records per batch.
+    pub fn new(batch_size: usize, to_batch: F) -> Self {
+        RowBatcher {
+            to_batch,
+            batch_size: batch_size.max(1),
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl<T, F> RowBatcher<T, F>
+where
+    T: weir_engine::Data,
+    F: FnMut(&[T]) -> Result<RecordBatch, UserError> + Send + 'static,
+{
+    fn emit(&mut self, ctx: &mut Context<'_, ArrowBatch>) -> Result<(), UserError> {
+        if !self.rows.is_empty() {
+            let batch = (self.to_batch)(&self.rows)?;
+            self.rows.clear();
+            ctx.emit(ArrowBatch(batch));
+        }
+        Ok(())
+    }
+}
+
+impl<T, F> Operator for RowBatcher<T, F>
+where
+    T: weir_engine::Data,
+    F: FnMut(&[T]) -> Result<RecordBatch, UserError> + Send + 'static,
+{
+    type In = T;
+    type Out = ArrowBatch;
+    fn process_element(
+        &mut self,
+        row: T,
+        ctx: &mut Context<'_, ArrowBatch>,
+    ) -> Result<(), UserError> {
+        self.rows.push(row);
+        if self.rows.len() >= self.batch_size {
+            self.emit(ctx)?;
+        }
+        Ok(())
+    }
+    fn prepare_snapshot_pre_barrier(
+        &mut self,
+        _checkpoint_id: u64,
+        ctx: &mut Context<'_, ArrowBatch>,
+    ) -> Result<(), UserError> {
+        self.emit(ctx)
+    }
+    fn finish(&mut self, ctx: &mut Context<'_, ArrowBatch>) -> Result<(), UserError> {
+        self.emit(ctx)
+    }
+}
