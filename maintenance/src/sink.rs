@@ -78,7 +78,10 @@ pub struct WriteResult {
     pub checkpoint_id: u64,
     /// The writer subtask.
     pub subtask: usize,
-    /// The data files, in Iceberg's JSON form.
+    /// The writers' parallelism.
+    pub writers: usize,
+    /// The data files, in Iceberg's JSON form (possibly none: every writer reports every
+    /// checkpoint, so the committer knows when it has everything up to it).
     pub data_files: Vec<String>,
 }
 
@@ -167,7 +170,12 @@ impl IcebergWriter {
         Ok(())
     }
 
-    fn result(&mut self, checkpoint_id: u64, subtask: usize) -> Result<WriteResult, UserError> {
+    fn result(
+        &mut self,
+        checkpoint_id: u64,
+        subtask: usize,
+        writers: usize,
+    ) -> Result<WriteResult, UserError> {
         self.flush()?;
         let o = self.open.as_ref().ok_or("writer not opened")?;
         let m = o.table.metadata();
@@ -179,6 +187,7 @@ impl IcebergWriter {
         Ok(WriteResult {
             checkpoint_id,
             subtask,
+            writers,
             data_files,
         })
     }
@@ -214,18 +223,16 @@ impl Operator for IcebergWriter {
         checkpoint_id: u64,
         ctx: &mut Context<'_, WriteResult>,
     ) -> Result<(), UserError> {
-        let r = self.result(checkpoint_id, ctx.info().subtask)?;
-        if !r.data_files.is_empty() {
-            ctx.emit(r);
-        }
+        let info = ctx.info();
+        let r = self.result(checkpoint_id, info.subtask, info.parallelism)?;
+        ctx.emit(r);
         Ok(())
     }
 
     fn finish(&mut self, ctx: &mut Context<'_, WriteResult>) -> Result<(), UserError> {
-        let r = self.result(u64::MAX, ctx.info().subtask)?;
-        if !r.data_files.is_empty() {
-            ctx.emit(r);
-        }
+        let info = ctx.info();
+        let r = self.result(u64::MAX, info.subtask, info.parallelism)?;
+        ctx.emit(r);
         Ok(())
     }
 }
@@ -255,8 +262,22 @@ pub fn max_committed(job_id: &str, table: &Table) -> Option<u64> {
 pub struct IcebergCommitter {
     config: IcebergSinkConfig,
     open: Option<Open>,
-    pending: BTreeMap<u64, Vec<String>>,
+    state: CommitterState,
     committed: Vec<CommittedSnapshot>,
+}
+
+/// What the committer checkpoints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CommitterState {
+    /// Files not committed yet, by the checkpoint their writer closed them for.
+    pending: BTreeMap<u64, Vec<String>>,
+    /// Per writer subtask, the newest checkpoint it reported (results of one writer arrive in
+    /// order, so everything of that writer up to it is here).
+    reported: BTreeMap<usize, u64>,
+    /// The writers' parallelism (once known).
+    writers: usize,
+    /// The newest checkpoint known complete.
+    completed: u64,
 }
 
 impl IcebergCommitter {
@@ -265,64 +286,84 @@ impl IcebergCommitter {
         IcebergCommitter {
             config,
             open: None,
-            pending: BTreeMap::new(),
+            state: CommitterState::default(),
             committed: Vec::new(),
         }
     }
 
-    /// Commits the pending files of every checkpoint up to `upto`, oldest first.
-    fn commit_upto(&mut self, upto: u64) -> Result<(), UserError> {
-        let ids: Vec<u64> = self.pending.range(..=upto).map(|(id, _)| *id).collect();
-        if ids.is_empty() {
+    /// Commits, as one snapshot tagged with checkpoint `m`, every pending file up to the newest
+    /// complete checkpoint `m` that every writer has reported (so nothing up to `m` can still be
+    /// on its way). Commits therefore happen whole and in checkpoint order, which makes "skip
+    /// what the table already has up to its highest checkpoint id" exact after a restore.
+    fn try_commit(&mut self) -> Result<(), UserError> {
+        let st = &mut self.state;
+        if st.writers == 0 || st.reported.len() < st.writers {
+            return Ok(());
+        }
+        let all_reported = st.reported.values().copied().min().unwrap_or(0);
+        let m = st.completed.min(all_reported);
+        if st.pending.range(..=m).next().is_none() {
             return Ok(());
         }
         let o = self.open.as_ref().ok_or("committer not opened")?;
         let ident = self.config.table.clone();
-        for id in ids {
-            let files_json = self.pending.remove(&id).unwrap_or_default();
-            let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;
-            if max_committed(&self.config.job_id, &table).is_some_and(|m| m >= id) {
-                tracing::info!(%ident, id, "checkpoint already committed: skipped");
-                continue;
+        let files_json: Vec<String> = {
+            let later = st.pending.split_off(&m.saturating_add(1));
+            let upto = std::mem::replace(&mut st.pending, later);
+            if m == u64::MAX {
+                // split_off(MAX + 1) saturates: take everything.
+                upto.into_values()
+                    .flatten()
+                    .chain(std::mem::take(&mut st.pending).into_values().flatten())
+                    .collect()
+            } else {
+                upto.into_values().flatten().collect()
             }
-            let m = table.metadata();
-            let schema = m.current_schema();
-            let files = files_json
-                .iter()
-                .map(|j| {
-                    deserialize_data_file_from_json(
-                        j,
-                        m.default_partition_spec_id(),
-                        m.default_partition_type(),
-                        schema,
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(user)?;
-            let n = files.len();
-            let summary = HashMap::from([
-                (JOB_ID.to_string(), self.config.job_id.clone()),
-                (CHECKPOINT_ID.to_string(), id.to_string()),
-            ]);
-            let catalog = o.catalog.clone();
-            let table = o.rt.block_on(async {
-                let tx = Transaction::new(&table);
-                let tx = tx
-                    .fast_append()
-                    .add_data_files(files)
-                    .set_snapshot_properties(summary)
-                    .apply(tx)?;
-                tx.commit(&*catalog).await
+        };
+        let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;
+        if max_committed(&self.config.job_id, &table).is_some_and(|c| c >= m) {
+            tracing::info!(%ident, m, "checkpoint already committed: skipped");
+            return Ok(());
+        }
+        if files_json.is_empty() {
+            return Ok(());
+        }
+        let meta = table.metadata();
+        let files = files_json
+            .iter()
+            .map(|j| {
+                deserialize_data_file_from_json(
+                    j,
+                    meta.default_partition_spec_id(),
+                    meta.default_partition_type(),
+                    meta.current_schema(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(user)?;
+        let n = files.len();
+        let summary = HashMap::from([
+            (JOB_ID.to_string(), self.config.job_id.clone()),
+            (CHECKPOINT_ID.to_string(), m.to_string()),
+        ]);
+        let catalog = o.catalog.clone();
+        let table = o.rt.block_on(async {
+            let tx = Transaction::new(&table);
+            let tx = tx
+                .fast_append()
+                .add_data_files(files)
+                .set_snapshot_properties(summary)
+                .apply(tx)?;
+            tx.commit(&*catalog).await
+        });
+        let table = table.map_err(|e| format!("committing checkpoint {m}: {e}"))?;
+        if let Some(s) = table.metadata().current_snapshot() {
+            self.committed.push(CommittedSnapshot {
+                table: ident.to_string(),
+                snapshot_id: s.snapshot_id(),
+                checkpoint_id: m,
+                data_files: n,
             });
-            let table = table.map_err(|e| format!("committing checkpoint {id}: {e}"))?;
-            if let Some(s) = table.metadata().current_snapshot() {
-                self.committed.push(CommittedSnapshot {
-                    table: ident.to_string(),
-                    snapshot_id: s.snapshot_id(),
-                    checkpoint_id: id,
-                    data_files: n,
-                });
-            }
         }
         Ok(())
     }
@@ -343,9 +384,9 @@ impl Operator for IcebergCommitter {
             return Err("the Iceberg committer runs with parallelism 1".into());
         }
         self.open = Some(open(&self.config)?);
-        // Restored results belong to completed checkpoints: commit them (unless they already
-        // are).
-        self.commit_upto(u64::MAX - 1)?;
+        // Restored results belong to the completed (restored) checkpoint: commit them once
+        // every writer's results up to it are here (unless the table already has them).
+        self.try_commit()?;
         self.emit_committed(ctx);
         Ok(())
     }
@@ -355,10 +396,15 @@ impl Operator for IcebergCommitter {
         r: WriteResult,
         ctx: &mut Context<'_, CommittedSnapshot>,
     ) -> Result<(), UserError> {
-        self.pending
+        let st = &mut self.state;
+        st.writers = r.writers;
+        let seen = st.reported.entry(r.subtask).or_default();
+        *seen = (*seen).max(r.checkpoint_id);
+        st.pending
             .entry(r.checkpoint_id)
             .or_default()
             .extend(r.data_files);
+        self.try_commit()?;
         self.emit_committed(ctx);
         Ok(())
     }
@@ -372,21 +418,27 @@ impl Operator for IcebergCommitter {
         Ok(())
     }
 
-    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
-        Ok(Some(encode_state(&self.pending)?))
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
+        // Restored from this checkpoint, it is complete.
+        let mut st = self.state.clone();
+        st.completed = st.completed.max(checkpoint_id);
+        Ok(Some(encode_state(&st)?))
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
-        self.pending = decode_state(state)?;
+        self.state = decode_state(state)?;
         Ok(())
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
-        self.commit_upto(checkpoint_id)
+        self.state.completed = self.state.completed.max(checkpoint_id);
+        self.try_commit()
     }
 
     fn finish(&mut self, ctx: &mut Context<'_, CommittedSnapshot>) -> Result<(), UserError> {
-        self.commit_upto(u64::MAX)?;
+        // Every writer finished and reported `u64::MAX`: commit everything left.
+        self.state.completed = u64::MAX;
+        self.try_commit()?;
         self.emit_committed(ctx);
         Ok(())
     }

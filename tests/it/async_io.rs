@@ -700,10 +700,14 @@ fn checkpoints_with_a_queue_kept_full_take_milliseconds() {
     handle.cancel();
     let _ = join_within(handle, Duration::from_secs(10));
     eprintln!("full queue, 200 ms service: checkpoint durations {durations:?} ms");
-    // Far below one request (200 ms): nothing waits for the queue.
+    // Far below one request (200 ms): nothing waits for the queue. (One checkpoint may be
+    // slow when the test binary's other tests starve the CPU; a barrier that waited for the
+    // queue would make every one slow.)
+    let mut sorted = durations.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
     assert!(
-        durations.iter().all(|d| *d < 150.0),
-        "a checkpoint waited for requests: {durations:?}"
+        sorted[sorted.len() / 2] < 50.0 && sorted[sorted.len() - 2] < 150.0,
+        "checkpoints waited for requests: {durations:?}"
     );
     // The source was throttled to the service's pace: ~10 records per 200 ms.
     let _ = metrics;
