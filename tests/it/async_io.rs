@@ -317,10 +317,7 @@ fn exponential_backoff_doubles_the_wait() {
         for (gap, want) in g.iter().zip([20u64, 40, 80]) {
             assert!(*gap >= Duration::from_millis(want), "element {x}: {g:?}");
         }
-        assert!(
-            g[2] > g[0] + Duration::from_millis(40),
-            "element {x}: {g:?}"
-        );
+        // (Lower bounds only: a loaded machine may stretch any wait.)
     }
 }
 
