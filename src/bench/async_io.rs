@@ -64,7 +64,7 @@ struct ServiceState {
 }
 
 impl RemoteService {
-    fn start(latency: Duration) -> Arc<Self> {
+    fn start(latency: Duration) -> std::io::Result<Arc<Self>> {
         let service = Arc::new(RemoteService {
             latency,
             state: std::sync::Mutex::new(ServiceState {
@@ -78,10 +78,9 @@ impl RemoteService {
         let s = service.clone();
         let t = std::thread::Builder::new()
             .name("remote-service".into())
-            .spawn(move || s.serve())
-            .expect("cannot start the simulated service thread");
+            .spawn(move || s.serve())?;
         let _ = service.thread.set(t.thread().clone());
-        service
+        Ok(service)
     }
 
     /// A call: resolves `latency` after now.
@@ -239,7 +238,13 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
     };
     let (lat, reqs, latency) = (latency_ns.clone(), requests.clone(), s.latency);
     let r = received.clone();
-    let remote = (s.service == Service::Precise).then(|| RemoteService::start(s.latency));
+    let remote =
+        match s.service {
+            Service::Precise => Some(RemoteService::start(s.latency).map_err(|e| {
+                JobError::Internal(format!("cannot start the simulated service: {e}"))
+            })?),
+            Service::TokioTimer => None,
+        };
     let service = remote.clone();
     env.generate(Generator::new(|i| i))
         .rebalance()
