@@ -501,13 +501,8 @@ impl<In: Data + Debug, Out: Data> Input<In> for AsyncLink<In, Out> {
         let bytes = self
             .snapshot_bytes()
             .map_err(|e| TaskError::user(self.index, e))?;
-        if bytes.is_some() {
-            out.push(OperatorSubtaskState {
-                uid: self.info.uid.clone(),
-                subtask: self.info.subtask,
-                operator: bytes,
-                ..Default::default()
-            });
+        if let Some(bytes) = bytes {
+            out.push(OperatorSubtaskState::operator_state(&self.info, bytes));
         }
         self.next.snapshot(id, env, out)
     }

@@ -92,6 +92,18 @@ pub(crate) struct OperatorSubtaskState {
     pub channel: Option<Vec<u8>>,
 }
 
+impl OperatorSubtaskState {
+    /// The operator (non-keyed) state `bytes` of the subtask `info` describes.
+    pub(crate) fn operator_state(info: &crate::operator::OperatorInfo, bytes: Vec<u8>) -> Self {
+        OperatorSubtaskState {
+            uid: info.uid.clone(),
+            subtask: info.subtask,
+            operator: Some(bytes),
+            ..Default::default()
+        }
+    }
+}
+
 /// In-flight records of one task in an unaligned checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ChannelStateSnapshot {

@@ -299,12 +299,7 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
             Ok(())
         })?;
         if let Some(bytes) = state {
-            out.push(OperatorSubtaskState {
-                uid: self.info.uid.clone(),
-                subtask: self.info.subtask,
-                operator: Some(bytes),
-                ..Default::default()
-            });
+            out.push(OperatorSubtaskState::operator_state(&self.info, bytes));
         }
         self.next.snapshot(id, env, out)
     }
@@ -621,12 +616,7 @@ impl<S: Sink> Input<S::In> for SinkLink<S> {
             Ok(())
         })?;
         if let Some(bytes) = state {
-            out.push(OperatorSubtaskState {
-                uid: self.info.uid.clone(),
-                subtask: self.info.subtask,
-                operator: Some(bytes),
-                ..Default::default()
-            });
+            out.push(OperatorSubtaskState::operator_state(&self.info, bytes));
         }
         Ok(())
     }

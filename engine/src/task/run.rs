@@ -387,12 +387,7 @@ impl<S: Source> SourceTask<S> {
                 env.current_operator = 0;
                 let snapshot = match source.snapshot_state(barrier.id) {
                     Ok(Some(bytes)) => {
-                        states.push(OperatorSubtaskState {
-                            uid: info.uid.clone(),
-                            subtask: info.subtask,
-                            operator: Some(bytes),
-                            ..Default::default()
-                        });
+                        states.push(OperatorSubtaskState::operator_state(info, bytes));
                         chain.snapshot(barrier.id, env, &mut states)
                     }
                     Ok(None) => chain.snapshot(barrier.id, env, &mut states),
