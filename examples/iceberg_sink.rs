@@ -16,7 +16,7 @@ use std::time::Duration;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use weir::maintenance::iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use weir::maintenance::iceberg::{NamespaceIdent, TableIdent};
-use weir::maintenance::sink::{IcebergCommitter, IcebergSinkConfig, IcebergWriter, RowBatcher};
+use weir::maintenance::sink::{IcebergSink, IcebergSinkConfig, IcebergSinkExt, RowBatcher};
 use weir::maintenance::{table_io, CatalogConfig, IcebergRuntime};
 use weir::prelude::*;
 
@@ -81,11 +81,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         table_io::create_table_if_missing(&*c, &table, schema).await?;
         Ok::<_, weir::maintenance::MaintenanceError>(())
     })?;
-    let sink = IcebergSinkConfig {
-        catalog,
-        table,
-        job_id: "iceberg-sink-example".into(),
-    };
+    let sink = IcebergSinkConfig::new(catalog, table, "iceberg-sink-example");
 
     let env = StreamEnv::new();
     env.configure(|c| {
@@ -95,7 +91,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         c.buffer_timeout = Duration::from_millis(10);
         c.unaligned = unaligned;
     });
-    let (w, c) = (sink.clone(), sink);
     let commits = env
         .generate(Generator::new(|i| i).bounded(rows).rate_limited(rate))
         .set_parallelism(1)
@@ -104,14 +99,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .uid("batches")
         .set_parallelism(1)
         .rebalance()
-        .transform("Iceberg Writer", move |_| IcebergWriter::new(w.clone()))
-        .uid("writer")
-        .set_parallelism(2)
-        .transform("Iceberg Committer", move |_| {
-            IcebergCommitter::new(c.clone())
-        })
-        .uid("committer")
-        .set_parallelism(1)
+        .sink_to_iceberg(IcebergSink::new(sink).writers(2).uid("numbers-sink"))
         .collect();
     let handle = env.start()?;
     if let Some(c) = handle.restored_from() {

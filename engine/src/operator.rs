@@ -214,8 +214,14 @@ pub trait Operator: Send + 'static {
     fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
         Ok(())
     }
-    /// Checkpoint `checkpoint_id` completed: every task's state of it is durable.
-    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
+    /// Checkpoint `checkpoint_id` completed: every task's state of it is durable. The operator
+    /// may emit here (as in Flink, where a committer emits what it committed): the records go
+    /// downstream after the checkpoint's barrier, so they belong to the next checkpoint.
+    fn notify_checkpoint_complete(
+        &mut self,
+        _checkpoint_id: u64,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` was aborted and will never complete.

@@ -1,10 +1,11 @@
-//! Opening catalogs: the SQL catalog (SQLite — the embedded default — or PostgreSQL) and the
-//! in-memory catalog (unit tests only).
+//! Opening catalogs: the SQL catalog (SQLite — the embedded default — or PostgreSQL), the REST
+//! catalog client, and the in-memory catalog (unit tests only).
 //!
 //! The SQL catalog keeps tables in `iceberg_tables(catalog_name, table_namespace, table_name,
 //! metadata_location, previous_metadata_location, iceberg_type)`, the same schema pyiceberg
 //! (≥ 0.12) uses, so both see the same tables when they use the same catalog name and
-//! database. A commit is a compare-and-swap on `metadata_location`.
+//! database. A commit is a compare-and-swap on `metadata_location`. A REST catalog commits on
+//! the server (requirements checked there; a lost race is HTTP 409).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,9 @@ use std::sync::Arc;
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::memory::MemoryCatalogBuilder;
 use iceberg::{Catalog, CatalogBuilder};
+use iceberg_catalog_rest::{
+    RestCatalogBuilder, REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE,
+};
 use iceberg_catalog_sql::SqlCatalogBuilder;
 
 use crate::error::{MaintenanceError, Result};
@@ -29,6 +33,13 @@ pub enum CatalogKind {
     Postgres {
         /// A `postgres://user:password@host/db` URL.
         url: String,
+    },
+    /// A REST catalog (the Iceberg REST protocol): the server owns the commits. Data and
+    /// metadata files are reached through the locations the server hands out (local paths
+    /// here: object-store credentials vending is not supported yet).
+    Rest {
+        /// The server's base URL (`http://host:port`; requests go to `{uri}/v1/...`).
+        uri: String,
     },
     /// An in-memory catalog: tables live as long as the process (unit tests only).
     Memory,
@@ -94,6 +105,7 @@ impl CatalogConfig {
                 };
                 format!("{} (postgres {shown})", self.name)
             }
+            CatalogKind::Rest { uri } => format!("{} (rest {uri})", self.name),
             CatalogKind::Memory => format!("{} (memory)", self.name),
         }
     }
@@ -121,7 +133,38 @@ impl CatalogConfig {
                 }
                 (format!("sqlite://{}?mode=rwc", path.display()), "QMark")
             }
-            CatalogKind::Postgres { url } => (url.clone(), "DollarNumeric"),
+            CatalogKind::Postgres { url } => {
+                // The catalog's pool waits 30 s for a connection; find out sooner.
+                sqlx::any::install_default_drivers();
+                let probe = sqlx::any::AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect(url)
+                    .await
+                    .map_err(|e| err(format!("cannot connect to PostgreSQL: {e}")))?;
+                probe.close().await;
+                (url.clone(), "DollarNumeric")
+            }
+            CatalogKind::Rest { uri } => {
+                let catalog = RestCatalogBuilder::default()
+                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
+                    .load(
+                        &self.name,
+                        HashMap::from([
+                            (REST_CATALOG_PROP_URI.to_string(), uri.clone()),
+                            (REST_CATALOG_PROP_WAREHOUSE.to_string(), warehouse),
+                        ]),
+                    )
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                // The client connects lazily: ask the server now, so an unreachable catalog
+                // is reported here, by name.
+                catalog
+                    .list_namespaces(None)
+                    .await
+                    .map_err(|e| err(format!("the REST catalog does not answer: {e}")))?;
+                return Ok(Arc::new(catalog));
+            }
             CatalogKind::Memory => {
                 let catalog = MemoryCatalogBuilder::default()
                     .with_storage_factory(Arc::new(LocalFsStorageFactory))

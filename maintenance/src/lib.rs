@@ -7,6 +7,8 @@
 //!   in-memory catalog for unit tests;
 //! - [`table_io`]: appending Arrow batches to a table as one snapshot (with summary
 //!   properties) and reading a table's rows back;
+//! - [`table_writer`]: writing batches into a table's data files, partitioned by its spec and
+//!   rolled at a target file size;
 //! - [`sink`]: the exactly-once Iceberg sink (writers, one committer, post-commit events);
 //! - [`replace`]: the REPLACE snapshot (compaction commit) iceberg-rust cannot make;
 //! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
@@ -28,6 +30,7 @@ pub mod replace;
 pub mod runtime;
 pub mod sink;
 pub mod table_io;
+pub mod table_writer;
 
 pub use catalog::{CatalogConfig, CatalogKind};
 pub use error::{MaintenanceError, Result};

@@ -9,9 +9,11 @@
 //! - **Sequence numbers**: the added files get the data sequence number of the snapshot the
 //!   rewrite was planned on (`starting_sequence_number`), so equality deletes committed meanwhile
 //!   still apply to them; removed entries keep their original sequence numbers.
-//! - **Commit**: new manifests, manifest list and metadata file are written first; the catalog
-//!   row is then swapped only if it still points to the metadata the rewrite was based on; a
-//!   lost race reloads, validates again and retries with backoff.
+//! - **Commit**: new manifests and manifest list are written first. In a SQL catalog the new
+//!   metadata file is written next and the catalog row is then swapped only if it still points
+//!   to the metadata the rewrite was based on; a REST catalog gets the new snapshot as updates
+//!   with requirements (table uuid, `main` still at the planned-on snapshot) and answers 409 when
+//!   they fail. A lost race reloads, validates again and retries with backoff.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -21,7 +23,7 @@ use iceberg::spec::{
     Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary, MAIN_BRANCH,
 };
 use iceberg::table::Table;
-use iceberg::{Catalog, MetadataLocation, TableIdent};
+use iceberg::{Catalog, MetadataLocation, TableIdent, TableRequirement, TableUpdate};
 use sqlx::any::AnyPoolOptions;
 
 use crate::catalog::{CatalogConfig, CatalogKind};
@@ -211,23 +213,42 @@ async fn try_replace(
         .with_summary(summary)
         .with_schema_id(metadata.current_schema_id())
         .build();
+    let reference = SnapshotReference::new(
+        snapshot_id,
+        SnapshotRetention::Branch {
+            min_snapshots_to_keep: None,
+            max_snapshot_age_ms: None,
+            max_ref_age_ms: None,
+        },
+    );
+    if let CatalogKind::Rest { uri } = &config.kind {
+        // The server applies the updates if the table is still the one planned on.
+        let requirements = vec![
+            TableRequirement::UuidMatch {
+                uuid: metadata.uuid(),
+            },
+            TableRequirement::RefSnapshotIdMatch {
+                r#ref: MAIN_BRANCH.to_string(),
+                snapshot_id: Some(current.snapshot_id()),
+            },
+        ];
+        let updates = vec![
+            TableUpdate::AddSnapshot { snapshot },
+            TableUpdate::SetSnapshotRef {
+                ref_name: MAIN_BRANCH.to_string(),
+                reference,
+            },
+        ];
+        let swapped = rest_commit(config, uri, ident, requirements, updates).await?;
+        return Ok(swapped.then_some(snapshot_id));
+    }
     let old_location = table.metadata_location_result().map_err(e)?.to_string();
     let new_metadata = metadata
         .clone()
         .into_builder(Some(old_location.clone()))
         .add_snapshot(snapshot)
         .map_err(e)?
-        .set_ref(
-            MAIN_BRANCH,
-            SnapshotReference::new(
-                snapshot_id,
-                SnapshotRetention::Branch {
-                    min_snapshots_to_keep: None,
-                    max_snapshot_age_ms: None,
-                    max_ref_age_ms: None,
-                },
-            ),
-        )
+        .set_ref(MAIN_BRANCH, reference)
         .map_err(e)?
         .build()
         .map_err(e)?
@@ -264,10 +285,10 @@ async fn compare_and_swap(
     let (uri, q) = match &config.kind {
         CatalogKind::Sqlite { path } => (format!("sqlite://{}", path.display()), ["?"; 6]),
         CatalogKind::Postgres { url } => (url.clone(), ["$1", "$2", "$3", "$4", "$5", "$6"]),
-        CatalogKind::Memory => {
+        CatalogKind::Rest { .. } | CatalogKind::Memory => {
             return Err(ReplaceError::Other(MaintenanceError::Catalog {
                 catalog: config.describe(),
-                message: "REPLACE commits need a SQL catalog".into(),
+                message: "REPLACE commits need a SQL or REST catalog".into(),
             }))
         }
     };
@@ -301,6 +322,56 @@ async fn compare_and_swap(
         .map_err(err)?;
     pool.close().await;
     Ok(done.rows_affected() == 1)
+}
+
+/// The REST catalog's commit (`POST /v1/namespaces/{ns}/tables/{table}`): `Ok(false)` when the
+/// server refused a requirement (HTTP 409: the table changed since it was loaded).
+async fn rest_commit(
+    config: &CatalogConfig,
+    uri: &str,
+    ident: &TableIdent,
+    requirements: Vec<TableRequirement>,
+    updates: Vec<TableUpdate>,
+) -> std::result::Result<bool, ReplaceError> {
+    let err = |message: String| {
+        ReplaceError::Other(MaintenanceError::Catalog {
+            catalog: config.describe(),
+            message,
+        })
+    };
+    let namespace = ident.namespace().join("\u{1f}");
+    let url = reqwest::Url::parse(uri)
+        .and_then(|base| {
+            let mut url = base;
+            url.path_segments_mut()
+                .map_err(|_| url::ParseError::RelativeUrlWithCannotBeABaseBase)?
+                .pop_if_empty()
+                .extend(["v1", "namespaces", &namespace, "tables", ident.name()]);
+            Ok(url)
+        })
+        .map_err(|e| err(format!("bad REST catalog URL '{uri}': {e}")))?;
+    let body = serde_json::json!({
+        "identifier": {"namespace": ident.namespace().as_ref(), "name": ident.name()},
+        "requirements": requirements,
+        "updates": updates,
+    });
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| err(format!("REST commit of '{ident}' failed: {e}")))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::CONFLICT {
+        return Ok(false);
+    }
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(err(format!(
+            "REST commit of '{ident}': HTTP {status}: {text}"
+        )));
+    }
+    Ok(true)
 }
 
 /// The data files of the current snapshot, with the snapshot's sequence number (what a rewrite

@@ -11,9 +11,11 @@
 //!   has for this job id and skips those: a restored job never commits a checkpoint twice, and
 //!   the results restored with a completed checkpoint are committed at start, so none is lost.
 //!   At the end of input everything left is committed as checkpoint `u64::MAX`.
-//! - Post-commit stream: the committer emits a [`CommittedSnapshot`] per commit (at its next
-//!   call with an output: a record, the next checkpoint, or the end of input), for a maintenance
-//!   topology in the same job.
+//! - Post-commit stream: the committer emits a [`CommittedSnapshot`] per commit as soon as it
+//!   committed (in `notify_checkpoint_complete`), for a maintenance topology in the same job.
+//!   The events are at-least-once: a checkpoint a restored job finds already committed is
+//!   announced again (with the snapshot that holds it), so a failure between commit and emit
+//!   loses no event.
 //!
 //! A batch that does not match the table's schema fails the writer before any file is written.
 
@@ -31,7 +33,7 @@ use weir_engine::{Context, Operator, UserError};
 
 use crate::catalog::CatalogConfig;
 use crate::runtime::IcebergRuntime;
-use crate::table_io;
+use crate::table_writer::TableWriter;
 
 /// The summary key of the job id.
 pub const JOB_ID: &str = "weir.job-id";
@@ -107,6 +109,27 @@ pub struct IcebergSinkConfig {
     pub table: TableIdent,
     /// The job's id in snapshot summaries (stable across restarts of the job).
     pub job_id: String,
+    /// Writers roll to a new data file at this size in bytes (`None`: the table's
+    /// `write.target-file-size-bytes`, 512 MB unless set).
+    pub target_file_size: Option<usize>,
+}
+
+impl IcebergSinkConfig {
+    /// The sink of job `job_id` into `table` of `catalog` (the table must exist).
+    pub fn new(catalog: CatalogConfig, table: TableIdent, job_id: impl Into<String>) -> Self {
+        IcebergSinkConfig {
+            catalog,
+            table,
+            job_id: job_id.into(),
+            target_file_size: None,
+        }
+    }
+
+    /// Rolls data files at `bytes` instead of the table's target file size.
+    pub fn with_target_file_size(mut self, bytes: usize) -> Self {
+        self.target_file_size = Some(bytes);
+        self
+    }
 }
 
 fn user<E: std::fmt::Display>(e: E) -> UserError {
@@ -132,15 +155,12 @@ fn open(config: &IcebergSinkConfig) -> Result<Open, UserError> {
     Ok(Open { rt, catalog, table })
 }
 
-/// Writes batches into data files; hands them to the committer at every checkpoint.
+/// Writes batches into data files (partitioned by the table's spec, rolled at the target file
+/// size) as they arrive; closes them and hands them to the committer at every checkpoint.
 pub struct IcebergWriter {
     config: IcebergSinkConfig,
     open: Option<Open>,
-    buffered: Vec<RecordBatch>,
-    buffered_bytes: usize,
-    files: Vec<DataFile>,
-    /// Buffered batches are written out at this size.
-    target_bytes: usize,
+    files: Option<TableWriter>,
 }
 
 impl IcebergWriter {
@@ -149,25 +169,8 @@ impl IcebergWriter {
         IcebergWriter {
             config,
             open: None,
-            buffered: Vec::new(),
-            buffered_bytes: 0,
-            files: Vec::new(),
-            target_bytes: 64 << 20,
+            files: None,
         }
-    }
-
-    fn flush(&mut self) -> Result<(), UserError> {
-        if self.buffered.is_empty() {
-            return Ok(());
-        }
-        let o = self.open.as_ref().ok_or("writer not opened")?;
-        let batches = std::mem::take(&mut self.buffered);
-        self.buffered_bytes = 0;
-        let files =
-            o.rt.block_on(table_io::write_data_files(&o.table, &batches))
-                .map_err(user)?;
-        self.files.extend(files);
-        Ok(())
     }
 
     fn result(
@@ -176,10 +179,13 @@ impl IcebergWriter {
         subtask: usize,
         writers: usize,
     ) -> Result<WriteResult, UserError> {
-        self.flush()?;
         let o = self.open.as_ref().ok_or("writer not opened")?;
+        let closed: Vec<DataFile> = match self.files.as_mut() {
+            Some(w) => o.rt.block_on(w.close()).map_err(user)?,
+            None => Vec::new(),
+        };
         let m = o.table.metadata();
-        let data_files = std::mem::take(&mut self.files)
+        let data_files = closed
             .into_iter()
             .map(|f| serialize_data_file_to_json(f, m.default_partition_type(), m.format_version()))
             .collect::<Result<Vec<_>, _>>()
@@ -198,7 +204,9 @@ impl Operator for IcebergWriter {
     type Out = WriteResult;
 
     fn open(&mut self, _ctx: &mut Context<'_, WriteResult>) -> Result<(), UserError> {
-        self.open = Some(open(&self.config)?);
+        let o = open(&self.config)?;
+        self.files = Some(TableWriter::new(&o.table, self.config.target_file_size).map_err(user)?);
+        self.open = Some(o);
         Ok(())
     }
 
@@ -208,13 +216,9 @@ impl Operator for IcebergWriter {
         _ctx: &mut Context<'_, WriteResult>,
     ) -> Result<(), UserError> {
         let o = self.open.as_ref().ok_or("writer not opened")?;
-        // The schema is checked now, before anything of the batch is written.
-        let batch = table_io::conform(&o.table, &batch.0).map_err(user)?;
-        self.buffered_bytes += batch.get_array_memory_size();
-        self.buffered.push(batch);
-        if self.buffered_bytes >= self.target_bytes {
-            self.flush()?;
-        }
+        let w = self.files.as_mut().ok_or("writer not opened")?;
+        // The schema is checked first: a mismatching batch writes nothing.
+        o.rt.block_on(w.write(&batch.0)).map_err(user)?;
         Ok(())
     }
 
@@ -323,6 +327,19 @@ impl IcebergCommitter {
         let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;
         if max_committed(&self.config.job_id, &table).is_some_and(|c| c >= m) {
             tracing::info!(%ident, m, "checkpoint already committed: skipped");
+            let m_str = m.to_string();
+            let holder = table.metadata().snapshots().find(|s| {
+                let p = &s.summary().additional_properties;
+                p.get(JOB_ID) == Some(&self.config.job_id) && p.get(CHECKPOINT_ID) == Some(&m_str)
+            });
+            if let Some(s) = holder {
+                self.committed.push(CommittedSnapshot {
+                    table: ident.to_string(),
+                    snapshot_id: s.snapshot_id(),
+                    checkpoint_id: m,
+                    data_files: files_json.len(),
+                });
+            }
             return Ok(());
         }
         if files_json.is_empty() {
@@ -430,9 +447,16 @@ impl Operator for IcebergCommitter {
         Ok(())
     }
 
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
+    fn notify_checkpoint_complete(
+        &mut self,
+        checkpoint_id: u64,
+        ctx: &mut Context<'_, CommittedSnapshot>,
+    ) -> Result<(), UserError> {
         self.state.completed = self.state.completed.max(checkpoint_id);
-        self.try_commit()
+        self.try_commit()?;
+        // Post-commit events go out right away.
+        self.emit_committed(ctx);
+        Ok(())
     }
 
     fn finish(&mut self, ctx: &mut Context<'_, CommittedSnapshot>) -> Result<(), UserError> {
@@ -506,5 +530,65 @@ where
     }
     fn finish(&mut self, ctx: &mut Context<'_, ArrowBatch>) -> Result<(), UserError> {
         self.emit(ctx)
+    }
+}
+
+/// The exactly-once Iceberg sink as one piece of a job: [`IcebergWriter`]s (parallel) and one
+/// [`IcebergCommitter`], wired by [`IcebergSinkExt::sink_to_iceberg`].
+#[derive(Debug, Clone)]
+pub struct IcebergSink {
+    config: IcebergSinkConfig,
+    writers: Option<usize>,
+    uid: String,
+}
+
+impl IcebergSink {
+    /// The sink for `config`, with the job's default parallelism of writers and the uids
+    /// `iceberg-sink-writer` / `iceberg-sink-committer`.
+    pub fn new(config: IcebergSinkConfig) -> Self {
+        IcebergSink {
+            config,
+            writers: None,
+            uid: "iceberg-sink".into(),
+        }
+    }
+
+    /// Runs `n` writer subtasks.
+    pub fn writers(mut self, n: usize) -> Self {
+        self.writers = Some(n);
+        self
+    }
+
+    /// The uid prefix of the writer and committer (their state is restored by uid: keep it
+    /// stable, and distinct for two sinks in one job).
+    pub fn uid(mut self, prefix: impl Into<String>) -> Self {
+        self.uid = prefix.into();
+        self
+    }
+}
+
+/// Adds the Iceberg sink to a stream of Arrow batches.
+pub trait IcebergSinkExt {
+    /// Writes the batches into the sink's table, exactly once; returns the post-commit stream
+    /// (one [`CommittedSnapshot`] per commit).
+    fn sink_to_iceberg(&self, sink: IcebergSink) -> weir_engine::DataStream<CommittedSnapshot>;
+}
+
+impl IcebergSinkExt for weir_engine::DataStream<ArrowBatch> {
+    fn sink_to_iceberg(&self, sink: IcebergSink) -> weir_engine::DataStream<CommittedSnapshot> {
+        let (w, c) = (sink.config.clone(), sink.config);
+        let writers = self
+            .transform("Iceberg Writer", move |_| IcebergWriter::new(w.clone()))
+            .uid(&format!("{}-writer", sink.uid));
+        let writers = match sink.writers {
+            Some(n) => writers.set_parallelism(n),
+            None => writers,
+        };
+        writers
+            .transform("Iceberg Committer", move |_| {
+                IcebergCommitter::new(c.clone())
+            })
+            .uid(&format!("{}-committer", sink.uid))
+            .set_parallelism(1)
     }
 }

@@ -10,20 +10,13 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use futures::TryStreamExt;
-use iceberg::spec::{DataFile, DataFileFormat, Schema};
+use iceberg::spec::{DataFile, Schema, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
-};
-use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
-use parquet::file::properties::WriterProperties;
 
 use crate::error::{MaintenanceError, Result};
+use crate::table_writer::TableWriter;
 
 fn table_err(table: &TableIdent) -> impl Fn(iceberg::Error) -> MaintenanceError + '_ {
     move |e| MaintenanceError::Table {
@@ -37,6 +30,17 @@ pub async fn create_table_if_missing(
     catalog: &dyn Catalog,
     ident: &TableIdent,
     schema: Schema,
+) -> Result<Table> {
+    create_partitioned_table_if_missing(catalog, ident, schema, None).await
+}
+
+/// Loads `ident`, creating it (and its namespace) with `schema` and the partition spec `spec`
+/// (`None`: unpartitioned) if it does not exist.
+pub async fn create_partitioned_table_if_missing(
+    catalog: &dyn Catalog,
+    ident: &TableIdent,
+    schema: Schema,
+    spec: Option<UnboundPartitionSpec>,
 ) -> Result<Table> {
     let err = table_err(ident);
     if catalog.table_exists(ident).await.map_err(&err)? {
@@ -52,6 +56,7 @@ pub async fn create_table_if_missing(
     let creation = TableCreation::builder()
         .name(ident.name().to_string())
         .schema(schema)
+        .partition_spec_opt(spec)
         .build();
     catalog.create_table(ns, creation).await.map_err(&err)
 }
@@ -118,38 +123,17 @@ pub fn conform(table: &Table, batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// Writes `batches` as Parquet data files of `table` (not committed yet): the files a
-/// snapshot will add.
+/// snapshot will add, partitioned by the table's spec and rolled at its target file size.
 pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<Vec<DataFile>> {
-    let ident = table.identifier().clone();
-    let err = table_err(&ident);
     // Check every batch before writing anything.
-    let batches = batches
-        .iter()
-        .map(|b| conform(table, b))
-        .collect::<Result<Vec<_>>>()?;
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        return Ok(Vec::new());
-    }
-    let schema = table.metadata().current_schema().clone();
-    let parquet = ParquetWriterBuilder::new(WriterProperties::builder().build(), schema);
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        parquet,
-        table.file_io().clone(),
-        DefaultLocationGenerator::new(table.metadata()).map_err(&err)?,
-        DefaultFileNameGenerator::new(
-            format!("weir-{}", uuid::Uuid::new_v4()),
-            None,
-            DataFileFormat::Parquet,
-        ),
-    );
-    let mut writer = DataFileWriterBuilder::new(rolling)
-        .build(None)
-        .await
-        .map_err(&err)?;
     for b in batches {
-        writer.write(b).await.map_err(&err)?;
+        conform(table, b)?;
     }
-    writer.close().await.map_err(&err)
+    let mut writer = TableWriter::new(table, None)?;
+    for b in batches {
+        writer.write(b).await?;
+    }
+    writer.close().await
 }
 
 /// Appends `batches` to `ident` as one snapshot whose summary carries `summary`; returns the

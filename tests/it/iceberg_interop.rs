@@ -12,7 +12,7 @@ use weir::maintenance::{table_io, CatalogConfig, IcebergRuntime};
 
 /// The venv's python: `$WEIR_PYICEBERG_PYTHON`, else the one `.ci/pyiceberg-venv.sh` makes
 /// (once, in ~/.cache).
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
         return p.into();
     }
@@ -30,12 +30,18 @@ fn python() -> PathBuf {
 }
 
 /// Runs python code with the catalog `weir` of `dir` opened as `cat`; returns its stdout.
-fn pyiceberg(dir: &Path, code: &str) -> String {
-    let prelude = format!(
-        "import json\nfrom pyiceberg.catalog.sql import SqlCatalog\ncat = SqlCatalog('weir', uri='sqlite:///{}/catalog.db', warehouse='file://{}')\n",
+pub(crate) fn pyiceberg(dir: &Path, code: &str) -> String {
+    let catalog = format!(
+        "from pyiceberg.catalog.sql import SqlCatalog\ncat = SqlCatalog('weir', uri='sqlite:///{}/catalog.db', warehouse='file://{}')",
         dir.display(),
         dir.display()
     );
+    pyiceberg_with(&catalog, code)
+}
+
+/// Runs python code after `catalog` (python that opens a catalog as `cat`); returns its stdout.
+pub(crate) fn pyiceberg_with(catalog: &str, code: &str) -> String {
+    let prelude = format!("import json\n{catalog}\n");
     let out = std::process::Command::new(python())
         .arg("-c")
         .arg(format!("{prelude}{code}"))
@@ -63,13 +69,13 @@ fn small_table_by_pyiceberg(dir: &Path) {
     );
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("weir-iceberg-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
-fn schema() -> Schema {
+pub(crate) fn schema() -> Schema {
     Schema::builder()
         .with_fields(vec![
             NestedField::required(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
@@ -98,7 +104,7 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
     .unwrap()
 }
 
-fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+pub(crate) fn ids(batches: &[RecordBatch]) -> Vec<i64> {
     let mut v: Vec<i64> = batches
         .iter()
         .flat_map(|b| {
@@ -350,7 +356,7 @@ fn rows_to_batch(rows: &[u64]) -> Result<RecordBatch, weir::prelude::UserError> 
     Ok(batch_of(rows.iter().map(|r| *r as i64)))
 }
 
-fn batch_of(ids: impl Iterator<Item = i64>) -> RecordBatch {
+pub(crate) fn batch_of(ids: impl Iterator<Item = i64>) -> RecordBatch {
     let ids: Vec<i64> = ids.collect();
     let schema = arrow_schema::Schema::new(vec![
         arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
@@ -386,11 +392,7 @@ fn the_iceberg_sink_writes_every_row_exactly_once_across_a_restart() {
             .await
             .unwrap();
     });
-    let sink = IcebergSinkConfig {
-        catalog: config.clone(),
-        table: ident.clone(),
-        job_id: "sink-test".into(),
-    };
+    let sink = IcebergSinkConfig::new(config.clone(), ident.clone(), "sink-test");
     let failed = Arc::new(AtomicBool::new(false));
     let f = failed.clone();
     let env = StreamEnv::new();

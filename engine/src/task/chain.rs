@@ -317,14 +317,17 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
         complete: bool,
         env: &mut TaskEnv,
     ) -> Result<(), TaskError> {
-        let op = &mut self.op;
-        attributed(env, self.index, || {
-            if complete {
-                op.notify_checkpoint_complete(id)
-            } else {
-                op.notify_checkpoint_aborted(id)
-            }
-        })?;
+        if complete {
+            as_operator!(
+                env,
+                self.index,
+                ctx = ctx!(self, env),
+                self.op.notify_checkpoint_complete(id, &mut ctx)
+            )?;
+        } else {
+            let op = &mut self.op;
+            attributed(env, self.index, || op.notify_checkpoint_aborted(id))?;
+        }
         self.next.notify_checkpoint(id, complete, env)
     }
 }

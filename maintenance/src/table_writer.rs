@@ -1,0 +1,171 @@
+//! Writing Arrow batches into a table's data files (not committed): partitioned by the table's
+//! default partition spec and rolled at a target file size.
+//!
+//! Invariants:
+//! - every batch is checked against the table's schema before any of it is written
+//!   ([`conform`]);
+//! - a partitioned table gets one open file per partition value (iceberg-rust's fanout
+//!   writer), so unsorted input is fine; the partition value of a row is computed by
+//!   iceberg-rust's transforms (identity, year/month/day/hour, bucket, truncate);
+//! - a file is closed and a new one started once it reaches the target size (written bytes
+//!   plus the bytes buffered for the open row group), so files exceed the target by at most
+//!   one batch;
+//! - file names carry a random prefix: a retried write never overwrites a file that another
+//!   snapshot references.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{MaintenanceError, Result};
+use crate::table_io::conform;
+
+type Files =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+enum Open {
+    Unpartitioned(
+        Box<
+            DataFileWriter<
+                ParquetWriterBuilder,
+                DefaultLocationGenerator,
+                DefaultFileNameGenerator,
+            >,
+        >,
+    ),
+    Partitioned {
+        splitter: Box<RecordBatchPartitionSplitter>,
+        fanout: Box<FanoutWriter<Files>>,
+    },
+}
+
+/// Writes batches into new data files of one table; [`close`](TableWriter::close) returns the
+/// files for a snapshot to add.
+pub struct TableWriter {
+    table: Table,
+    target_file_size: usize,
+    open: Option<Open>,
+    rows: u64,
+}
+
+impl TableWriter {
+    /// A writer of `table`'s data files rolling at `target_file_size` bytes (`None`: the table's
+    /// `write.target-file-size-bytes`, 512 MB unless set).
+    pub fn new(table: &Table, target_file_size: Option<usize>) -> Result<Self> {
+        let target_file_size = match target_file_size {
+            Some(t) => t.max(1),
+            None => {
+                table
+                    .metadata()
+                    .table_properties()
+                    .map_err(|e| err(table, e))?
+                    .write_target_file_size_bytes
+            }
+        };
+        Ok(TableWriter {
+            table: table.clone(),
+            target_file_size,
+            open: None,
+            rows: 0,
+        })
+    }
+
+    /// The target file size in bytes.
+    pub fn target_file_size(&self) -> usize {
+        self.target_file_size
+    }
+
+    /// Rows written since the last [`close`](TableWriter::close).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    async fn start(&self) -> Result<Open> {
+        let t = &self.table;
+        let meta = t.metadata();
+        let schema = meta.current_schema().clone();
+        let parquet =
+            ParquetWriterBuilder::new(WriterProperties::builder().build(), schema.clone());
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            self.target_file_size,
+            t.file_io().clone(),
+            DefaultLocationGenerator::new(meta).map_err(|e| err(t, e))?,
+            DefaultFileNameGenerator::new(
+                format!("weir-{}", uuid::Uuid::new_v4()),
+                None,
+                DataFileFormat::Parquet,
+            ),
+        );
+        let files = DataFileWriterBuilder::new(rolling);
+        let spec = meta.default_partition_spec();
+        if spec.is_unpartitioned() {
+            let w = files.build(None).await.map_err(|e| err(t, e))?;
+            return Ok(Open::Unpartitioned(Box::new(w)));
+        }
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+            schema,
+            Arc::new(spec.as_ref().clone()),
+        )
+        .map_err(|e| err(t, e))?;
+        Ok(Open::Partitioned {
+            splitter: Box::new(splitter),
+            fanout: Box::new(FanoutWriter::new(files)),
+        })
+    }
+
+    /// Writes `batch` (checked against the table's schema first: a mismatch writes nothing).
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = conform(&self.table, batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.open.is_none() {
+            self.open = Some(self.start().await?);
+        }
+        let t = &self.table;
+        match self.open.as_mut() {
+            Some(Open::Unpartitioned(w)) => w.write(batch.clone()).await.map_err(|e| err(t, e))?,
+            Some(Open::Partitioned { splitter, fanout }) => {
+                for (key, part) in splitter.split(&batch).map_err(|e| err(t, e))? {
+                    fanout.write(key, part).await.map_err(|e| err(t, e))?;
+                }
+            }
+            None => {}
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the open files and returns every file written since the last close (none if
+    /// nothing was written). The writer can be used again afterwards.
+    pub async fn close(&mut self) -> Result<Vec<DataFile>> {
+        self.rows = 0;
+        let t = &self.table;
+        match self.open.take() {
+            None => Ok(Vec::new()),
+            Some(Open::Unpartitioned(mut w)) => w.close().await.map_err(|e| err(t, e)),
+            Some(Open::Partitioned { fanout, .. }) => fanout.close().await.map_err(|e| err(t, e)),
+        }
+    }
+}
+
+fn err(table: &Table, e: iceberg::Error) -> MaintenanceError {
+    MaintenanceError::Table {
+        table: table.identifier().to_string(),
+        message: e.to_string(),
+    }
+}
