@@ -11,6 +11,8 @@
 //!   rolled at a target file size;
 //! - [`sink`]: the exactly-once Iceberg sink (writers, one committer, post-commit events);
 //! - [`replace`]: the REPLACE snapshot (compaction commit) iceberg-rust cannot make;
+//! - [`rewrite`]: rewrite groups (read a group's files, write them at the target size, one
+//!   REPLACE per group; conflicting groups skipped);
 //! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
 //!   more; [`location`]: listing a table's location (for orphan detection), behind a trait;
 //! - [`IcebergRuntime`]: the tokio runtime Iceberg's async API runs on, so that weir's
@@ -27,6 +29,7 @@ pub mod error;
 pub mod expire;
 pub mod location;
 pub mod replace;
+pub mod rewrite;
 pub mod runtime;
 pub mod sink;
 pub mod table_io;

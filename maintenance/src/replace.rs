@@ -254,7 +254,9 @@ async fn try_replace(
         .map_err(e)?
         .metadata;
     let old: MetadataLocation = old_location.parse().map_err(e)?;
-    let new_location = old.with_new_metadata(&new_metadata);
+    // A new file (next version, new uuid): the current metadata file is never touched, so
+    // readers never see a half-written file and a lost race leaves the table as it was.
+    let new_location = old.with_next_version().with_new_metadata(&new_metadata);
     new_metadata
         .write_to(file_io, &new_location)
         .await

@@ -1,0 +1,203 @@
+//! Rewrite groups: the unit of compaction. A group is a set of live data files; rewriting it
+//! reads their rows, writes them again at the target file size and commits one REPLACE
+//! snapshot (see [`replace`](crate::replace)) for the group.
+//!
+//! Invariants:
+//! - groups are independent: each is its own commit, so one conflicting group costs only
+//!   itself. A group whose files another commit removed meanwhile (a delete, an overwrite,
+//!   another compaction) **conflicts** and is skipped with a log line naming the file; a lost
+//!   compare-and-swap race (any concurrent commit, e.g. an append) is retried with backoff by
+//!   the commit layer. Rows appended concurrently are never touched: they are in no group.
+//! - the added files get the sequence number of the snapshot the groups were planned on, so
+//!   equality deletes committed meanwhile still apply to them;
+//! - a table with delete files is refused for now (rows would have to be read with the
+//!   deletes applied): rewriting it would resurrect deleted rows.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use iceberg::spec::ManifestContentType;
+use iceberg::table::Table;
+use iceberg::{Catalog, TableIdent};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::catalog::CatalogConfig;
+use crate::error::{MaintenanceError, Result};
+use crate::replace::{commit_replace, ReplaceError};
+use crate::table_writer::TableWriter;
+
+/// How one group ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOutcome {
+    /// Committed as the REPLACE snapshot `snapshot_id`.
+    Committed {
+        /// The new snapshot.
+        snapshot_id: i64,
+        /// Files removed.
+        removed: usize,
+        /// Files added.
+        added: usize,
+    },
+    /// Skipped: `file` was no longer live at commit time.
+    Conflict {
+        /// The first file found gone.
+        file: String,
+    },
+}
+
+/// What rewriting a list of groups did, in group order.
+#[derive(Debug, Clone, Default)]
+pub struct RewriteResult {
+    /// One outcome per group.
+    pub groups: Vec<GroupOutcome>,
+    /// Rows rewritten in the committed groups.
+    pub rows: u64,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl RewriteResult {
+    /// Groups committed.
+    pub fn committed(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| matches!(g, GroupOutcome::Committed { .. }))
+            .count()
+    }
+
+    /// Groups skipped because of a conflict.
+    pub fn conflicts(&self) -> usize {
+        self.groups.len() - self.committed()
+    }
+}
+
+/// Rewrites each group of `planned` (planned on its current snapshot) into files of
+/// `target_file_size` bytes (`None`: the table's target), one REPLACE commit per group.
+pub async fn rewrite_groups(
+    config: &CatalogConfig,
+    catalog: &dyn Catalog,
+    planned: &Table,
+    groups: &[BTreeSet<String>],
+    target_file_size: Option<usize>,
+) -> Result<RewriteResult> {
+    let start = Instant::now();
+    let ident = planned.identifier().clone();
+    refuse_delete_files(planned).await?;
+    let seq = planned
+        .metadata()
+        .current_snapshot()
+        .map(|s| s.sequence_number())
+        .unwrap_or(0);
+    let mut result = RewriteResult::default();
+    for (i, group) in groups.iter().enumerate() {
+        let mut writer = TableWriter::new(planned, target_file_size)?;
+        let mut rows = 0u64;
+        for path in group {
+            for batch in read_data_file(planned, path).await? {
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).await?;
+            }
+        }
+        let added = writer.close().await?;
+        let n_added = added.len();
+        match commit_replace(config, catalog, &ident, group, added, seq, 8).await {
+            Ok(snapshot_id) => {
+                tracing::info!(%ident, group = i, files = group.len(), added = n_added, rows, "rewrite group committed");
+                result.rows += rows;
+                result.groups.push(GroupOutcome::Committed {
+                    snapshot_id,
+                    removed: group.len(),
+                    added: n_added,
+                });
+            }
+            Err(ReplaceError::Conflict { file, .. }) => {
+                // Its new files were never committed: orphan cleanup removes them.
+                tracing::warn!(
+                    "table '{ident}': rewrite group {i} ({} files) skipped: {file} is no longer live (a concurrent commit removed it)",
+                    group.len()
+                );
+                result.groups.push(GroupOutcome::Conflict { file });
+            }
+            Err(ReplaceError::Other(e)) => return Err(e),
+        }
+    }
+    result.duration = start.elapsed();
+    Ok(result)
+}
+
+async fn refuse_delete_files(table: &Table) -> Result<()> {
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(());
+    };
+    let list = table
+        .manifest_list_reader(current)
+        .load()
+        .await
+        .map_err(|e| err(table.identifier(), e))?;
+    if list
+        .entries()
+        .iter()
+        .any(|m| m.content == ManifestContentType::Deletes)
+    {
+        return Err(MaintenanceError::Table {
+            table: table.identifier().to_string(),
+            message: "the table has delete files: rewriting it (reading with deletes applied) is not supported yet".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The rows of one data file, as batches of the table's current schema.
+pub async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
+    let io = |message: String| MaintenanceError::Io {
+        path: path.to_string(),
+        message,
+    };
+    let bytes = table
+        .file_io()
+        .new_input(path)
+        .map_err(|e| io(e.to_string()))?
+        .read()
+        .await
+        .map_err(|e| io(e.to_string()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.with_batch_size(8192).build())
+        .map_err(|e| io(format!("not a readable Parquet file: {e}")))?;
+    let schema: arrow_schema::SchemaRef = std::sync::Arc::new(
+        table
+            .metadata()
+            .current_schema()
+            .as_ref()
+            .try_into()
+            .map_err(|e| err(table.identifier(), e))?,
+    );
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| io(e.to_string()))?;
+        // Other writers use other Arrow types for the same Iceberg type (large strings, say):
+        // cast by name to the table's types.
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                    io(format!(
+                        "no column '{}' (schema evolution is not supported yet)",
+                        f.name()
+                    ))
+                })?;
+                arrow_cast::cast(c, f.data_type()).map_err(|e| io(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| io(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+fn err(ident: &TableIdent, e: iceberg::Error) -> MaintenanceError {
+    MaintenanceError::Table {
+        table: ident.to_string(),
+        message: e.to_string(),
+    }
+}
