@@ -83,7 +83,7 @@ pub async fn commit_replace(
     }))
 }
 
-fn tbl(ident: &TableIdent, e: iceberg::Error) -> ReplaceError {
+pub(crate) fn tbl(ident: &TableIdent, e: iceberg::Error) -> ReplaceError {
     ReplaceError::Other(MaintenanceError::Table {
         table: ident.to_string(),
         message: e.to_string(),
@@ -213,8 +213,24 @@ async fn try_replace(
         .with_summary(summary)
         .with_schema_id(metadata.current_schema_id())
         .build();
+    let swapped = commit_snapshot(config, table, snapshot).await?;
+    Ok(swapped.then_some(snapshot_id))
+}
+
+/// Commits `snapshot` (whose parent is `table`'s current snapshot) as the new head of `main`:
+/// `Ok(false)` when the table changed since `table` was loaded (a lost race: reload and retry).
+/// SQL catalogs: a new metadata file, then the compare-and-swap of the catalog row; REST: the
+/// snapshot as updates with requirements (table uuid, `main` at the parent).
+pub(crate) async fn commit_snapshot(
+    config: &CatalogConfig,
+    table: &Table,
+    snapshot: Snapshot,
+) -> std::result::Result<bool, ReplaceError> {
+    let ident = table.identifier();
+    let e = |e: iceberg::Error| tbl(ident, e);
+    let metadata = table.metadata();
     let reference = SnapshotReference::new(
-        snapshot_id,
+        snapshot.snapshot_id(),
         SnapshotRetention::Branch {
             min_snapshots_to_keep: None,
             max_snapshot_age_ms: None,
@@ -229,7 +245,7 @@ async fn try_replace(
             },
             TableRequirement::RefSnapshotIdMatch {
                 r#ref: MAIN_BRANCH.to_string(),
-                snapshot_id: Some(current.snapshot_id()),
+                snapshot_id: metadata.current_snapshot_id(),
             },
         ];
         let updates = vec![
@@ -239,8 +255,7 @@ async fn try_replace(
                 reference,
             },
         ];
-        let swapped = rest_commit(config, uri, ident, requirements, updates).await?;
-        return Ok(swapped.then_some(snapshot_id));
+        return rest_commit(config, uri, ident, requirements, updates).await;
     }
     let old_location = table.metadata_location_result().map_err(e)?.to_string();
     let new_metadata = metadata
@@ -258,21 +273,20 @@ async fn try_replace(
     // readers never see a half-written file and a lost race leaves the table as it was.
     let new_location = old.with_next_version().with_new_metadata(&new_metadata);
     new_metadata
-        .write_to(file_io, &new_location)
+        .write_to(table.file_io(), &new_location)
         .await
         .map_err(e)?;
-    let swapped = compare_and_swap(config, ident, &old_location, &new_location.to_string()).await?;
-    Ok(swapped.then_some(snapshot_id))
+    compare_and_swap(config, ident, &old_location, &new_location.to_string()).await
 }
 
-fn chrono_now_ms() -> i64 {
+pub(crate) fn chrono_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-fn rand_snapshot_id() -> i64 {
+pub(crate) fn rand_snapshot_id() -> i64 {
     let u = uuid::Uuid::new_v4().as_u128();
     ((u >> 64) as i64 ^ u as i64) & i64::MAX
 }

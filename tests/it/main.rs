@@ -11,6 +11,7 @@ mod iceberg_catalogs;
 mod iceberg_interop;
 mod iceberg_sink;
 mod keyed;
+mod maintenance_files;
 mod lifecycle;
 mod partitioning;
 mod property;
