@@ -25,7 +25,13 @@ as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# One at a time (tests may call this concurrently).
+exec 9>"/tmp/weir-pg-$port.lock"
+flock 9
 if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+  if ! "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d weir -c 'select 1' >/dev/null 2>&1; then
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres weir
+  fi
   echo "$url"
   exit 0
 fi

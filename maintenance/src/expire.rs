@@ -77,6 +77,27 @@ pub async fn expire_snapshots(
     ident: &TableIdent,
     settings: ExpireSettings,
 ) -> Result<ExpireReport> {
+    let (expired_snapshots, unreachable, table) = expire_metadata(catalog, ident, settings).await?;
+    let mut deleted = Vec::new();
+    for path in unreachable {
+        delete_file(&table, &path).await?;
+        deleted.push(path);
+    }
+    Ok(ExpireReport {
+        expired_snapshots,
+        deleted_files: deleted,
+    })
+}
+
+/// The metadata half of an expiry: commits the expiry and returns the expired snapshot ids,
+/// the files it left unreachable (inside the table location: a file outside it is never
+/// returned) and the table after the commit. Deleting the files is up to the caller (in
+/// parallel batches, say); nothing reaches them any more.
+pub async fn expire_metadata(
+    catalog: &dyn Catalog,
+    ident: &TableIdent,
+    settings: ExpireSettings,
+) -> Result<(Vec<i64>, Vec<String>, Table)> {
     let err = |e: iceberg::Error| MaintenanceError::Table {
         table: ident.to_string(),
         message: e.to_string(),
@@ -107,24 +128,29 @@ pub async fn expire_snapshots(
         .location()
         .trim_end_matches('/')
         .to_string();
-    let mut deleted = Vec::new();
+    let mut unreachable = Vec::new();
     for path in reachable_before.difference(&reachable_after) {
         if !path.starts_with(&format!("{location}/")) {
             tracing::warn!(%path, "not deleting a file outside the table location {location}");
             continue;
         }
-        after
-            .file_io()
-            .delete(path)
-            .await
-            .map_err(|e| MaintenanceError::Io {
-                path: path.clone(),
-                message: format!("cannot delete an expired file: {e}"),
-            })?;
-        deleted.push(path.clone());
+        unreachable.push(path.clone());
     }
-    Ok(ExpireReport {
-        expired_snapshots: ids_before.difference(&ids_after).copied().collect(),
-        deleted_files: deleted,
-    })
+    Ok((
+        ids_before.difference(&ids_after).copied().collect(),
+        unreachable,
+        after,
+    ))
+}
+
+/// Deletes one file of `table` (an error names it).
+pub async fn delete_file(table: &Table, path: &str) -> Result<()> {
+    table
+        .file_io()
+        .delete(path)
+        .await
+        .map_err(|e| MaintenanceError::Io {
+            path: path.to_string(),
+            message: format!("cannot delete an expired file: {e}"),
+        })
 }

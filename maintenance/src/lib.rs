@@ -15,6 +15,12 @@
 //!   REPLACE per group; conflicting groups skipped);
 //! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
 //!   more; [`location`]: listing a table's location (for orphan detection), behind a trait;
+//! - [`orphans`]: deleting orphan files (unreferenced and older than a minimum age) below a
+//!   table's location;
+//! - [`manifests`]: rewriting manifests (merging the current snapshot's small data manifests
+//!   in one REPLACE snapshot);
+//! - [`maintain`]: table maintenance as operator topologies (monitor, trigger manager, lock,
+//!   tasks);
 //! - [`IcebergRuntime`]: the tokio runtime Iceberg's async API runs on, so that weir's
 //!   operators (which run on their task threads) can call it.
 //!
@@ -28,6 +34,9 @@ pub mod catalog;
 pub mod error;
 pub mod expire;
 pub mod location;
+pub mod maintain;
+pub mod manifests;
+pub mod orphans;
 pub mod replace;
 pub mod rewrite;
 pub mod runtime;

@@ -108,6 +108,18 @@ async fn try_replace(
             message: "the table has no snapshot to rewrite".into(),
         })
     })?;
+    let other = |message: String| {
+        ReplaceError::Other(MaintenanceError::Table {
+            table: ident.to_string(),
+            message,
+        })
+    };
+    if metadata.format_version() != iceberg::spec::FormatVersion::V2 {
+        return Err(other(format!(
+            "REPLACE commits support format version 2 tables only (this one is {})",
+            metadata.format_version()
+        )));
+    }
     let snapshot_id = rand_snapshot_id();
     let sequence_number = metadata.last_sequence_number() + 1;
     let schema = metadata.current_schema().clone();
@@ -125,6 +137,16 @@ async fn try_replace(
     let mut found = BTreeSet::new();
     let (mut removed_records, mut removed_size) = (0u64, 0u64);
     for (i, mf) in list.entries().iter().enumerate() {
+        if mf.content == ManifestContentType::Deletes
+            && mf.sequence_number > starting_sequence_number
+        {
+            // Deletes committed after planning may apply to the files being removed: their
+            // rows would come back in the rewritten files.
+            return Err(ReplaceError::Conflict {
+                table: ident.to_string(),
+                file: mf.manifest_path.clone(),
+            });
+        }
         let manifest = mf.load_manifest(file_io).await.map_err(e)?;
         let touches = mf.content == ManifestContentType::Data
             && manifest.entries().iter().any(|en| {
@@ -133,6 +155,13 @@ async fn try_replace(
         if !touches {
             manifests.push(mf.clone());
             continue;
+        }
+        if mf.partition_spec_id != spec.spec_id() {
+            return Err(other(format!(
+                "a rewritten file belongs to partition spec {} (the table's is {}): rewriting files of an older spec is not supported",
+                mf.partition_spec_id,
+                spec.spec_id()
+            )));
         }
         let path = format!("{location}/metadata/{commit_uuid}-m{i}.avro");
         let output = file_io.new_output(&path).map_err(e)?;
@@ -355,23 +384,46 @@ async fn rest_commit(
             message,
         })
     };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| err(format!("REST client: {e}")))?;
+    let base = reqwest::Url::parse(uri).map_err(|e| err(format!("bad REST catalog URL: {e}")))?;
+    let url_of = |segments: &[&str]| {
+        let mut url = base.clone();
+        url.path_segments_mut()
+            .map_err(|_| err("bad REST catalog URL: it cannot be a base".into()))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok::<_, ReplaceError>(url)
+    };
+    // The server's path prefix (`/v1/{prefix}/namespaces/...`), as the catalog client uses it.
+    let config: serde_json::Value = client
+        .get(url_of(&["v1", "config"])?)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| err(format!("REST config: {e}")))?
+        .json()
+        .await
+        .map_err(|e| err(format!("REST config: {e}")))?;
+    let prefix = ["overrides", "defaults"]
+        .iter()
+        .find_map(|k| config[k]["prefix"].as_str())
+        .map(str::to_string);
     let namespace = ident.namespace().join("\u{1f}");
-    let url = reqwest::Url::parse(uri)
-        .and_then(|base| {
-            let mut url = base;
-            url.path_segments_mut()
-                .map_err(|_| url::ParseError::RelativeUrlWithCannotBeABaseBase)?
-                .pop_if_empty()
-                .extend(["v1", "namespaces", &namespace, "tables", ident.name()]);
-            Ok(url)
-        })
-        .map_err(|e| err(format!("bad REST catalog URL '{uri}': {e}")))?;
+    let mut segments = vec!["v1"];
+    if let Some(p) = &prefix {
+        segments.extend(p.split('/').filter(|s| !s.is_empty()));
+    }
+    segments.extend(["namespaces", namespace.as_str(), "tables", ident.name()]);
+    let url = url_of(&segments)?;
     let body = serde_json::json!({
         "identifier": {"namespace": ident.namespace().as_ref(), "name": ident.name()},
         "requirements": requirements,
         "updates": updates,
     });
-    let response = reqwest::Client::new()
+    let response = client
         .post(url)
         .json(&body)
         .send()

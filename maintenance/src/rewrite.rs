@@ -126,7 +126,8 @@ pub async fn rewrite_groups(
     Ok(result)
 }
 
-async fn refuse_delete_files(table: &Table) -> Result<()> {
+/// An error if the table has delete files (rewriting would resurrect deleted rows).
+pub(crate) async fn refuse_delete_files(table: &Table) -> Result<()> {
     let Some(current) = table.metadata().current_snapshot() else {
         return Ok(());
     };
@@ -187,7 +188,13 @@ pub async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch
                         f.name()
                     ))
                 })?;
-                arrow_cast::cast(c, f.data_type()).map_err(|e| io(e.to_string()))
+                // A value that does not fit is an error, never a silent null.
+                let options = arrow_cast::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow_cast::cast_with_options(c, f.data_type(), &options)
+                    .map_err(|e| io(e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
         out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| io(e.to_string()))?);

@@ -82,6 +82,8 @@ pub struct WriteResult {
     pub subtask: usize,
     /// The writers' parallelism.
     pub writers: usize,
+    /// The partition spec the files were written with.
+    pub partition_spec_id: i32,
     /// The data files, in Iceberg's JSON form (possibly none: every writer reports every
     /// checkpoint, so the committer knows when it has everything up to it).
     pub data_files: Vec<String>,
@@ -161,6 +163,8 @@ pub struct IcebergWriter {
     config: IcebergSinkConfig,
     open: Option<Open>,
     files: Option<TableWriter>,
+    /// A failure that lost written rows: every later call fails the task.
+    failed: Option<String>,
 }
 
 impl IcebergWriter {
@@ -170,6 +174,7 @@ impl IcebergWriter {
             config,
             open: None,
             files: None,
+            failed: None,
         }
     }
 
@@ -179,9 +184,21 @@ impl IcebergWriter {
         subtask: usize,
         writers: usize,
     ) -> Result<WriteResult, UserError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone().into());
+        }
         let o = self.open.as_ref().ok_or("writer not opened")?;
         let closed: Vec<DataFile> = match self.files.as_mut() {
-            Some(w) => o.rt.block_on(w.close()).map_err(user)?,
+            Some(w) => match o.rt.block_on(w.close()) {
+                Ok(files) => files,
+                Err(e) => {
+                    // The rows of the closed files are lost to this attempt: a declined
+                    // checkpoint must not let later checkpoints commit without them.
+                    let e = format!("closing the data files failed: {e}");
+                    self.failed = Some(e.clone());
+                    return Err(e.into());
+                }
+            },
             None => Vec::new(),
         };
         let m = o.table.metadata();
@@ -194,6 +211,7 @@ impl IcebergWriter {
             checkpoint_id,
             subtask,
             writers,
+            partition_spec_id: m.default_partition_spec_id(),
             data_files,
         })
     }
@@ -215,6 +233,9 @@ impl Operator for IcebergWriter {
         batch: ArrowBatch,
         _ctx: &mut Context<'_, WriteResult>,
     ) -> Result<(), UserError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone().into());
+        }
         let o = self.open.as_ref().ok_or("writer not opened")?;
         let w = self.files.as_mut().ok_or("writer not opened")?;
         // The schema is checked first: a mismatching batch writes nothing.
@@ -262,6 +283,17 @@ pub fn max_committed(job_id: &str, table: &Table) -> Option<u64> {
         .max()
 }
 
+/// Removes and returns the files of every checkpoint up to `m` (all of them for `u64::MAX`).
+fn take_upto(pending: &mut BTreeMap<u64, Vec<(i32, String)>>, m: u64) -> Vec<(i32, String)> {
+    let upto = if m == u64::MAX {
+        std::mem::take(pending)
+    } else {
+        let later = pending.split_off(&(m + 1));
+        std::mem::replace(pending, later)
+    };
+    upto.into_values().flatten().collect()
+}
+
 /// Commits the writers' files when checkpoints complete (parallelism 1).
 pub struct IcebergCommitter {
     config: IcebergSinkConfig,
@@ -274,7 +306,7 @@ pub struct IcebergCommitter {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct CommitterState {
     /// Files not committed yet, by the checkpoint their writer closed them for.
-    pending: BTreeMap<u64, Vec<String>>,
+    pending: BTreeMap<u64, Vec<(i32, String)>>,
     /// Per writer subtask, the newest checkpoint it reported (results of one writer arrive in
     /// order, so everything of that writer up to it is here).
     reported: BTreeMap<usize, u64>,
@@ -311,53 +343,58 @@ impl IcebergCommitter {
         }
         let o = self.open.as_ref().ok_or("committer not opened")?;
         let ident = self.config.table.clone();
-        let files_json: Vec<String> = {
-            let later = st.pending.split_off(&m.saturating_add(1));
-            let upto = std::mem::replace(&mut st.pending, later);
-            if m == u64::MAX {
-                // split_off(MAX + 1) saturates: take everything.
-                upto.into_values()
-                    .flatten()
-                    .chain(std::mem::take(&mut st.pending).into_values().flatten())
-                    .collect()
-            } else {
-                upto.into_values().flatten().collect()
-            }
-        };
         let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;
-        if max_committed(&self.config.job_id, &table).is_some_and(|c| c >= m) {
-            tracing::info!(%ident, m, "checkpoint already committed: skipped");
-            let m_str = m.to_string();
+        // A commit tagged c holds every checkpoint up to c: what the table has is dropped
+        // (a restored job, or overlapping checkpoints whose older one committed meanwhile).
+        let committed = max_committed(&self.config.job_id, &table);
+        if let Some(c) = committed {
+            let dropped = take_upto(&mut st.pending, c);
+            if !dropped.is_empty() {
+                tracing::info!(%ident, c, "checkpoints up to {c} already committed: skipped");
+            }
+        }
+        if let Some(c) = committed.filter(|&c| c >= m) {
+            // Announce the commit again (post-commit events are at-least-once).
+            let c_str = c.to_string();
             let holder = table.metadata().snapshots().find(|s| {
                 let p = &s.summary().additional_properties;
-                p.get(JOB_ID) == Some(&self.config.job_id) && p.get(CHECKPOINT_ID) == Some(&m_str)
+                p.get(JOB_ID) == Some(&self.config.job_id) && p.get(CHECKPOINT_ID) == Some(&c_str)
             });
             if let Some(s) = holder {
                 self.committed.push(CommittedSnapshot {
                     table: ident.to_string(),
                     snapshot_id: s.snapshot_id(),
-                    checkpoint_id: m,
-                    data_files: files_json.len(),
+                    checkpoint_id: c,
+                    data_files: 0,
                 });
             }
             return Ok(());
         }
+        let files_json = take_upto(&mut st.pending, m);
         if files_json.is_empty() {
             return Ok(());
         }
         let meta = table.metadata();
+        let default_spec = meta.default_partition_spec_id();
         let files = files_json
             .iter()
-            .map(|j| {
+            .map(|(spec, j)| {
+                if *spec != default_spec {
+                    // An append can only add files of the default spec.
+                    return Err(format!(
+                        "table '{ident}': its partition spec changed (files written with spec {spec}, the table's is now {default_spec}) while the sink ran; checkpoint {m} cannot be committed"
+                    )
+                    .into());
+                }
                 deserialize_data_file_from_json(
                     j,
-                    meta.default_partition_spec_id(),
+                    default_spec,
                     meta.default_partition_type(),
                     meta.current_schema(),
                 )
+                .map_err(user)
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(user)?;
+            .collect::<Result<Vec<_>, UserError>>()?;
         let n = files.len();
         let summary = HashMap::from([
             (JOB_ID.to_string(), self.config.job_id.clone()),
@@ -414,13 +451,17 @@ impl Operator for IcebergCommitter {
         ctx: &mut Context<'_, CommittedSnapshot>,
     ) -> Result<(), UserError> {
         let st = &mut self.state;
-        st.writers = r.writers;
+        if r.writers != st.writers {
+            // Restored with another number of writers: the old subtasks report no more.
+            st.reported.retain(|subtask, _| *subtask < r.writers);
+            st.writers = r.writers;
+        }
         let seen = st.reported.entry(r.subtask).or_default();
         *seen = (*seen).max(r.checkpoint_id);
         st.pending
             .entry(r.checkpoint_id)
             .or_default()
-            .extend(r.data_files);
+            .extend(r.data_files.into_iter().map(|f| (r.partition_spec_id, f)));
         self.try_commit()?;
         self.emit_committed(ctx);
         Ok(())

@@ -79,13 +79,19 @@ fn create(dir: &std::path::Path, table: &str, spec: Option<UnboundPartitionSpec>
     ident
 }
 
-/// Runs `rows` events through `sink` (2 writers, checkpoints every 100 ms); returns the number
-/// of post-commit events.
-fn run(dir: &std::path::Path, rows: u64, noisy: bool, sink: IcebergSinkConfig) -> usize {
+/// Runs `rows` events through `sink` (2 writers, checkpoints every `interval`); returns the
+/// number of post-commit events.
+fn run(
+    dir: &std::path::Path,
+    rows: u64,
+    noisy: bool,
+    sink: IcebergSinkConfig,
+    interval: std::time::Duration,
+) -> usize {
     let env = StreamEnv::new();
     env.configure(|c| {
         c.checkpoint_dir = dir.join("chk").display().to_string();
-        c.checkpoint_interval = std::time::Duration::from_millis(100);
+        c.checkpoint_interval = interval;
     });
     let commits = env
         .generate(Generator::new(|i| i).bounded(rows).rate_limited(40_000.0))
@@ -123,7 +129,13 @@ fn the_sink_writes_partitioned_tables() {
         .build();
     let ident = create(&wh, "parts", Some(spec));
     let sink = IcebergSinkConfig::new(CatalogConfig::embedded(&wh), ident, "partitioned");
-    let commits = run(&dir, 6_000, false, sink);
+    let commits = run(
+        &dir,
+        6_000,
+        false,
+        sink,
+        std::time::Duration::from_millis(100),
+    );
     assert!(commits >= 1);
     let out = pyiceberg(
         &wh,
@@ -172,7 +184,15 @@ fn the_sink_rolls_data_files_at_the_target_size() {
     let ident = create(&wh, "rolled", None);
     let sink = IcebergSinkConfig::new(CatalogConfig::embedded(&wh), ident, "rolling")
         .with_target_file_size(TARGET as usize);
-    run(&dir, 40_000, true, sink);
+    // No checkpoint during the run (it takes about a second): only the target closes files
+    // before the end.
+    run(
+        &dir,
+        40_000,
+        true,
+        sink,
+        std::time::Duration::from_secs(600),
+    );
     let out = pyiceberg(
         &wh,
         "t = cat.load_table('db.rolled')\n\
@@ -195,9 +215,11 @@ fn the_sink_rolls_data_files_at_the_target_size() {
         sizes.iter().all(|&s| s <= TARGET + TARGET / 2),
         "a file far above the target: {sizes:?}"
     );
+    // Every file but each writer's last one was closed by reaching the target.
+    let full = sizes.iter().filter(|&&s| s >= TARGET).count();
     assert!(
-        sizes.len() as u64 >= total / (TARGET + TARGET / 2),
-        "not rolled: {sizes:?}"
+        full + 2 >= sizes.len() && sizes.len() >= 4,
+        "not rolled at the target: {sizes:?} ({total} bytes)"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

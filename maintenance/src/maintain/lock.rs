@@ -1,0 +1,484 @@
+//! The maintenance lock: at most one maintenance task runs on a table at a time.
+//!
+//! The trigger manager asks for the lock before it fires a task; the lock remover at the end of
+//! the task graphs releases it when the task's result arrives. Both talk to the lock through
+//! their coordinators (job-side components), so operators never block on it:
+//! - **in-job lock** (the default, valid when one job maintains the table): the lock is an entry
+//!   of the job's [`CoordinatorStore`], changed atomically;
+//! - **SQL lock** (several jobs or processes on one table): a row of `weir_maintenance_lock` in
+//!   a SQLite or PostgreSQL database, taken with an atomic conditional insert/update and held
+//!   for a lease that the holder renews; a dead holder's lease runs out, so it cannot block
+//!   forever.
+//!
+//! Recovery (Iceberg's semantics): when a job is restored from a checkpoint, a task that was
+//! running may still have work in flight in the restored graph. The lock is then put in
+//! *recovery*: the trigger manager sends a recovery trigger through every task graph, and only
+//! when all of them passed it (everything before it is done) is the lock released. A fresh start
+//! clears the in-job lock.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use weir_engine::coordination::{Coordinator, CoordinatorContext, SubtaskGateway};
+use weir_engine::UserError;
+
+use crate::error::{MaintenanceError, Result};
+use crate::runtime::IcebergRuntime;
+
+/// Where the lock lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockConfig {
+    /// In the job (one job maintains the table).
+    InJob,
+    /// In a SQL database shared by every job maintaining the table.
+    Sql {
+        /// `sqlite://path` or `postgres://...`.
+        url: String,
+        /// How long a taken lock stays valid without renewal.
+        lease: Duration,
+        /// This job's holder id (one per job: its trigger manager takes the lock, its lock
+        /// remover releases it).
+        holder: String,
+    },
+}
+
+/// The trigger manager's request to its coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum LockRequest {
+    /// Take the lock for `task`.
+    Acquire {
+        /// The task's index.
+        task: usize,
+    },
+    /// Still running `task`: renew the lease (SQL lock).
+    Renew,
+}
+
+/// The coordinator's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum LockReply {
+    /// The lock is taken for `task`: fire it.
+    Granted {
+        /// The task's index.
+        task: usize,
+    },
+    /// Someone holds the lock (or it is in recovery): try again later.
+    Busy {
+        /// The task asked for.
+        task: usize,
+    },
+}
+
+/// The lock remover's message to its coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum LockRelease {
+    /// The task finished: release the lock.
+    Task,
+    /// Every task graph passed the recovery trigger: leave recovery.
+    Recovered,
+}
+
+/// The in-job lock's state in the coordinator store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InJob {
+    Free,
+    Held,
+    Recovering,
+}
+
+fn store_key(table: &str) -> String {
+    format!("weir.maintenance.lock/{table}")
+}
+
+/// A lock for one table, as the coordinators use it.
+struct Lock {
+    table: String,
+    sql: Option<SqlLock>,
+}
+
+impl Lock {
+    fn new(table: &str, config: &LockConfig) -> Result<Lock> {
+        let sql = match config {
+            LockConfig::InJob => None,
+            LockConfig::Sql { url, lease, holder } => {
+                Some(SqlLock::connect(url, table, holder, *lease)?)
+            }
+        };
+        Ok(Lock {
+            table: table.to_string(),
+            sql,
+        })
+    }
+
+    fn try_lock(&mut self, ctx: &CoordinatorContext) -> Result<bool, UserError> {
+        if let Some(sql) = &mut self.sql {
+            return Ok(sql.try_lock()?);
+        }
+        let mut granted = false;
+        ctx.store()
+            .compute::<InJob>(&store_key(&self.table), |cur| match cur {
+                None | Some(InJob::Free) => {
+                    granted = true;
+                    Some(InJob::Held)
+                }
+                other => other,
+            })?;
+        Ok(granted)
+    }
+
+    fn unlock(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
+        if let Some(sql) = &mut self.sql {
+            return Ok(sql.unlock()?);
+        }
+        ctx.store()
+            .compute::<InJob>(&store_key(&self.table), |_| Some(InJob::Free))?;
+        Ok(())
+    }
+
+    fn set_recovering(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
+        if let Some(sql) = &mut self.sql {
+            // Hold the SQL lock through the recovery (renewed like a task's).
+            sql.force_lock()?;
+            return Ok(());
+        }
+        ctx.store()
+            .compute::<InJob>(&store_key(&self.table), |_| Some(InJob::Recovering))?;
+        Ok(())
+    }
+}
+
+/// The trigger manager's coordinator: grants or refuses the lock.
+pub struct TriggerLockCoordinator {
+    lock: Lock,
+    gateway: Option<SubtaskGateway<LockReply>>,
+}
+
+impl TriggerLockCoordinator {
+    /// The coordinator of `table`'s trigger manager.
+    pub fn new(table: &str, config: &LockConfig) -> Result<Self> {
+        Ok(TriggerLockCoordinator {
+            lock: Lock::new(table, config)?,
+            gateway: None,
+        })
+    }
+}
+
+impl Coordinator for TriggerLockCoordinator {
+    type ToSubtask = LockReply;
+    type FromSubtask = LockRequest;
+
+    fn handle_event(
+        &mut self,
+        _subtask: usize,
+        _attempt: u32,
+        event: LockRequest,
+        ctx: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        match event {
+            LockRequest::Acquire { task } => {
+                let reply = if self.lock.try_lock(ctx)? {
+                    LockReply::Granted { task }
+                } else {
+                    LockReply::Busy { task }
+                };
+                if let Some(g) = &self.gateway {
+                    // A failed subtask misses the reply; its restored self asks again.
+                    let _ = g.send(reply);
+                }
+            }
+            LockRequest::Renew => {
+                if let Some(sql) = &mut self.lock.sql {
+                    sql.renew()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _id: u64, _ctx: &CoordinatorContext) -> Result<Vec<u8>, UserError> {
+        Ok(Vec::new())
+    }
+
+    fn reset_to_checkpoint(
+        &mut self,
+        checkpoint_id: Option<u64>,
+        _state: Option<&[u8]>,
+        ctx: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        match checkpoint_id {
+            // Restored: work of a task may be in flight in the restored graph.
+            Some(_) => self.lock.set_recovering(ctx),
+            // From scratch: nothing of ours runs.
+            None => self.lock.unlock(ctx),
+        }
+    }
+
+    fn attempt_ready(
+        &mut self,
+        _subtask: usize,
+        _attempt: u32,
+        gateway: SubtaskGateway<LockReply>,
+        _ctx: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        self.gateway = Some(gateway);
+        Ok(())
+    }
+}
+
+/// The lock remover's coordinator: releases the lock.
+pub struct LockRemoverCoordinator {
+    lock: Lock,
+}
+
+impl LockRemoverCoordinator {
+    /// The coordinator of `table`'s lock remover.
+    pub fn new(table: &str, config: &LockConfig) -> Result<Self> {
+        Ok(LockRemoverCoordinator {
+            lock: Lock::new(table, config)?,
+        })
+    }
+}
+
+impl Coordinator for LockRemoverCoordinator {
+    type ToSubtask = ();
+    type FromSubtask = LockRelease;
+
+    fn handle_event(
+        &mut self,
+        _subtask: usize,
+        _attempt: u32,
+        event: LockRelease,
+        ctx: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        self.lock.unlock(ctx)?;
+        if event == LockRelease::Task {
+            // Tasks run so far (a `once` run ends when every task ran).
+            ctx.store()
+                .compute::<usize>(&super::monitor::done_key(&self.lock.table), |n| {
+                    Some(n.unwrap_or(0) + 1)
+                })?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _id: u64, _ctx: &CoordinatorContext) -> Result<Vec<u8>, UserError> {
+        Ok(Vec::new())
+    }
+
+    fn reset_to_checkpoint(
+        &mut self,
+        _checkpoint_id: Option<u64>,
+        _state: Option<&[u8]>,
+        _ctx: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
+
+    fn attempt_ready(
+        &mut self,
+        _subtask: usize,
+        _attempt: u32,
+        _gateway: SubtaskGateway<()>,
+        _ctx: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// A lock row in a SQL database, with a lease: `weir_maintenance_lock(lock_id, holder,
+/// expires_ms)`. Taking it is one atomic statement (insert, or take over an expired row).
+pub struct SqlLock {
+    rt: IcebergRuntime,
+    pool: AnyPool,
+    url: String,
+    lock_id: String,
+    holder: String,
+    lease: Duration,
+    dollar: bool,
+}
+
+impl std::fmt::Debug for SqlLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlLock")
+            .field("lock_id", &self.lock_id)
+            .field("holder", &self.holder)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl SqlLock {
+    /// Connects to `url` (creating the lock table if missing); the lock is `lock_id`, taken in
+    /// the name of `holder`.
+    pub fn connect(url: &str, lock_id: &str, holder: &str, lease: Duration) -> Result<SqlLock> {
+        let shown = redact(url);
+        let err = |e: sqlx::Error| MaintenanceError::Catalog {
+            catalog: shown.clone(),
+            message: format!("maintenance lock: {e}"),
+        };
+        let rt = IcebergRuntime::new(1)?;
+        sqlx::any::install_default_drivers();
+        let url_rwc = if url.starts_with("sqlite:") && !url.contains('?') {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let pool = rt.block_on(async {
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(&url_rwc)
+                .await
+                .map_err(err)?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS weir_maintenance_lock (lock_id VARCHAR(512) PRIMARY KEY, holder VARCHAR(128) NOT NULL, expires_ms BIGINT NOT NULL)",
+            )
+            .execute(&pool)
+            .await
+            .map_err(err)?;
+            Ok::<_, MaintenanceError>(pool)
+        })?;
+        Ok(SqlLock {
+            rt,
+            pool,
+            url: shown,
+            lock_id: lock_id.to_string(),
+            holder: holder.to_string(),
+            lease,
+            dollar: url.starts_with("postgres"),
+        })
+    }
+
+    fn sql(&self, q: &str) -> String {
+        if !self.dollar {
+            return q.to_string();
+        }
+        let mut out = String::new();
+        let mut n = 0;
+        for c in q.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn err(&self, e: sqlx::Error) -> MaintenanceError {
+        MaintenanceError::Catalog {
+            catalog: self.url.clone(),
+            message: format!("maintenance lock '{}': {e}", self.lock_id),
+        }
+    }
+
+    /// Takes the lock if it is free, expired, or already ours; true if held now.
+    pub fn try_lock(&mut self) -> Result<bool> {
+        let now = now_ms();
+        let expires = now + self.lease.as_millis() as i64;
+        let insert = self.sql(
+            "INSERT INTO weir_maintenance_lock (lock_id, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms WHERE weir_maintenance_lock.expires_ms < ? OR weir_maintenance_lock.holder = excluded.holder",
+        );
+        let done = self
+            .rt
+            .block_on(
+                sqlx::query(&insert)
+                    .bind(self.lock_id.clone())
+                    .bind(self.holder.clone())
+                    .bind(expires)
+                    .bind(now)
+                    .execute(&self.pool),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes the lock whatever its state (recovery of a restored job that held it).
+    pub fn force_lock(&mut self) -> Result<()> {
+        let expires = now_ms() + self.lease.as_millis() as i64;
+        let q = self.sql(
+            "INSERT INTO weir_maintenance_lock (lock_id, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms",
+        );
+        self.rt
+            .block_on(
+                sqlx::query(&q)
+                    .bind(self.lock_id.clone())
+                    .bind(self.holder.clone())
+                    .bind(expires)
+                    .execute(&self.pool),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Extends the lease if this instance holds the lock.
+    pub fn renew(&mut self) -> Result<()> {
+        let expires = now_ms() + self.lease.as_millis() as i64;
+        let q = self.sql(
+            "UPDATE weir_maintenance_lock SET expires_ms = ? WHERE lock_id = ? AND holder = ?",
+        );
+        self.rt
+            .block_on(
+                sqlx::query(&q)
+                    .bind(expires)
+                    .bind(self.lock_id.clone())
+                    .bind(self.holder.clone())
+                    .execute(&self.pool),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Releases the lock if this holder has it (a lease that ran out and was taken over by
+    /// another holder is theirs now).
+    pub fn unlock(&mut self) -> Result<()> {
+        let q = self.sql("DELETE FROM weir_maintenance_lock WHERE lock_id = ? AND holder = ?");
+        self.rt
+            .block_on(
+                sqlx::query(&q)
+                    .bind(self.lock_id.clone())
+                    .bind(self.holder.clone())
+                    .execute(&self.pool),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Who holds the lock now (an unexpired row), if anyone.
+    pub fn holder(&self) -> Result<Option<String>> {
+        use sqlx::Row;
+        let q = self.sql("SELECT holder, expires_ms FROM weir_maintenance_lock WHERE lock_id = ?");
+        let row = self
+            .rt
+            .block_on(
+                sqlx::query(&q)
+                    .bind(self.lock_id.clone())
+                    .fetch_optional(&self.pool),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(match row {
+            Some(r) => {
+                let holder: String = r.try_get(0).map_err(|e| self.err(e))?;
+                let expires: i64 = r.try_get(1).map_err(|e| self.err(e))?;
+                (expires >= now_ms()).then_some(holder)
+            }
+            None => None,
+        })
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}***{}", &url[..s + 3], &url[a..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Table maintenance as a weir job on a pyiceberg-made table: every task once (compaction,
+//! expiry, orphan cleanup, manifest rewrite), then pyiceberg checks the table.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use weir::maintenance::iceberg::{NamespaceIdent, TableIdent};
+use weir::maintenance::maintain::{
+    ExpireTaskSettings, RewriteSettings, TableMaintenance, TaskKind, TaskResult, TriggerConditions,
+};
+use weir::maintenance::manifests::ManifestSettings;
+use weir::maintenance::orphans::OrphanSettings;
+use weir::maintenance::CatalogConfig;
+use weir::prelude::*;
+
+use crate::iceberg_interop::{pyiceberg, temp_dir};
+
+/// pyiceberg makes `db.events` (id long, region string), partitioned by region (3 values),
+/// with `appends` appends of 60 rows: three small files per append.
+pub(crate) fn events_table_by_pyiceberg(dir: &Path, appends: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    pyiceberg(
+        dir,
+        &format!(
+            "import pyarrow as pa\n\
+             from pyiceberg.partitioning import PartitionSpec, PartitionField\n\
+             from pyiceberg.transforms import IdentityTransform\n\
+             from pyiceberg.schema import Schema\n\
+             from pyiceberg.types import NestedField, LongType, StringType\n\
+             cat.create_namespace('db')\n\
+             schema = Schema(NestedField(1, 'id', LongType(), required=True), NestedField(2, 'region', StringType(), required=False))\n\
+             spec = PartitionSpec(PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name='region'))\n\
+             t = cat.create_table('db.events', schema=schema, partition_spec=spec)\n\
+             arrow = pa.schema([pa.field('id', pa.int64(), nullable=False), pa.field('region', pa.string())])\n\
+             for k in range({appends}):\n\
+             \x20   ids = list(range(k * 60, k * 60 + 60))\n\
+             \x20   t.append(pa.table({{'id': ids, 'region': [['eu', 'us', 'ap'][i % 3] for i in ids]}}, schema=arrow))\n"
+        ),
+    );
+}
+
+fn set_old(path: &Path, age: Duration) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - age).unwrap();
+}
+
+/// The whole maintenance job, once: 240 small files in 3 partitions are compacted, old
+/// snapshots expired with their files, planted old orphans deleted (young ones and files
+/// outside the table kept), manifests merged; pyiceberg reads the same rows.
+#[test]
+fn maintenance_once_keeps_a_pyiceberg_table_healthy() {
+    const TARGET: u64 = 1 << 20;
+    let dir = temp_dir("maintain-once");
+    events_table_by_pyiceberg(&dir, 80);
+    let table_dir = dir.join("db/events");
+    assert!(table_dir.is_dir(), "{}", table_dir.display());
+    // Planted files: an old orphan, a young one, an old file outside the table.
+    let old_orphan = table_dir.join("data/region=eu/orphan-old.parquet");
+    let young_orphan = table_dir.join("data/region=eu/orphan-young.parquet");
+    let outside = dir.join("db/outside-old.parquet");
+    for p in [&old_orphan, &young_orphan, &outside] {
+        std::fs::write(p, b"not referenced").unwrap();
+    }
+    set_old(&old_orphan, Duration::from_secs(4 * 24 * 3600));
+    set_old(&outside, Duration::from_secs(4 * 24 * 3600));
+    let before = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.events')\n\
+         print(json.dumps({'ids': sorted(t.scan().to_arrow().column('id').to_pylist()), 'files': len(t.inspect.files())}))",
+    );
+    let before: serde_json::Value = serde_json::from_str(before.trim()).unwrap();
+    assert_eq!(before["files"], 240);
+
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "events".into());
+    let maintenance = TableMaintenance::new(CatalogConfig::embedded(&dir), ident)
+        .rate_limit(Duration::from_millis(10))
+        .lock_check_delay(Duration::from_millis(20))
+        .parallelism(2)
+        .add(
+            TaskKind::RewriteDataFiles(RewriteSettings {
+                target_file_size: Some(TARGET),
+                ..RewriteSettings::default()
+            }),
+            TriggerConditions::default(),
+        )
+        .add(
+            TaskKind::ExpireSnapshots(ExpireTaskSettings {
+                max_snapshot_age: Some(Duration::ZERO),
+                retain_last: Some(2),
+                delete_batch_size: 50,
+            }),
+            TriggerConditions::default(),
+        )
+        .add(
+            TaskKind::DeleteOrphanFiles(OrphanSettings::default()),
+            TriggerConditions::default(),
+        )
+        .add(
+            TaskKind::RewriteManifests(ManifestSettings::default()),
+            TriggerConditions::default(),
+        );
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = dir.join("chk").display().to_string();
+        c.checkpoint_interval = Duration::from_millis(200);
+    });
+    let results = maintenance.build(&env, true).unwrap().collect();
+    crate::common::join_within(env.start().unwrap(), Duration::from_secs(180)).unwrap();
+    let results: Vec<TaskResult> = results.take();
+    for r in &results {
+        eprintln!("{}", weir::maintenance::maintain::summary_line(r));
+    }
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(results.iter().all(|r| r.success), "{results:?}");
+    let by_task = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.task == name)
+            .unwrap_or_else(|| panic!("no {name} result"))
+    };
+    assert_eq!(by_task("RewriteDataFiles").counts["files_removed"], 240);
+    assert!(by_task("ExpireSnapshots").counts["snapshots_expired"] >= 79);
+    assert_eq!(by_task("DeleteOrphanFiles").counts["deleted"], 1);
+
+    let after = pyiceberg(
+        &dir,
+        "import collections\n\
+         t = cat.load_table('db.events')\n\
+         files = t.inspect.files().to_pylist()\n\
+         per = collections.defaultdict(lambda: [0, 0])\n\
+         for f in files:\n\
+         \x20   per[f['partition']['region']][0] += 1\n\
+         \x20   per[f['partition']['region']][1] += f['file_size_in_bytes']\n\
+         snaps = [s.snapshot_id for s in t.snapshots()]\n\
+         readable = [len(t.scan(snapshot_id=s).to_arrow()) for s in snaps]\n\
+         print(json.dumps({'ids': sorted(t.scan().to_arrow().column('id').to_pylist()), 'per': per, 'operation': t.current_snapshot().summary.operation.value, 'snapshots': len(snaps), 'readable': readable, 'manifests': len(t.inspect.manifests())}))",
+    );
+    let after: serde_json::Value = serde_json::from_str(after.trim()).unwrap();
+    assert!(after["ids"] == before["ids"], "rows changed");
+    for (region, v) in after["per"].as_object().unwrap() {
+        let (files, bytes) = (v[0].as_u64().unwrap(), v[1].as_u64().unwrap());
+        assert!(
+            files <= bytes.div_ceil(TARGET) + 1,
+            "{region}: {files} files, {bytes} bytes"
+        );
+    }
+    assert_eq!(after["operation"], "replace");
+    assert!(after["snapshots"].as_u64().unwrap() <= 3, "{after}");
+    assert!(after["manifests"].as_u64().unwrap() <= 2, "{after}");
+    // Every remaining snapshot reads (expiry deleted only unreachable files).
+    assert!(after["readable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n.as_u64().unwrap() > 0));
+    assert!(!old_orphan.exists(), "the old orphan is deleted");
+    assert!(young_orphan.exists() && outside.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
