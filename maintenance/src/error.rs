@@ -35,6 +35,9 @@ pub enum MaintenanceError {
         /// What went wrong.
         message: String,
     },
+    /// A configuration is wrong (the message names the key).
+    #[error("configuration: {0}")]
+    Config(String),
     /// An error inside weir (a bug), not caused by the input.
     #[error("internal error: {0}")]
     Internal(String),

@@ -203,8 +203,7 @@ impl Referenced {
             metadata
                 .metadata_log()
                 .iter()
-                .map(|m| m.metadata_file.clone())
-                .take(0),
+                .map(|m| m.metadata_file.clone()),
         );
         all.extend(
             metadata

@@ -52,6 +52,16 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// Keep Iceberg tables healthy: compaction, snapshot expiry, orphan file cleanup and
+    /// manifest rewriting, as a checkpointed weir job (see examples/maintenance.toml).
+    Maintain {
+        /// The maintenance configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Run every task once, print a summary and exit (non-zero if a task failed).
+        #[arg(long)]
+        once: bool,
+    },
     /// List configuration options with their defaults, or the values of a TOML file.
     Config {
         /// A TOML configuration file to validate and show.
@@ -158,6 +168,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => demo(records, parallelism, keys, rate, config, json),
         Command::Config { file } => show_config(file),
+        Command::Maintain { config, once } => maintain(&config, once),
         Command::Bench {
             which:
                 BenchCommand::Backpressure {
@@ -356,6 +367,52 @@ fn demo(
             records as f64 / secs / 1e6
         );
         println!("sums that reached u64::MAX / 2: {}", sums.len());
+    }
+    Ok(())
+}
+
+fn maintain(path: &std::path::Path, once: bool) -> Result<()> {
+    use weir::maintenance::maintain::{run, summary_line, MaintainConfig, TaskResult};
+    let config = MaintainConfig::load(path)?;
+    for t in &config.tables {
+        let tasks: Vec<&str> = t.tasks().iter().map(|k| k.kind.name()).collect();
+        eprintln!("maintaining {}: {}", t.table(), tasks.join(", "));
+    }
+    eprintln!(
+        "catalog {}; checkpoints in {} every {}",
+        config.catalog.describe(),
+        config.checkpoint_dir.display(),
+        humantime::format_duration(config.checkpoint_interval)
+    );
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+    progress.set_message("waiting for triggers");
+    let p = progress.clone();
+    let started = Instant::now();
+    let results: Vec<TaskResult> = run::run(&config, once, move |r| {
+        p.println(summary_line(r));
+        p.set_message(format!("last: {} on {}", r.task, r.table));
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    progress.finish_and_clear();
+    if !once {
+        return Ok(());
+    }
+    println!(
+        "summary: {} task run(s) in {:.1} s",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for r in &results {
+        println!("  {}", summary_line(r));
+    }
+    let failed = results.iter().filter(|r| !r.success).count();
+    if failed > 0 {
+        bail!("{failed} task(s) failed");
     }
     Ok(())
 }

@@ -157,3 +157,84 @@ fn maintenance_once_keeps_a_pyiceberg_table_healthy() {
     assert!(young_orphan.exists() && outside.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn weir_maintain(config: &Path, once: bool) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.arg("maintain").arg("--config").arg(config);
+    if once {
+        cmd.arg("--once");
+    }
+    cmd.output().expect("cannot run weir")
+}
+
+/// `weir maintain --config … --once` on a pyiceberg table: every task once, a summary, exit 0;
+/// pyiceberg reads the same rows from the compacted table. Bad input: an unknown table, an
+/// unknown option and an unreachable catalog are each a clear error (exit 1).
+#[test]
+fn weir_maintain_once_from_the_command_line() {
+    let dir = temp_dir("maintain-cli");
+    events_table_by_pyiceberg(&dir, 30);
+    let config = |table: &str, extra: &str, catalog: &str| {
+        format!(
+            "[catalog]\nwarehouse = '.'\n{catalog}\n[checkpoints]\ndir = 'chk'\ninterval = '1s'\n\
+             [[table]]\nname = '{table}'\nrate_limit = '10ms'\nlock_check_delay = '20ms'\nparallelism = 2\n{extra}\n\
+             [table.rewrite_data_files]\ntarget_file_size = '1 MB'\n\
+             [table.expire_snapshots]\nmax_snapshot_age = '0s'\nretain_last = 1\n\
+             [table.delete_orphan_files]\n\
+             [table.rewrite_manifests]\n"
+        )
+    };
+    let path = dir.join("maintenance.toml");
+    std::fs::write(&path, config("db.events", "", "")).unwrap();
+    let before = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.events')\nprint(json.dumps(sorted(t.scan().to_arrow().column('id').to_pylist())))",
+    );
+    let out = weir_maintain(&path, true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("summary: 4 task run(s)"), "{stdout}");
+    assert!(
+        stdout.contains("RewriteDataFiles on db.events: ok"),
+        "{stdout}"
+    );
+    let after = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.events')\n\
+         print(json.dumps({'ids': sorted(t.scan().to_arrow().column('id').to_pylist()), 'files': len(t.inspect.files()), 'operation': t.current_snapshot().summary.operation.value}))",
+    );
+    let after: serde_json::Value = serde_json::from_str(after.trim()).unwrap();
+    let before: serde_json::Value = serde_json::from_str(before.trim()).unwrap();
+    assert!(after["ids"] == before, "rows changed");
+    assert_eq!(after["files"], 3, "one file per partition: {after}");
+    assert_eq!(after["operation"], "replace");
+
+    // Bad input.
+    let fails = |text: String, expect: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = weir_maintain(&path, true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "should fail: {stderr}");
+        assert!(stderr.contains(expect), "expected '{expect}' in: {stderr}");
+    };
+    fails(config("db.nope", "", ""), "table 'db.nope' does not exist");
+    fails(config("db.events", "colour = 'blue'", ""), "colour");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    fails(
+        config(
+            "db.events",
+            "",
+            &format!("type = 'postgres'\nurl = 'postgres://weir@127.0.0.1:{port}/weir'"),
+        ),
+        &format!("127.0.0.1:{port}"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

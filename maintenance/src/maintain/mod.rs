@@ -13,14 +13,17 @@
 //! - [`lock`]: the maintenance lock (in-job through coordinators, or SQL with a lease) with
 //!   Iceberg's recovery semantics;
 //! - [`tasks`]: RewriteDataFiles, ExpireSnapshots, DeleteOrphanFiles, RewriteManifests;
+//! - [`config`]: the `weir maintain` configuration file; [`run`]: running it as a job;
 //! - [`TableMaintenance`]: builds the topology for one table on a [`StreamEnv`].
 //!
 //! Everything is checkpointed with the job: the monitor's last snapshot, the trigger state,
 //! the finishers' collected work. Each trigger yields exactly one [`TaskResult`].
 
 pub mod change;
+pub mod config;
 pub mod lock;
 pub mod monitor;
+pub mod run;
 pub mod tasks;
 pub mod trigger;
 
@@ -31,6 +34,7 @@ use weir_engine::{DataStream, StreamEnv};
 use weir_operators::DataStreamExt;
 
 pub use change::TableChange;
+pub use config::MaintainConfig;
 pub use lock::LockConfig;
 pub use tasks::{
     summary_line, ExpireTaskSettings, MaintenanceTask, RewriteSettings, TaskKind, TaskResult,
@@ -122,6 +126,11 @@ impl TableMaintenance {
     /// The tasks, in order.
     pub fn tasks(&self) -> &[MaintenanceTask] {
         &self.tasks
+    }
+
+    /// The table.
+    pub fn table(&self) -> &TableIdent {
+        &self.table
     }
 
     /// A standalone maintenance topology on `env`, fed by the monitor source. With `once`,
