@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod demo;
 
 pub use weir_engine as engine;
 pub use weir_maintenance as maintenance;

@@ -1,7 +1,9 @@
 //! The `weir` command line.
 //!
-//! - `weir demo`: runs the demo job on the embedded defaults (a generator feeding a keyed
-//!   running sum at parallelism 2), showing progress and ending with per-task metrics.
+//! - `weir demo`: the main demo job on the embedded defaults: events into a partitioned Iceberg
+//!   table through the exactly-once sink, with compaction and expiry after the commits.
+//! - `weir keyed-demo`: a generator feeding a keyed running sum, ending with per-task metrics.
+//! - `weir maintain --config maintenance.toml [--once]`: Iceberg table maintenance.
 //! - `weir config`: lists every configuration option with its default, or with the values of a
 //!   TOML file (which also validates the file).
 
@@ -26,8 +28,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the demo job: generator -> map -> key_by -> running sum per key -> sink.
+    /// Run the demo job: events into a partitioned Iceberg table (embedded SQLite catalog,
+    /// warehouse under --dir) through the exactly-once sink, with compaction and expiry after
+    /// the commits; ends with a summary and how to read the table with pyiceberg.
     Demo {
+        /// Events to generate.
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        /// Events per second.
+        #[arg(long, default_value_t = 25_000.0)]
+        rate: f64,
+        /// Parallelism of the writers and maintenance workers.
+        #[arg(long, default_value_t = 2)]
+        parallelism: usize,
+        /// The demo's directory (its warehouse and checkpoints are replaced).
+        #[arg(long, default_value = "weir-demo")]
+        dir: PathBuf,
+    },
+    /// Run the keyed demo job: generator -> map -> key_by -> running sum per key -> sink.
+    KeyedDemo {
         /// Number of records to generate.
         #[arg(long, default_value_t = 50_000_000)]
         records: u64,
@@ -160,6 +179,12 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo {
+            rows,
+            rate,
+            parallelism,
+            dir,
+        } => iceberg_demo(rows, rate, parallelism, dir),
+        Command::KeyedDemo {
             records,
             parallelism,
             keys,
@@ -414,5 +439,68 @@ fn maintain(path: &std::path::Path, once: bool) -> Result<()> {
     if failed > 0 {
         bail!("{failed} task(s) failed");
     }
+    Ok(())
+}
+
+fn iceberg_demo(rows: u64, rate: f64, parallelism: usize, dir: PathBuf) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    use weir::demo::{pyiceberg_line, run, DemoProgress, DemoSettings};
+    use weir::maintenance::maintain::summary_line;
+    if rate.is_nan() || rate <= 0.0 || parallelism == 0 {
+        bail!("--rate must be positive and --parallelism at least 1");
+    }
+    let settings = DemoSettings {
+        dir,
+        rows,
+        rate,
+        parallelism,
+    };
+    eprintln!(
+        "weir demo: {rows} events at {rate}/s into demo.events (partitioned by region and day) in {}, \
+         checkpoints every second, compaction and expiry after the commits",
+        settings.dir.display()
+    );
+    let progress = std::sync::Arc::new(DemoProgress::default());
+    let bar = ProgressBar::new(rows);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (p, b) = (progress.clone(), bar.clone());
+    let ticker = std::thread::spawn(move || loop {
+        b.set_position(p.rows.load(Ordering::Relaxed));
+        b.set_message(format!(
+            "| {} commits | {} maintenance runs",
+            p.commits.load(Ordering::Relaxed),
+            p.maintenance_runs.load(Ordering::Relaxed)
+        ));
+        if b.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let summary = run(&settings, progress.clone());
+    bar.finish_and_clear();
+    let _ = ticker.join();
+    let summary = summary.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("maintenance:");
+    for r in &summary.maintenance {
+        println!("  {}", summary_line(r));
+    }
+    println!(
+        "summary: {} rows in {} ({} sink commits, {} snapshots kept) in {:.1} s",
+        summary.rows,
+        summary.table,
+        summary.commits,
+        summary.snapshots,
+        summary.duration.as_secs_f64()
+    );
+    println!(
+        "live data files: {} when the input ended, {} after the final compaction",
+        summary.files_before, summary.files_after
+    );
+    println!("read it with pyiceberg:\n  {}", pyiceberg_line(&summary));
     Ok(())
 }

@@ -238,3 +238,42 @@ fn weir_maintain_once_from_the_command_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's main job, small: every event exactly once in the table pyiceberg reads, the
+/// table compacted (one live file per partition after the final pass), snapshots expired.
+#[test]
+fn the_demo_job_writes_compacts_and_expires() {
+    use std::sync::Arc;
+    use weir::demo::{run, DemoProgress, DemoSettings};
+    let dir = temp_dir("demo");
+    let summary = run(
+        &DemoSettings {
+            dir: dir.clone(),
+            rows: 30_000,
+            rate: 15_000.0,
+            parallelism: 2,
+        },
+        Arc::new(DemoProgress::default()),
+    )
+    .unwrap();
+    assert_eq!(summary.rows, 30_000);
+    assert!(summary.commits >= 2, "{summary:?}");
+    assert!(summary.files_after <= summary.files_before);
+    assert_eq!(
+        summary.files_after, 4,
+        "one file per partition (4 regions, 1 day)"
+    );
+    assert!(summary.maintenance.iter().all(|r| r.success), "{summary:?}");
+    let out = pyiceberg(
+        &dir.join("warehouse"),
+        "t = cat.load_table('demo.events')\n\
+         ids = t.scan().to_arrow().column('id').to_pylist()\n\
+         print(json.dumps({'n': len(ids), 'distinct': len(set(ids)), 'max': max(ids)}))",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"n": 30000, "distinct": 30000, "max": 29999})
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

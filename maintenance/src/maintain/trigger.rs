@@ -99,7 +99,7 @@ pub struct TriggerManager {
 
 impl TriggerManager {
     /// A manager of tasks with `conditions` (in task order). With `once`, every task runs
-    /// exactly once, as soon as the lock allows, whatever its conditions.
+    /// exactly once, as soon as the lock allows, whatever its conditions and the rate limit.
     pub fn new(
         conditions: Vec<TriggerConditions>,
         rate_limit: Duration,
@@ -167,7 +167,8 @@ impl TriggerManager {
             return Ok(());
         };
         let allowed = self.last_fire_ms + self.rate_limit.as_millis() as i64;
-        if now < allowed {
+        // A `once` run starts each task as soon as the lock allows.
+        if !self.once && now < allowed {
             self.schedule(allowed, ctx);
             return Ok(());
         }
@@ -261,7 +262,13 @@ impl Operator for TriggerManager {
             }
             LockReply::Busy { .. } => {
                 self.waiting = None;
-                self.schedule(now + self.lock_check_delay.as_millis() as i64, ctx);
+                // A `once` run waits for its own previous task: ask again soon.
+                let delay = if self.once {
+                    self.lock_check_delay.min(Duration::from_millis(100))
+                } else {
+                    self.lock_check_delay
+                };
+                self.schedule(now + delay.as_millis() as i64, ctx);
                 Ok(())
             }
         }
