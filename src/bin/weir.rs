@@ -80,6 +80,9 @@ enum Command {
         /// Run every task once, print a summary and exit (non-zero if a task failed).
         #[arg(long)]
         once: bool,
+        /// Print each task result as a JSON line (stdout) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List configuration options with their defaults, or the values of a TOML file.
     Config {
@@ -193,7 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => demo(records, parallelism, keys, rate, config, json),
         Command::Config { file } => show_config(file),
-        Command::Maintain { config, once } => maintain(&config, once),
+        Command::Maintain { config, once, json } => maintain(&config, once, json),
         Command::Bench {
             which:
                 BenchCommand::Backpressure {
@@ -396,7 +399,7 @@ fn demo(
     Ok(())
 }
 
-fn maintain(path: &std::path::Path, once: bool) -> Result<()> {
+fn maintain(path: &std::path::Path, once: bool, json: bool) -> Result<()> {
     use weir::maintenance::maintain::{run, summary_line, MaintainConfig, TaskResult};
     let config = MaintainConfig::load(path)?;
     for t in &config.tables {
@@ -419,12 +422,24 @@ fn maintain(path: &std::path::Path, once: bool) -> Result<()> {
     let p = progress.clone();
     let started = Instant::now();
     let results: Vec<TaskResult> = run::run(&config, once, move |r| {
-        p.println(summary_line(r));
+        if json {
+            // One line per result, as it happens (a killed process has printed what it did).
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        } else {
+            p.println(summary_line(r));
+        }
         p.set_message(format!("last: {} on {}", r.task, r.table));
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     progress.finish_and_clear();
     if !once {
+        return Ok(());
+    }
+    let failed = results.iter().filter(|r| !r.success).count();
+    if json {
+        if failed > 0 {
+            bail!("{failed} task(s) failed");
+        }
         return Ok(());
     }
     println!(
@@ -435,7 +450,6 @@ fn maintain(path: &std::path::Path, once: bool) -> Result<()> {
     for r in &results {
         println!("  {}", summary_line(r));
     }
-    let failed = results.iter().filter(|r| !r.success).count();
     if failed > 0 {
         bail!("{failed} task(s) failed");
     }

@@ -381,12 +381,13 @@ impl SqlLock {
         }
     }
 
-    /// Takes the lock if it is free, expired, or already ours; true if held now.
+    /// Takes the lock if it is free or its lease ran out; true if taken now. Not reentrant: a
+    /// holder asking again is refused (one task at a time, also within one job).
     pub fn try_lock(&mut self) -> Result<bool> {
         let now = now_ms();
         let expires = now + self.lease.as_millis() as i64;
         let insert = self.sql(
-            "INSERT INTO weir_maintenance_lock (lock_id, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms WHERE weir_maintenance_lock.expires_ms < ? OR weir_maintenance_lock.holder = excluded.holder",
+            "INSERT INTO weir_maintenance_lock (lock_id, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms WHERE weir_maintenance_lock.expires_ms < ?",
         );
         let done = self
             .rt
