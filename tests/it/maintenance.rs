@@ -553,3 +553,62 @@ fn maintenance_while_pyiceberg_appends_loses_no_row() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ExpireSnapshots respects branches and tags: the snapshots a tag and a branch point to stay
+/// (and read), everything else older than the newest snapshot goes.
+#[test]
+fn expiry_keeps_what_branches_and_tags_reference() {
+    let dir = temp_dir("maintain-refs");
+    events_table_by_pyiceberg(&dir, 6);
+    let refs = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.events')\n\
+         snaps = [s.snapshot_id for s in t.snapshots()]\n\
+         t.manage_snapshots().create_tag(snaps[1], 'keep').create_branch(snaps[3], 'audit').commit()\n\
+         print(json.dumps(snaps))",
+    );
+    let snaps: Vec<i64> = serde_json::from_str(refs.trim()).unwrap();
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "events".into());
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = dir.join("chk").display().to_string();
+        c.checkpoint_interval = Duration::from_millis(200);
+    });
+    let results = TableMaintenance::new(CatalogConfig::embedded(&dir), ident)
+        .rate_limit(Duration::from_millis(10))
+        .add(
+            TaskKind::ExpireSnapshots(ExpireTaskSettings {
+                max_snapshot_age: Some(Duration::ZERO),
+                retain_last: Some(1),
+                delete_batch_size: 10,
+            }),
+            TriggerConditions::default(),
+        )
+        .build(&env, true)
+        .unwrap()
+        .collect();
+    crate::common::join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    let results: Vec<TaskResult> = results.take();
+    assert!(results.len() == 1 && results[0].success, "{results:?}");
+    let out = pyiceberg(
+        &dir,
+        "t = cat.load_table('db.events')\n\
+         left = [s.snapshot_id for s in t.snapshots()]\n\
+         rows = {str(s): len(t.scan(snapshot_id=s).to_arrow()) for s in left}\n\
+         print(json.dumps({'left': left, 'rows': rows, 'refs': sorted(t.metadata.refs.keys())}))",
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let left: Vec<i64> = serde_json::from_value(v["left"].clone()).unwrap();
+    let want: std::collections::BTreeSet<i64> = [snaps[1], snaps[3], snaps[5]].into();
+    assert_eq!(
+        left.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        want,
+        "{v}"
+    );
+    assert_eq!(v["refs"], serde_json::json!(["audit", "keep", "main"]));
+    assert_eq!(v["rows"][snaps[1].to_string()], 120);
+    assert_eq!(v["rows"][snaps[3].to_string()], 240);
+    let _ = std::fs::remove_dir_all(&dir);
+}
