@@ -5,7 +5,7 @@
 //! (a) through a weir job — a source emitting the batches, the sink's writer(s) and committer,
 //! aligned checkpoints every second, into an unpartitioned table of the embedded SQLite catalog
 //! — and (b) into one Parquet file with `parquet::arrow::ArrowWriter` and the same writer
-//! properties (the parquet crate's defaults, which iceberg-rust's writer uses too). Throughput
+//! properties (the table's: zstd, Iceberg's default codec). Throughput
 //! is MB of Parquet written per second of wall time (for weir: the job from start to the last
 //! commit, including checkpoints and snapshot commits). Runs alternate (in alternating order),
 //! `--reps` times; the medians are compared. Each run also writes the batches with weir's table
@@ -157,14 +157,19 @@ fn run_weir(data: &Arc<Vec<RecordBatch>>, writers: usize, run: usize) -> (f64, u
 }
 
 /// MB/s of the parquet crate writing the same batches to one file.
-fn run_parquet(data: &[RecordBatch], run: usize) -> f64 {
+fn run_parquet(
+    data: &[RecordBatch],
+    props: &parquet::file::properties::WriterProperties,
+    run: usize,
+) -> f64 {
     let path = base_dir().join(format!(
         "weir-bench-parquet-{}-{run}.parquet",
         std::process::id()
     ));
     let start = Instant::now();
     let file = std::fs::File::create(&path).expect("creating the file");
-    let props = parquet::file::properties::WriterProperties::builder().build();
+    // The same properties as the sink's writer (the table's: zstd, Iceberg's default codec).
+    let props = props.clone();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, data[0].schema(), Some(props))
         .expect("a parquet writer");
     for b in data {
@@ -202,6 +207,23 @@ fn run_table_writer(data: &[RecordBatch], run: usize) -> f64 {
     bytes as f64 / 1e6 / secs
 }
 
+/// The Parquet writer properties the sink uses for the bench's table (a table made once).
+fn table_properties() -> parquet::file::properties::WriterProperties {
+    let dir = base_dir().join(format!("weir-bench-props-{}", std::process::id()));
+    let catalog = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("bench".into()), "props".into());
+    let props = IcebergRuntime::new(1)
+        .expect("a runtime")
+        .block_on(async {
+            let c = catalog.open().await?;
+            let t = table_io::create_table_if_missing(&*c, &ident, schema()).await?;
+            weir::maintenance::table_writer::writer_properties(&t)
+        })
+        .expect("the table's writer properties");
+    let _ = std::fs::remove_dir_all(&dir);
+    props
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -215,13 +237,14 @@ fn main() {
         .filter_map(|w| w.trim().parse().ok())
         .collect();
     let data = Arc::new(batches(rows));
+    let props = table_properties();
     let only: String = arg("--only", String::new());
     if !only.is_empty() {
         // For profiling one side: `--only sink|parquet|table-writer`.
         for r in 0..reps {
             let mbs = match only.as_str() {
                 "sink" => run_weir(&data, writer_counts[0], r).0,
-                "parquet" => run_parquet(&data, r),
+                "parquet" => run_parquet(&data, &props, r),
                 "table-writer" => run_table_writer(&data, r),
                 other => panic!("unknown --only {other}"),
             };
@@ -235,9 +258,9 @@ fn main() {
             // Alternate the order: no side always runs on a warmer (or more fragmented) heap.
             let (mbs, n, p) = if r % 2 == 0 {
                 let (mbs, n) = run_weir(&data, writers, r);
-                (mbs, n, run_parquet(&data, r))
+                (mbs, n, run_parquet(&data, &props, r))
             } else {
-                let p = run_parquet(&data, r);
+                let p = run_parquet(&data, &props, r);
                 let (mbs, n) = run_weir(&data, writers, r);
                 (mbs, n, p)
             };

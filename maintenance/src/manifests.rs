@@ -356,6 +356,7 @@ async fn try_rewrite(
         ("manifests-replaced".to_string(), replaced.len().to_string()),
         ("entries-processed".to_string(), entries.to_string()),
     ]);
+    properties.extend(crate::replace::carried_markers(current));
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(Some(current.snapshot_id()))

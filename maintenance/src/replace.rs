@@ -231,7 +231,10 @@ async fn try_replace(
             ("deleted-records".to_string(), removed_records.to_string()),
             ("added-files-size".to_string(), added_size.to_string()),
             ("removed-files-size".to_string(), removed_size.to_string()),
-        ]),
+        ])
+        .into_iter()
+        .chain(carried_markers(current))
+        .collect(),
     };
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
@@ -306,6 +309,22 @@ pub(crate) async fn commit_snapshot(
         .await
         .map_err(e)?;
     compare_and_swap(config, ident, &old_location, &new_location.to_string()).await
+}
+
+/// The sink's markers (`weir.job-id`, `weir.checkpoint-id`) of `parent`, carried onto a
+/// REPLACE snapshot so that expiring the append that had them never makes a restored sink
+/// commit its last checkpoint again.
+pub(crate) fn carried_markers(parent: &Snapshot) -> Vec<(String, String)> {
+    [crate::sink::JOB_ID, crate::sink::CHECKPOINT_ID]
+        .iter()
+        .filter_map(|k| {
+            parent
+                .summary()
+                .additional_properties
+                .get(*k)
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect()
 }
 
 pub(crate) fn chrono_now_ms() -> i64 {

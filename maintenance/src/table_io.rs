@@ -42,6 +42,18 @@ pub async fn create_partitioned_table_if_missing(
     schema: Schema,
     spec: Option<UnboundPartitionSpec>,
 ) -> Result<Table> {
+    create_table_with_properties_if_missing(catalog, ident, schema, spec, HashMap::new()).await
+}
+
+/// Loads `ident`, creating it (and its namespace) with `schema`, `spec` and table `properties`
+/// (e.g. `write.parquet.compression-codec`) if it does not exist.
+pub async fn create_table_with_properties_if_missing(
+    catalog: &dyn Catalog,
+    ident: &TableIdent,
+    schema: Schema,
+    spec: Option<UnboundPartitionSpec>,
+    properties: HashMap<String, String>,
+) -> Result<Table> {
     let err = table_err(ident);
     if catalog.table_exists(ident).await.map_err(&err)? {
         return catalog.load_table(ident).await.map_err(&err);
@@ -57,6 +69,7 @@ pub async fn create_partitioned_table_if_missing(
         .name(ident.name().to_string())
         .schema(schema)
         .partition_spec_opt(spec)
+        .properties(properties)
         .build();
     catalog.create_table(ns, creation).await.map_err(&err)
 }

@@ -10,6 +10,8 @@
 //! - a file is closed and a new one started once it reaches the target size (written bytes
 //!   plus the bytes buffered for the open row group), so files exceed the target by at most
 //!   one batch;
+//! - Parquet compression follows the table (`write.parquet.compression-codec`, Iceberg's
+//!   default zstd);
 //! - file names carry a random prefix: a retried write never overwrites a file that another
 //!   snapshot references.
 
@@ -97,8 +99,7 @@ impl TableWriter {
         let t = &self.table;
         let meta = t.metadata();
         let schema = meta.current_schema().clone();
-        let parquet =
-            ParquetWriterBuilder::new(WriterProperties::builder().build(), schema.clone());
+        let parquet = ParquetWriterBuilder::new(writer_properties(t)?, schema.clone());
         let rolling = RollingFileWriterBuilder::new(
             parquet,
             self.target_file_size,
@@ -161,6 +162,54 @@ impl TableWriter {
             Some(Open::Partitioned { fanout, .. }) => fanout.close().await.map_err(|e| err(t, e)),
         }
     }
+}
+
+/// The Parquet writer properties of `table`: its `write.parquet.compression-codec` (Iceberg's
+/// default: zstd) and `write.parquet.compression-level`; the parquet crate's defaults otherwise.
+pub fn writer_properties(table: &Table) -> Result<WriterProperties> {
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    let props = table.metadata().properties();
+    let codec = props
+        .get("write.parquet.compression-codec")
+        .map(|c| c.to_ascii_lowercase())
+        .unwrap_or_else(|| "zstd".into());
+    let level: Option<i32> = match props.get("write.parquet.compression-level") {
+        Some(l) => Some(l.parse().map_err(|_| MaintenanceError::Table {
+            table: table.identifier().to_string(),
+            message: format!("write.parquet.compression-level '{l}' is not an integer"),
+        })?),
+        None => None,
+    };
+    let bad = |e: parquet::errors::ParquetError| MaintenanceError::Table {
+        table: table.identifier().to_string(),
+        message: format!("write.parquet.compression-level: {e}"),
+    };
+    let compression = match codec.as_str() {
+        "zstd" => Compression::ZSTD(match level {
+            Some(l) => ZstdLevel::try_new(l).map_err(bad)?,
+            None => ZstdLevel::default(),
+        }),
+        "gzip" => Compression::GZIP(match level {
+            Some(l) => GzipLevel::try_new(l.max(0) as u32).map_err(bad)?,
+            None => GzipLevel::default(),
+        }),
+        "brotli" => Compression::BROTLI(match level {
+            Some(l) => BrotliLevel::try_new(l.max(0) as u32).map_err(bad)?,
+            None => BrotliLevel::default(),
+        }),
+        "snappy" => Compression::SNAPPY,
+        "lz4" => Compression::LZ4_RAW,
+        "uncompressed" | "none" => Compression::UNCOMPRESSED,
+        other => {
+            return Err(MaintenanceError::Table {
+                table: table.identifier().to_string(),
+                message: format!("write.parquet.compression-codec '{other}' is not supported (zstd, gzip, brotli, snappy, lz4, uncompressed)"),
+            })
+        }
+    };
+    Ok(WriterProperties::builder()
+        .set_compression(compression)
+        .build())
 }
 
 fn err(table: &Table, e: iceberg::Error) -> MaintenanceError {

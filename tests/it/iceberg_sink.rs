@@ -70,11 +70,22 @@ fn events(rows: &[u64], noisy: bool) -> Result<RecordBatch, UserError> {
 fn create(dir: &std::path::Path, table: &str, spec: Option<UnboundPartitionSpec>) -> TableIdent {
     let ident = TableIdent::new(NamespaceIdent::new("db".into()), table.into());
     let config = CatalogConfig::embedded(dir);
+    // Uncompressed: rolling works on the writer's size estimate, which then is the file size.
+    let properties = std::collections::HashMap::from([(
+        "write.parquet.compression-codec".to_string(),
+        "uncompressed".to_string(),
+    )]);
     IcebergRuntime::new(1).unwrap().block_on(async {
         let catalog = config.open().await.unwrap();
-        table_io::create_partitioned_table_if_missing(&*catalog, &ident, event_schema(), spec)
-            .await
-            .unwrap();
+        table_io::create_table_with_properties_if_missing(
+            &*catalog,
+            &ident,
+            event_schema(),
+            spec,
+            properties,
+        )
+        .await
+        .unwrap();
     });
     ident
 }

@@ -437,7 +437,7 @@ fn a_sigkilled_maintenance_job_leaves_a_correct_table_and_no_leftovers() {
             "",
             &ALL_TASKS.replace(
                 "[table.delete_orphan_files]\n",
-                "[table.delete_orphan_files]\nmin_age = '0s'\n",
+                "[table.delete_orphan_files]\nmin_age = '0s'\nallow_short_min_age = true\n",
             ),
         ),
     )

@@ -128,6 +128,7 @@ struct ExpireSection {
 #[serde(deny_unknown_fields)]
 struct OrphanSection {
     min_age: Option<String>,
+    allow_short_min_age: Option<bool>,
     dry_run: Option<bool>,
     delete_batch_size: Option<usize>,
     trigger: Option<TriggerSection>,
@@ -194,6 +195,8 @@ fn duration(key: &str, s: &Option<String>, default: Duration) -> Result<Duration
     }
 }
 
+/// The task's trigger: its defaults, with the keys given overriding them (0 turns a condition
+/// off).
 fn conditions(
     key: &str,
     t: Option<TriggerSection>,
@@ -202,28 +205,35 @@ fn conditions(
     let Some(t) = t else {
         return Ok(default);
     };
+    let count = |given: Option<u64>, d: Option<u64>| match given {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => d,
+    };
+    let size = match &t.data_file_size {
+        Some(s) => Some(s.bytes(&format!("{key}.trigger.data_file_size"))?),
+        None => None,
+    };
+    let interval = match &t.interval {
+        Some(i) => {
+            let d = duration(
+                &format!("{key}.trigger.interval"),
+                &Some(i.clone()),
+                Duration::ZERO,
+            )?;
+            (!d.is_zero()).then_some(d)
+        }
+        None => default.interval,
+    };
     Ok(TriggerConditions {
-        commit_count: t.commit_count,
-        data_file_count: t.data_file_count,
-        data_file_size: t
-            .data_file_size
-            .map(|s| s.bytes(&format!("{key}.trigger.data_file_size")))
-            .transpose()?,
-        pos_delete_file_count: t.pos_delete_file_count,
-        pos_delete_record_count: t.pos_delete_record_count,
-        eq_delete_file_count: t.eq_delete_file_count,
-        eq_delete_record_count: t.eq_delete_record_count,
-        interval: t
-            .interval
-            .as_ref()
-            .map(|i| {
-                duration(
-                    &format!("{key}.trigger.interval"),
-                    &Some(i.clone()),
-                    Duration::ZERO,
-                )
-            })
-            .transpose()?,
+        commit_count: count(t.commit_count, default.commit_count),
+        data_file_count: count(t.data_file_count, default.data_file_count),
+        data_file_size: count(size, default.data_file_size),
+        pos_delete_file_count: count(t.pos_delete_file_count, default.pos_delete_file_count),
+        pos_delete_record_count: count(t.pos_delete_record_count, default.pos_delete_record_count),
+        eq_delete_file_count: count(t.eq_delete_file_count, default.eq_delete_file_count),
+        eq_delete_record_count: count(t.eq_delete_record_count, default.eq_delete_record_count),
+        interval,
     })
 }
 
@@ -328,12 +338,18 @@ fn table(catalog: &CatalogConfig, t: TableSection, base: &Path) -> Result<TableM
     let key = format!("table '{}'", t.name);
     let ident = TableIdent::from_strs(t.name.split('.'))
         .map_err(|e| bad(format!("{key}: not a table name (namespace.table): {e}")))?;
+    let rate_limit = duration(
+        &format!("{key}.rate_limit"),
+        &t.rate_limit,
+        Duration::from_secs(60),
+    )?;
+    if rate_limit < Duration::from_millis(10) {
+        return Err(bad(format!(
+            "{key}.rate_limit: at least 10ms (the monitor polls at this rate)"
+        )));
+    }
     let mut m = TableMaintenance::new(catalog.clone(), ident)
-        .rate_limit(duration(
-            &format!("{key}.rate_limit"),
-            &t.rate_limit,
-            Duration::from_secs(60),
-        )?)
+        .rate_limit(rate_limit)
         .lock_check_delay(duration(
             &format!("{key}.lock_check_delay"),
             &t.lock_check_delay,
@@ -356,13 +372,17 @@ fn table(catalog: &CatalogConfig, t: TableSection, base: &Path) -> Result<TableM
                     }
                     _ => url,
                 };
+                let lease = duration(
+                    &format!("{key}.lock.lease"),
+                    &l.lease,
+                    Duration::from_secs(300),
+                )?;
+                if lease < Duration::from_secs(1) {
+                    return Err(bad(format!("{key}.lock.lease: at least 1s")));
+                }
                 LockConfig::Sql {
                     url,
-                    lease: duration(
-                        &format!("{key}.lock.lease"),
-                        &l.lease,
-                        Duration::from_secs(300),
-                    )?,
+                    lease,
                     holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
                 }
             }
@@ -394,6 +414,11 @@ fn table(catalog: &CatalogConfig, t: TableSection, base: &Path) -> Result<TableM
             max_commits: r.max_commits.unwrap_or(d.max_commits),
             rewrite_all: r.rewrite_all.unwrap_or(d.rewrite_all),
         };
+        if settings.min_input_files < 1 || settings.max_file_group_size == 0 {
+            return Err(bad(format!(
+                "{k}: min_input_files must be at least 1 and max_file_group_size positive"
+            )));
+        }
         if !(0.0..=1.0).contains(&settings.min_file_size_ratio)
             || settings.max_file_size_ratio < 1.0
         {
@@ -445,8 +470,19 @@ fn table(catalog: &CatalogConfig, t: TableSection, base: &Path) -> Result<TableM
     if let Some(o) = t.delete_orphan_files {
         let k = format!("{key}.delete_orphan_files");
         let d = OrphanSettings::default();
+        let min_age = duration(&format!("{k}.min_age"), &o.min_age, d.min_age)?;
+        if min_age < Duration::from_secs(24 * 3600)
+            && !o.dry_run.unwrap_or(false)
+            && !o.allow_short_min_age.unwrap_or(false)
+        {
+            // Files younger than a day may belong to commits in flight (a sink's files before
+            // its commit, a metadata file before its compare-and-swap).
+            return Err(bad(format!(
+                "{k}.min_age: under 1 day deletes files of commits in flight; set allow_short_min_age = true if nothing else writes the table"
+            )));
+        }
         let settings = OrphanSettings {
-            min_age: duration(&format!("{k}.min_age"), &o.min_age, d.min_age)?,
+            min_age,
             dry_run: o.dry_run.unwrap_or(false),
             location: None,
             delete_batch_size: o.delete_batch_size.unwrap_or(d.delete_batch_size),

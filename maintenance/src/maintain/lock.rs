@@ -11,10 +11,11 @@
 //!   forever.
 //!
 //! Recovery (Iceberg's semantics): when a job is restored from a checkpoint, a task that was
-//! running may still have work in flight in the restored graph. The lock is then put in
-//! *recovery*: the trigger manager sends a recovery trigger through every task graph, and only
-//! when all of them passed it (everything before it is done) is the lock released. A fresh start
-//! clears the in-job lock.
+//! running may still have work in flight in the restored graph. The restored trigger manager
+//! then puts the lock in *recovery* (no grant) and sends a recovery trigger through every task
+//! graph; only when all of them passed it (everything before it is done) are grants given
+//! again. Every restart first frees what the previous attempt held (its tasks no longer run).
+//! A task's release frees only a held lock, never a recovery.
 
 use std::time::Duration;
 
@@ -54,6 +55,9 @@ pub enum LockRequest {
     },
     /// Still running `task`: renew the lease (SQL lock).
     Renew,
+    /// The trigger manager was restored: hold every grant until its recovery marker passed
+    /// every task graph.
+    Recover,
 }
 
 /// The coordinator's answer.
@@ -74,8 +78,11 @@ pub enum LockReply {
 /// The lock remover's message to its coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum LockRelease {
-    /// The task finished: release the lock.
-    Task,
+    /// Task `task` finished: release the lock.
+    Task {
+        /// The task's index.
+        task: usize,
+    },
     /// Every task graph passed the recovery trigger: leave recovery.
     Recovered,
 }
@@ -85,11 +92,14 @@ pub enum LockRelease {
 enum InJob {
     Free,
     Held,
-    Recovering,
 }
 
 fn store_key(table: &str) -> String {
     format!("weir.maintenance.lock/{table}")
+}
+
+fn recovery_key(table: &str) -> String {
+    format!("weir.maintenance.recovering/{table}")
 }
 
 /// A lock for one table, as the coordinators use it.
@@ -112,7 +122,14 @@ impl Lock {
         })
     }
 
+    fn recovering(&self, ctx: &CoordinatorContext) -> Result<bool, UserError> {
+        Ok(ctx.store().get::<bool>(&recovery_key(&self.table))? == Some(true))
+    }
+
     fn try_lock(&mut self, ctx: &CoordinatorContext) -> Result<bool, UserError> {
+        if self.recovering(ctx)? {
+            return Ok(false);
+        }
         if let Some(sql) = &mut self.sql {
             return Ok(sql.try_lock()?);
         }
@@ -128,23 +145,35 @@ impl Lock {
         Ok(granted)
     }
 
+    /// Releases the lock a task held (a release never ends a recovery).
     fn unlock(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
         if let Some(sql) = &mut self.sql {
             return Ok(sql.unlock()?);
         }
         ctx.store()
-            .compute::<InJob>(&store_key(&self.table), |_| Some(InJob::Free))?;
+            .compute::<InJob>(&store_key(&self.table), |cur| match cur {
+                Some(InJob::Held) | None => Some(InJob::Free),
+                other => other,
+            })?;
         Ok(())
     }
 
-    fn set_recovering(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
+    /// Frees the lock of a previous attempt (a restart), whatever its state.
+    fn reset(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
         if let Some(sql) = &mut self.sql {
-            // Hold the SQL lock through the recovery (renewed like a task's).
-            sql.force_lock()?;
-            return Ok(());
+            sql.unlock()?;
         }
         ctx.store()
-            .compute::<InJob>(&store_key(&self.table), |_| Some(InJob::Recovering))?;
+            .compute::<InJob>(&store_key(&self.table), |_| Some(InJob::Free))?;
+        ctx.store().remove(&recovery_key(&self.table));
+        Ok(())
+    }
+
+    /// Grants wait until the recovery marker passed every task graph. (A SQL lock row is not
+    /// touched: another process may hold it legitimately.)
+    fn set_recovering(&mut self, ctx: &CoordinatorContext, on: bool) -> Result<(), UserError> {
+        ctx.store()
+            .compute::<bool>(&recovery_key(&self.table), |_| Some(on))?;
         Ok(())
     }
 }
@@ -193,6 +222,7 @@ impl Coordinator for TriggerLockCoordinator {
                     sql.renew()?;
                 }
             }
+            LockRequest::Recover => self.lock.set_recovering(ctx, true)?,
         }
         Ok(())
     }
@@ -203,16 +233,13 @@ impl Coordinator for TriggerLockCoordinator {
 
     fn reset_to_checkpoint(
         &mut self,
-        checkpoint_id: Option<u64>,
+        _checkpoint_id: Option<u64>,
         _state: Option<&[u8]>,
         ctx: &CoordinatorContext,
     ) -> Result<(), UserError> {
-        match checkpoint_id {
-            // Restored: work of a task may be in flight in the restored graph.
-            Some(_) => self.lock.set_recovering(ctx),
-            // From scratch: nothing of ours runs.
-            None => self.lock.unlock(ctx),
-        }
+        // Nothing of the previous attempt runs any more. A restored trigger manager asks for
+        // recovery itself (`LockRequest::Recover`) before it sends its recovery marker.
+        self.lock.reset(ctx)
     }
 
     fn attempt_ready(
@@ -252,13 +279,20 @@ impl Coordinator for LockRemoverCoordinator {
         event: LockRelease,
         ctx: &CoordinatorContext,
     ) -> Result<(), UserError> {
-        self.lock.unlock(ctx)?;
-        if event == LockRelease::Task {
-            // Tasks run so far (a `once` run ends when every task ran).
-            ctx.store()
-                .compute::<usize>(&super::monitor::done_key(&self.lock.table), |n| {
-                    Some(n.unwrap_or(0) + 1)
-                })?;
+        match event {
+            LockRelease::Task { task } => {
+                self.lock.unlock(ctx)?;
+                // The tasks that ran (a `once` run ends when every task ran).
+                ctx.store().compute::<std::collections::BTreeSet<usize>>(
+                    &super::monitor::done_key(&self.lock.table),
+                    |set| {
+                        let mut set = set.unwrap_or_default();
+                        set.insert(task);
+                        Some(set)
+                    },
+                )?;
+            }
+            LockRelease::Recovered => self.lock.set_recovering(ctx, false)?,
         }
         Ok(())
     }
@@ -401,24 +435,6 @@ impl SqlLock {
             )
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Takes the lock whatever its state (recovery of a restored job that held it).
-    pub fn force_lock(&mut self) -> Result<()> {
-        let expires = now_ms() + self.lease.as_millis() as i64;
-        let q = self.sql(
-            "INSERT INTO weir_maintenance_lock (lock_id, holder, expires_ms) VALUES (?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms",
-        );
-        self.rt
-            .block_on(
-                sqlx::query(&q)
-                    .bind(self.lock_id.clone())
-                    .bind(self.holder.clone())
-                    .bind(expires)
-                    .execute(&self.pool),
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// Extends the lease if this instance holds the lock.

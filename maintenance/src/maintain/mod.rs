@@ -13,6 +13,8 @@
 //! - [`lock`]: the maintenance lock (in-job through coordinators, or SQL with a lease) with
 //!   Iceberg's recovery semantics;
 //! - [`tasks`]: RewriteDataFiles, ExpireSnapshots, DeleteOrphanFiles, RewriteManifests;
+//! - [`live_files`]: the live data files the rewrite planner plans on, updated incrementally
+//!   from the manifests new snapshots added;
 //! - [`config`]: the `weir maintain` configuration file; [`run`]: running it as a job;
 //! - [`TableMaintenance`]: builds the topology for one table on a [`StreamEnv`].
 //!
@@ -21,6 +23,7 @@
 
 pub mod change;
 pub mod config;
+pub mod live_files;
 pub mod lock;
 pub mod monitor;
 pub mod run;
@@ -172,6 +175,12 @@ impl TableMaintenance {
         changes: DataStream<TableChange>,
         once: bool,
     ) -> Result<DataStream<TaskResult>> {
+        if self.tasks.is_empty() {
+            return Err(crate::error::MaintenanceError::Config(format!(
+                "table '{}': no maintenance task",
+                self.table
+            )));
+        }
         let table = self.table.to_string();
         // Both coordinators are made here, so a bad lock configuration fails now.
         let trigger_lock = TriggerLockCoordinator::new(&table, &self.lock)?;
@@ -207,7 +216,10 @@ impl TableMaintenance {
                     TaskPlanner::new(c.clone(), t.clone(), k.clone())
                 })
                 .uid(&format!("{}-{i}-{name}-planner", self.uid))
-                .set_parallelism(1);
+                .set_parallelism(1)
+                // Planners do long calls (expiry, orphan listing): never on the trigger
+                // manager's thread, whose timers renew the lock's lease.
+                .disable_chaining();
             let target = match &task.kind {
                 TaskKind::RewriteDataFiles(s) => s.target_file_size,
                 _ => None,
@@ -288,7 +300,7 @@ impl weir_engine::Operator for LockRemover {
         } else {
             tracing::warn!("{}", summary_line(&r));
         }
-        ctx.send_to_coordinator(LockRelease::Task)?;
+        ctx.send_to_coordinator(LockRelease::Task { task: r.task_index })?;
         ctx.emit(r);
         Ok(())
     }

@@ -30,7 +30,7 @@ fn user<E: std::fmt::Display>(e: E) -> UserError {
     e.to_string().into()
 }
 
-/// The store key counting the tasks that finished in a `once` run of `table`.
+/// The store key of the set of tasks that finished in a `once` run of `table`.
 pub(crate) fn done_key(table: &str) -> String {
     format!("weir.maintenance.done/{table}")
 }
@@ -184,7 +184,8 @@ impl Coordinator for MonitorCoordinator {
     ) -> Result<(), UserError> {
         let done = ctx
             .store()
-            .get::<usize>(&done_key(&self.table))?
+            .get::<std::collections::BTreeSet<usize>>(&done_key(&self.table))?
+            .map(|s| s.len())
             .unwrap_or(0);
         if done >= self.tasks {
             if let Some(g) = &self.gateway {

@@ -51,12 +51,33 @@ pub fn run(
 ) -> std::result::Result<Vec<TaskResult>, Box<dyn std::error::Error + Send + Sync>> {
     check_tables(config)?;
     let env = StreamEnv::new();
-    let (dir, interval) = (config.checkpoint_dir.clone(), config.checkpoint_interval);
+    let interval = config.checkpoint_interval;
+    let dir = if once {
+        // A once run restores only its own checkpoints (after a failure), never those of the
+        // long-running job or of an earlier once run.
+        let d = config.checkpoint_dir.join("once");
+        if d.exists() {
+            std::fs::remove_dir_all(&d).map_err(|e| MaintenanceError::Io {
+                path: d.display().to_string(),
+                message: format!("cannot empty the once run's checkpoints: {e}"),
+            })?;
+        }
+        d
+    } else {
+        config.checkpoint_dir.clone()
+    };
     env.configure(|c| {
         c.checkpoint_dir = dir.display().to_string();
         c.checkpoint_interval = interval;
-        if !once {
-            c.restore_path = "latest".into();
+        c.restore_path = "latest".into();
+        // A long rewrite may hold a barrier past the checkpoint timeout: that checkpoint is
+        // lost, not the job.
+        c.tolerable_failed_checkpoints = 10;
+        if once {
+            // A persistent failure (catalog down, table dropped) ends a once run.
+            c.restart_strategy = weir_engine::RestartStrategyKind::FixedDelay;
+            c.restart_fixed_delay_attempts = 3;
+            c.restart_fixed_delay = std::time::Duration::from_secs(1);
         }
     });
     let mut streams = Vec::new();

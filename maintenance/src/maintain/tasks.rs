@@ -1,7 +1,10 @@
 //! The maintenance tasks, each a subgraph `planner (1) → workers (parallel) → finisher (1)`
 //! that turns a [`Trigger`] into one [`TaskResult`].
 //!
-//! - **RewriteDataFiles**: the planner bin-packs the live data files that are too small or too
+//! - **RewriteDataFiles**: the planner keeps a [`LiveFiles`] view of the table's live data
+//!   files (a full scan at the first trigger, then updated from the manifests the new snapshots
+//!   added; not checkpointed: after a restart the first trigger scans again) and bin-packs the
+//!   live data files that are too small or too
 //!   large (per partition: at least `min_input_files` files, or enough bytes for a target-size
 //!   file) into rewrite groups of at most `max_file_group_size` bytes (and `max_rewrite_bytes`
 //!   in all); workers read each group (schema-cast) and write it at the target size; the
@@ -17,6 +20,7 @@
 //! and the total, and the finisher (checkpointed) completes a trigger only when all its items
 //! are back; a recovery trigger passes through as a recovery result.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use weir_engine::checkpoint::{decode_state, encode_state};
 use weir_engine::{now_ms, Context, Operator, UserError};
 
+use super::live_files::{LiveFile, LiveFiles};
 use super::trigger::{Trigger, TriggerConditions};
 use crate::catalog::CatalogConfig;
 use crate::error::{MaintenanceError, Result};
@@ -226,6 +231,9 @@ pub struct TaskPlanner {
     table: TableIdent,
     kind: TaskKind,
     open: Option<Open>,
+    /// RewriteDataFiles: the live data files, built at the first trigger and updated on later
+    /// ones (not checkpointed; `None` again after a failed update, so the next trigger scans).
+    live: Option<LiveFiles>,
 }
 
 impl TaskPlanner {
@@ -236,10 +244,15 @@ impl TaskPlanner {
             table,
             kind,
             open: None,
+            live: None,
         }
     }
 
-    fn plan(&self, o: &Open) -> Result<(BTreeMap<String, u64>, Vec<WorkItem>)> {
+    fn plan(&mut self) -> Result<(BTreeMap<String, u64>, Vec<WorkItem>)> {
+        let o = self
+            .open
+            .as_ref()
+            .ok_or_else(|| MaintenanceError::Internal("planner not opened".into()))?;
         let mut counts = BTreeMap::new();
         match &self.kind {
             TaskKind::ExpireSnapshots(s) => {
@@ -274,15 +287,36 @@ impl TaskPlanner {
             }
             TaskKind::RewriteDataFiles(s) => {
                 let table = load(o, &self.table)?;
-                let groups = o.rt.block_on(plan_rewrite(&table, s))?;
+                // Taken out while it is refreshed: a failed update leaves `None` (scan next time).
+                let live = match self.live.take() {
+                    Some(mut live) => {
+                        let refresh = o.rt.block_on(live.update(&table))?;
+                        tracing::debug!(
+                            table = %self.table,
+                            ?refresh,
+                            files = live.len(),
+                            "live data files updated"
+                        );
+                        live
+                    }
+                    None => o.rt.block_on(LiveFiles::load(&table))?,
+                };
+                let groups = plan_rewrite_live(&live, &table, s);
+                self.live = Some(live);
+                let groups = groups?;
                 counts.insert("groups_planned".into(), groups.len() as u64);
+                let live = self.live.as_ref().ok_or_else(|| {
+                    MaintenanceError::Internal("no live-file view after planning".into())
+                })?;
                 counts.insert(
                     "planned_on_snapshot".into(),
-                    table
-                        .metadata()
-                        .current_snapshot_id()
-                        .map(|i| i as u64)
-                        .unwrap_or(0),
+                    live.snapshot_id().map(|i| i as u64).unwrap_or(0),
+                );
+                // The added files get this data sequence number (read now: the snapshot may be
+                // expired by the time the groups are committed).
+                counts.insert(
+                    "planned_sequence_number".into(),
+                    live.sequence_number().max(0) as u64,
                 );
                 let items = groups
                     .into_iter()
@@ -336,11 +370,13 @@ impl Operator for TaskPlanner {
         trigger: Trigger,
         ctx: &mut Context<'_, Work>,
     ) -> Result<(), UserError> {
-        let o = self.open.as_ref().ok_or("planner not opened")?;
+        if self.open.is_none() {
+            return Err("planner not opened".into());
+        }
         let (counts, items) = if trigger.recovery {
             (BTreeMap::new(), Vec::new())
         } else {
-            match self.plan(o) {
+            match self.plan() {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(table = %self.table, task = self.kind.name(), "task failed: {e}");
@@ -372,10 +408,37 @@ impl Operator for TaskPlanner {
     }
 }
 
-/// Plans bin-pack rewrite groups on the table's current snapshot.
+/// Plans bin-pack rewrite groups on the table's current snapshot, scanning all its manifests.
 pub async fn plan_rewrite(table: &Table, s: &RewriteSettings) -> Result<Vec<Vec<String>>> {
     crate::rewrite::refuse_delete_files(table).await?;
     let (_, files) = live_data_files(table).await?;
+    let (target, min, max) = size_bounds(table, s)?;
+    Ok(bin_pack(&files, target, min, max, s))
+}
+
+/// Plans bin-pack rewrite groups on the live data files of `live` (a view of `table`, which
+/// gives the target file size): the same groups [`plan_rewrite`] makes on the view's snapshot,
+/// without reading a manifest.
+pub fn plan_rewrite_live(
+    live: &LiveFiles,
+    table: &Table,
+    s: &RewriteSettings,
+) -> Result<Vec<Vec<String>>> {
+    if live.has_delete_manifests() {
+        return Err(MaintenanceError::Table {
+            table: table.identifier().to_string(),
+            message: "the table has delete files: rewriting it (reading with deletes applied) is not supported yet".into(),
+        });
+    }
+    let (target, min, max) = size_bounds(table, s)?;
+    // Only files of the default spec: REPLACE commits write the added files with it.
+    let spec = table.metadata().default_partition_spec_id();
+    let files: Vec<(&str, &LiveFile)> = live.iter().filter(|(_, f)| f.spec_id == spec).collect();
+    Ok(bin_pack(&files, target, min, max, s))
+}
+
+/// The target file size and the sizes below and above which files are rewritten.
+fn size_bounds(table: &Table, s: &RewriteSettings) -> Result<(u64, u64, u64)> {
     let target = match s.target_file_size {
         Some(t) => t,
         None => {
@@ -392,23 +455,54 @@ pub async fn plan_rewrite(table: &Table, s: &RewriteSettings) -> Result<Vec<Vec<
     .max(1);
     let min = (target as f64 * s.min_file_size_ratio) as u64;
     let max = (target as f64 * s.max_file_size_ratio) as u64;
-    Ok(bin_pack(&files, target, min, max, s))
+    Ok((target, min, max))
 }
 
-fn bin_pack(
-    files: &[DataFile],
+/// What bin-packing needs of a file.
+trait Packable {
+    fn file_path(&self) -> &str;
+    fn file_size_in_bytes(&self) -> u64;
+    /// The partition value files are grouped by (its `Debug` form).
+    fn partition_key(&self) -> Cow<'_, str>;
+}
+
+impl Packable for DataFile {
+    fn file_path(&self) -> &str {
+        DataFile::file_path(self)
+    }
+    fn file_size_in_bytes(&self) -> u64 {
+        DataFile::file_size_in_bytes(self)
+    }
+    fn partition_key(&self) -> Cow<'_, str> {
+        Cow::Owned(format!("{:?}", self.partition()))
+    }
+}
+
+impl Packable for (&str, &LiveFile) {
+    fn file_path(&self) -> &str {
+        self.0
+    }
+    fn file_size_in_bytes(&self) -> u64 {
+        self.1.file_size_in_bytes
+    }
+    fn partition_key(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.1.partition_key)
+    }
+}
+
+fn bin_pack<F: Packable>(
+    files: &[F],
     target: u64,
     min: u64,
     max: u64,
     s: &RewriteSettings,
 ) -> Vec<Vec<String>> {
     // Candidates per partition (spec id + partition value, in a stable order).
-    let mut by_partition: BTreeMap<String, Vec<&DataFile>> = BTreeMap::new();
+    let mut by_partition: BTreeMap<Cow<'_, str>, Vec<&F>> = BTreeMap::new();
     for f in files {
         let size = f.file_size_in_bytes();
         if s.rewrite_all || size < min || size > max {
-            let key = format!("{:?}", f.partition());
-            by_partition.entry(key).or_default().push(f);
+            by_partition.entry(f.partition_key()).or_default().push(f);
         }
     }
     let mut groups = Vec::new();
@@ -424,24 +518,31 @@ fn bin_pack(
             continue;
         }
         candidates.sort_by(|a, b| a.file_path().cmp(b.file_path()));
+        // A group of one file is rewritten only when that file is too large (else the same
+        // file would come back, and be rewritten again at the next trigger).
+        let keep = |group: Vec<String>, largest: u64, groups: &mut Vec<Vec<String>>| {
+            if group.len() > 1 || largest > max || (s.rewrite_all && !group.is_empty()) {
+                groups.push(group);
+            }
+        };
         let mut group: Vec<String> = Vec::new();
-        let mut group_bytes = 0u64;
+        let (mut group_bytes, mut largest) = (0u64, 0u64);
         for f in candidates {
             let size = f.file_size_in_bytes();
             if size > budget {
                 break;
             }
             if !group.is_empty() && group_bytes + size > s.max_file_group_size {
-                groups.push(std::mem::take(&mut group));
+                keep(std::mem::take(&mut group), largest, &mut groups);
                 group_bytes = 0;
+                largest = 0;
             }
             group.push(f.file_path().to_string());
             group_bytes += size;
+            largest = largest.max(size);
             budget -= size;
         }
-        if !group.is_empty() {
-            groups.push(group);
-        }
+        keep(group, largest, &mut groups);
     }
     groups
 }
@@ -547,7 +648,7 @@ pub struct TaskFinisher {
     kind: TaskKind,
     open: Option<Open>,
     /// Work done so far, by trigger time (checkpointed).
-    collected: BTreeMap<i64, Vec<Done>>,
+    collected: BTreeMap<(i64, bool), Vec<Done>>,
 }
 
 impl TaskFinisher {
@@ -591,7 +692,8 @@ impl TaskFinisher {
         if let TaskKind::RewriteDataFiles(s) = &self.kind {
             if !groups.is_empty() {
                 let planned_on = counts.get("planned_on_snapshot").copied().unwrap_or(0) as i64;
-                match self.commit_groups(groups, planned_on, s) {
+                let planned_seq = counts.get("planned_sequence_number").map(|&q| q as i64);
+                match self.commit_groups(groups, planned_on, planned_seq, s) {
                     Ok(c) => counts.extend(c),
                     Err(e) => errors.push(e.to_string()),
                 }
@@ -616,6 +718,7 @@ impl TaskFinisher {
         &self,
         groups: Vec<(Vec<String>, Vec<String>)>,
         planned_on: i64,
+        planned_seq: Option<i64>,
         s: &RewriteSettings,
     ) -> Result<BTreeMap<String, u64>> {
         let o = self
@@ -624,10 +727,18 @@ impl TaskFinisher {
             .ok_or_else(|| MaintenanceError::Internal("finisher not opened".into()))?;
         let table = load(o, &self.table)?;
         let meta = table.metadata();
-        let seq = meta
-            .snapshot_by_id(planned_on)
-            .map(|s| s.sequence_number())
-            .unwrap_or(meta.last_sequence_number());
+        let seq = match planned_seq {
+            Some(q) => q,
+            None => meta
+                .snapshot_by_id(planned_on)
+                .map(|s| s.sequence_number())
+                .ok_or_else(|| {
+                    MaintenanceError::Table {
+                        table: self.table.to_string(),
+                        message: format!("the planned-on snapshot {planned_on} is gone: its sequence number is unknown"),
+                    }
+                })?,
+        };
         let commits = if s.partial_progress {
             s.max_commits.clamp(1, groups.len())
         } else {
@@ -701,7 +812,7 @@ impl Operator for TaskFinisher {
         d: Done,
         ctx: &mut Context<'_, TaskResult>,
     ) -> Result<(), UserError> {
-        let key = d.trigger.timestamp_ms;
+        let key = (d.trigger.timestamp_ms, d.trigger.recovery);
         let trigger = d.trigger.clone();
         let total = d.total;
         let entry = self.collected.entry(key).or_default();

@@ -195,6 +195,7 @@ impl Operator for TriggerManager {
         if self.restored {
             // Work of a task may be in flight in the restored graph: the lock is in recovery
             // until this marker has passed every task graph.
+            ctx.send_to_coordinator(LockRequest::Recover)?;
             ctx.emit(Trigger {
                 task: usize::MAX,
                 timestamp_ms: now,
