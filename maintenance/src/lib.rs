@@ -11,6 +11,7 @@
 //!   rolled at a target file size;
 //! - [`sink`]: the exactly-once Iceberg sink (writers, one committer, post-commit events);
 //! - [`replace`]: the REPLACE snapshot (compaction commit) iceberg-rust cannot make;
+//! - [`row_deletes`]: row-level deletes by position (merge-on-read delete files);
 //! - [`rewrite`]: rewrite groups (read a group's files, write them at the target size, one
 //!   REPLACE per group; conflicting groups skipped);
 //! - [`expire`]: expiring snapshots and deleting exactly the files no snapshot reaches any
@@ -39,6 +40,7 @@ pub mod manifests;
 pub mod orphans;
 pub mod replace;
 pub mod rewrite;
+pub mod row_deletes;
 pub mod runtime;
 pub mod sink;
 pub mod table_io;

@@ -10,14 +10,14 @@
 //!   the commit layer. Rows appended concurrently are never touched: they are in no group.
 //! - the added files get the sequence number of the snapshot the groups were planned on, so
 //!   equality deletes committed meanwhile still apply to them;
-//! - a table with delete files is refused for now (rows would have to be read with the
-//!   deletes applied): rewriting it would resurrect deleted rows.
+//! - rows are read with the table's delete files applied (iceberg-rust's scan reader), so the
+//!   rewritten files hold exactly the rows readers see; the delete files stay (they only
+//!   reference removed files or have lower sequence numbers than the new files).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use iceberg::spec::ManifestContentType;
 use iceberg::table::Table;
 use iceberg::{Catalog, TableIdent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -83,7 +83,6 @@ pub async fn rewrite_groups(
 ) -> Result<RewriteResult> {
     let start = Instant::now();
     let ident = planned.identifier().clone();
-    refuse_delete_files(planned).await?;
     let seq = planned
         .metadata()
         .current_snapshot()
@@ -93,11 +92,10 @@ pub async fn rewrite_groups(
     for (i, group) in groups.iter().enumerate() {
         let mut writer = TableWriter::new(planned, target_file_size)?;
         let mut rows = 0u64;
-        for path in group {
-            for batch in read_data_file(planned, path).await? {
-                rows += batch.num_rows() as u64;
-                writer.write(&batch).await?;
-            }
+        let paths: Vec<String> = group.iter().cloned().collect();
+        for batch in read_data_files(planned, &paths).await? {
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).await?;
         }
         let added = writer.close().await?;
         let n_added = added.len();
@@ -126,30 +124,85 @@ pub async fn rewrite_groups(
     Ok(result)
 }
 
-/// An error if the table has delete files (rewriting would resurrect deleted rows).
-pub(crate) async fn refuse_delete_files(table: &Table) -> Result<()> {
-    let Some(current) = table.metadata().current_snapshot() else {
-        return Ok(());
-    };
-    let list = table
-        .manifest_list_reader(current)
-        .load()
-        .await
-        .map_err(|e| err(table.identifier(), e))?;
-    if list
-        .entries()
-        .iter()
-        .any(|m| m.content == ManifestContentType::Deletes)
-    {
+/// The rows of the data files `paths` of `table`'s current snapshot **with the table's delete
+/// files applied** (position and equality deletes), columns matched by field id — read by
+/// iceberg-rust's scan reader — as batches of the table's current schema. A path that is not
+/// live any more is an error naming it (its group would conflict at commit anyway).
+pub async fn read_data_files(table: &Table, paths: &[String]) -> Result<Vec<RecordBatch>> {
+    use futures::{StreamExt, TryStreamExt};
+    let e = |e: iceberg::Error| err(table.identifier(), e);
+    if table.metadata().current_snapshot().is_none() {
         return Err(MaintenanceError::Table {
             table: table.identifier().to_string(),
-            message: "the table has delete files: rewriting it (reading with deletes applied) is not supported yet".into(),
+            message: "the table has no snapshot".into(),
         });
     }
-    Ok(())
+    let wanted: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
+    let tasks: Vec<iceberg::scan::FileScanTask> = table
+        .scan()
+        .build()
+        .map_err(e)?
+        .plan_files()
+        .await
+        .map_err(e)?
+        .try_filter(|t| futures::future::ready(wanted.contains(t.data_file_path.as_str())))
+        .try_collect()
+        .await
+        .map_err(e)?;
+    let found: std::collections::HashSet<&str> =
+        tasks.iter().map(|t| t.data_file_path.as_str()).collect();
+    if let Some(gone) = paths.iter().find(|p| !found.contains(p.as_str())) {
+        return Err(MaintenanceError::Table {
+            table: table.identifier().to_string(),
+            message: format!("{gone} is no longer live"),
+        });
+    }
+    let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
+    let batches: Vec<RecordBatch> = table
+        .reader_builder()
+        .build()
+        .read(stream)
+        .map_err(e)?
+        .stream()
+        .try_collect()
+        .await
+        .map_err(e)?;
+    batches.iter().map(|b| to_table_schema(table, b)).collect()
 }
 
-/// The rows of one data file, as batches of the table's current schema.
+/// `batch` with the table's Arrow schema: columns by name, cast strictly to the table's types.
+fn to_table_schema(table: &Table, batch: &RecordBatch) -> Result<RecordBatch> {
+    let io = |message: String| MaintenanceError::Table {
+        table: table.identifier().to_string(),
+        message,
+    };
+    let schema: arrow_schema::SchemaRef = std::sync::Arc::new(
+        table
+            .metadata()
+            .current_schema()
+            .as_ref()
+            .try_into()
+            .map_err(|e| err(table.identifier(), e))?,
+    );
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = batch
+                .column_by_name(f.name())
+                .ok_or_else(|| io(format!("the scan returned no column '{}'", f.name())))?;
+            let options = arrow_cast::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            arrow_cast::cast_with_options(c, f.data_type(), &options).map_err(|e| io(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema, columns).map_err(|e| io(e.to_string()))
+}
+
+/// The rows of one data file, as batches of the table's current schema (deletes NOT applied:
+/// see [`read_data_files`]).
 pub async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
     let io = |message: String| MaintenanceError::Io {
         path: path.to_string(),

@@ -612,3 +612,161 @@ fn expiry_keeps_what_branches_and_tags_reference() {
     assert_eq!(v["rows"][snaps[3].to_string()], 240);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Compaction reads with deletes applied: weir deletes 9 rows by position (merge-on-read delete
+/// files, which pyiceberg honours), then RewriteDataFiles rewrites every file: pyiceberg reads the
+/// same 591 rows from the compacted table (none of the deleted rows comes back).
+#[test]
+fn compaction_applies_position_deletes() {
+    use weir::maintenance::replace::live_data_files;
+    use weir::maintenance::row_deletes::delete_rows_by_position;
+    let dir = temp_dir("maintain-deletes");
+    events_table_by_pyiceberg(&dir, 10);
+    let config = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "events".into());
+    weir::maintenance::IcebergRuntime::new(1)
+        .unwrap()
+        .block_on(async {
+            let catalog = config.open().await.unwrap();
+            let table = catalog.load_table(&ident).await.unwrap();
+            let (_, files) = live_data_files(&table).await.unwrap();
+            let mut paths: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+            paths.sort();
+            let deletes: std::collections::BTreeMap<String, Vec<u64>> = paths[..3]
+                .iter()
+                .map(|p| (p.clone(), vec![0, 5, 7]))
+                .collect();
+            delete_rows_by_position(&config, &*catalog, &ident, &deletes, 3)
+                .await
+                .unwrap();
+        });
+    let read = "t = cat.load_table('db.events')\n\
+                print(json.dumps({'ids': sorted(t.scan().to_arrow().column('id').to_pylist()), 'operation': t.current_snapshot().summary.operation.value, 'files': len(t.inspect.files())}))";
+    let before: serde_json::Value = serde_json::from_str(pyiceberg(&dir, read).trim()).unwrap();
+    assert_eq!(
+        before["ids"].as_array().unwrap().len(),
+        600 - 9,
+        "pyiceberg applies the deletes"
+    );
+    assert_eq!(before["operation"], "delete");
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = dir.join("chk").display().to_string();
+        c.checkpoint_interval = Duration::from_millis(200);
+    });
+    let results = TableMaintenance::new(config.clone(), ident)
+        .rate_limit(Duration::from_millis(10))
+        .add(
+            TaskKind::RewriteDataFiles(RewriteSettings {
+                target_file_size: Some(1 << 20),
+                ..RewriteSettings::default()
+            }),
+            TriggerConditions::default(),
+        )
+        .build(&env, true)
+        .unwrap()
+        .collect();
+    crate::common::join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    let results: Vec<TaskResult> = results.take();
+    assert!(results.len() == 1 && results[0].success, "{results:?}");
+    assert_eq!(results[0].counts["files_removed"], 30, "{results:?}");
+    let after: serde_json::Value = serde_json::from_str(pyiceberg(&dir, read).trim()).unwrap();
+    assert!(
+        after["ids"] == before["ids"],
+        "deleted rows came back or rows were lost"
+    );
+    assert_eq!(after["operation"], "replace");
+    assert!(after["files"].as_u64().unwrap() < 30, "{after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rewrite_once(dir: &Path, settings: RewriteSettings) -> TaskResult {
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "events".into());
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.checkpoint_dir = dir.join("chk-rewrite").display().to_string();
+        c.checkpoint_interval = Duration::from_millis(200);
+    });
+    let results = TableMaintenance::new(CatalogConfig::embedded(dir), ident)
+        .rate_limit(Duration::from_millis(10))
+        .add(
+            TaskKind::RewriteDataFiles(settings),
+            TriggerConditions::default(),
+        )
+        .uid(format!("rewrite-{}", std::process::id()))
+        .build(&env, true)
+        .unwrap()
+        .collect();
+    crate::common::join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
+    let mut results: Vec<TaskResult> = results.take();
+    assert!(results.len() == 1 && results[0].success, "{results:?}");
+    results.remove(0)
+}
+
+/// The planner's filter and delete-file threshold: `region = 'eu'` compacts only that
+/// partition; with sizes that need no rewrite, a threshold of one delete file rewrites exactly
+/// the files a delete file may apply to, and the deleted row stays deleted.
+#[test]
+fn rewrite_filter_and_delete_threshold_select_files() {
+    use weir::maintenance::maintain::config::parse_filter;
+    use weir::maintenance::replace::live_data_files;
+    use weir::maintenance::row_deletes::delete_rows_by_position;
+    let dir = temp_dir("maintain-filter");
+    events_table_by_pyiceberg(&dir, 10);
+    let per_region = "import collections\nt = cat.load_table('db.events')\n\
+                      c = collections.Counter(f['partition']['region'] for f in t.inspect.files().to_pylist())\n\
+                      print(json.dumps({'files': c, 'rows': len(t.scan().to_arrow())}))";
+    let r = rewrite_once(
+        &dir,
+        RewriteSettings {
+            target_file_size: Some(1 << 20),
+            filter: Some(parse_filter("region = 'eu'").unwrap()),
+            ..RewriteSettings::default()
+        },
+    );
+    assert_eq!(r.counts["files_removed"], 10, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(pyiceberg(&dir, per_region).trim()).unwrap();
+    assert_eq!(v["files"], serde_json::json!({"eu": 1, "us": 10, "ap": 10}));
+    // One delete file on one 'us' file.
+    let config = CatalogConfig::embedded(&dir);
+    let ident = TableIdent::new(NamespaceIdent::new("db".into()), "events".into());
+    let target = weir::maintenance::IcebergRuntime::new(1)
+        .unwrap()
+        .block_on(async {
+            let catalog = config.open().await.unwrap();
+            let table = catalog.load_table(&ident).await.unwrap();
+            let (_, files) = live_data_files(&table).await.unwrap();
+            let us = files
+                .iter()
+                .find(|f| f.file_path().contains("region=us"))
+                .unwrap()
+                .file_path()
+                .to_string();
+            let deletes = std::collections::BTreeMap::from([(us.clone(), vec![1u64])]);
+            delete_rows_by_position(&config, &*catalog, &ident, &deletes, 3)
+                .await
+                .unwrap();
+            files.iter().map(|f| f.file_size_in_bytes()).max().unwrap()
+        });
+    let r = rewrite_once(
+        &dir,
+        RewriteSettings {
+            // Every file is "right-sized": only the threshold selects.
+            target_file_size: Some(target),
+            min_file_size_ratio: 0.0,
+            max_file_size_ratio: 1000.0,
+            delete_file_threshold: Some(1),
+            ..RewriteSettings::default()
+        },
+    );
+    // iceberg-rust's scan attaches a position delete file to every data file of its partition
+    // (it may apply to any of them): the 10 'us' files are selected, 'ap' (no delete file) and
+    // the compacted 'eu' file are not.
+    assert_eq!(r.counts["files_removed"], 10, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(pyiceberg(&dir, per_region).trim()).unwrap();
+    assert_eq!(v["files"]["eu"], 1, "{v}");
+    assert_eq!(v["files"]["ap"], 10, "{v}");
+    assert!(v["files"]["us"].as_u64().unwrap() < 10, "{v}");
+    assert_eq!(v["rows"], 599, "the deleted row stays deleted");
+    let _ = std::fs::remove_dir_all(&dir);
+}

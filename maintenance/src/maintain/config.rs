@@ -112,6 +112,8 @@ struct RewriteSection {
     partial_progress: Option<bool>,
     max_commits: Option<usize>,
     rewrite_all: Option<bool>,
+    delete_file_threshold: Option<usize>,
+    filter: Option<String>,
     trigger: Option<TriggerSection>,
 }
 
@@ -165,6 +167,61 @@ impl Size {
             }),
         }
     }
+}
+
+/// A filter: clauses `column op value` joined by `and`; op one of `= != < <= > >=`; value a
+/// quoted string, an integer (long) or a decimal number (double).
+pub fn parse_filter(text: &str) -> std::result::Result<iceberg::expr::Predicate, String> {
+    use iceberg::expr::Reference;
+    use iceberg::spec::Datum;
+    let mut out: Option<iceberg::expr::Predicate> = None;
+    let lower = text.to_ascii_lowercase();
+    let mut clauses = Vec::new();
+    let mut start = 0;
+    while let Some(i) = lower[start..].find(" and ") {
+        clauses.push(&text[start..start + i]);
+        start += i + 5;
+    }
+    clauses.push(&text[start..]);
+    for clause in clauses {
+        let clause = clause.trim();
+        let ops = ["<=", ">=", "!=", "=", "<", ">"];
+        let (at, op) = ops
+            .iter()
+            .filter_map(|op| clause.find(op).map(|i| (i, *op)))
+            .min_by_key(|(i, op)| (*i, std::cmp::Reverse(op.len())))
+            .ok_or_else(|| format!("'{clause}' has no comparison (= != < <= > >=)"))?;
+        let column = clause[..at].trim();
+        let value = clause[at + op.len()..].trim();
+        if column.is_empty() || value.is_empty() {
+            return Err(format!("'{clause}' is not `column op value`"));
+        }
+        let datum = if (value.starts_with('\'') && value.ends_with('\'') && value.len() >= 2)
+            || (value.starts_with('"') && value.ends_with('"') && value.len() >= 2)
+        {
+            Datum::string(&value[1..value.len() - 1])
+        } else if let Ok(n) = value.parse::<i64>() {
+            Datum::long(n)
+        } else if let Ok(x) = value.parse::<f64>() {
+            Datum::double(x)
+        } else {
+            return Err(format!("'{value}' is not a quoted string or a number"));
+        };
+        let r = Reference::new(column);
+        let p = match op {
+            "=" => r.equal_to(datum),
+            "!=" => r.not_equal_to(datum),
+            "<" => r.less_than(datum),
+            "<=" => r.less_than_or_equal_to(datum),
+            ">" => r.greater_than(datum),
+            _ => r.greater_than_or_equal_to(datum),
+        };
+        out = Some(match out {
+            Some(prev) => prev.and(p),
+            None => p,
+        });
+    }
+    out.ok_or_else(|| "empty filter".to_string())
 }
 
 /// `"128 MB"`, `"64KiB"`, `"1g"`, `"4096"` → bytes (KB/MB/GB are powers of 1024, as in Flink).
@@ -413,6 +470,12 @@ fn table(catalog: &CatalogConfig, t: TableSection, base: &Path) -> Result<TableM
             partial_progress: r.partial_progress.unwrap_or(d.partial_progress),
             max_commits: r.max_commits.unwrap_or(d.max_commits),
             rewrite_all: r.rewrite_all.unwrap_or(d.rewrite_all),
+            delete_file_threshold: r.delete_file_threshold,
+            filter: r
+                .filter
+                .as_deref()
+                .map(|f| parse_filter(f).map_err(|m| bad(format!("{k}.filter: '{f}': {m}"))))
+                .transpose()?,
         };
         if settings.min_input_files < 1 || settings.max_file_group_size == 0 {
             return Err(bad(format!(
@@ -537,6 +600,15 @@ mod tests {
         let c = MaintainConfig::load(&path).unwrap();
         assert_eq!(c.tables.len(), 1);
         assert_eq!(c.tables[0].tasks().len(), 4);
+    }
+
+    #[test]
+    fn filters() {
+        let p = parse_filter("region = 'eu' and id >= 10").unwrap();
+        let s = format!("{p}");
+        assert!(s.contains("region") && s.contains("id"), "{s}");
+        assert!(parse_filter("region").is_err());
+        assert!(parse_filter("region = eu").is_err());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::expire::{delete_file, expire_metadata, ExpireSettings};
 use crate::manifests::{rewrite_manifests, ManifestSettings};
 use crate::orphans::{delete_orphan_files, OrphanSettings};
 use crate::replace::{commit_replace, live_data_files, ReplaceError};
-use crate::rewrite::read_data_file;
+use crate::rewrite::read_data_files;
 use crate::runtime::IcebergRuntime;
 use crate::table_writer::TableWriter;
 
@@ -66,6 +66,11 @@ pub struct RewriteSettings {
     pub max_commits: usize,
     /// Rewrite every file, whatever its size.
     pub rewrite_all: bool,
+    /// Files with at least this many delete files applying to them are rewritten whatever
+    /// their size (`None`: unlimited, Iceberg's default).
+    pub delete_file_threshold: Option<usize>,
+    /// Only files that may hold rows matching this predicate are rewritten (`None`: all).
+    pub filter: Option<iceberg::expr::Predicate>,
 }
 
 impl Default for RewriteSettings {
@@ -80,6 +85,8 @@ impl Default for RewriteSettings {
             partial_progress: false,
             max_commits: 10,
             rewrite_all: false,
+            delete_file_threshold: None,
+            filter: None,
         }
     }
 }
@@ -301,7 +308,9 @@ impl TaskPlanner {
                     }
                     None => o.rt.block_on(LiveFiles::load(&table))?,
                 };
-                let groups = plan_rewrite_live(&live, &table, s);
+                let selection = o.rt.block_on(selection(&table, s));
+                let groups =
+                    selection.and_then(|sel| plan_rewrite_selected(&live, &table, s, sel.as_ref()));
                 self.live = Some(live);
                 let groups = groups?;
                 counts.insert("groups_planned".into(), groups.len() as u64);
@@ -410,10 +419,59 @@ impl Operator for TaskPlanner {
 
 /// Plans bin-pack rewrite groups on the table's current snapshot, scanning all its manifests.
 pub async fn plan_rewrite(table: &Table, s: &RewriteSettings) -> Result<Vec<Vec<String>>> {
-    crate::rewrite::refuse_delete_files(table).await?;
     let (_, files) = live_data_files(table).await?;
     let (target, min, max) = size_bounds(table, s)?;
-    Ok(bin_pack(&files, target, min, max, s))
+    let selection = selection(table, s).await?;
+    Ok(bin_pack(&files, target, min, max, s, selection.as_ref()))
+}
+
+/// What the filter and the delete-file threshold select (from one scan plan of the table).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// With a filter: the only files that may be rewritten.
+    eligible: Option<std::collections::HashSet<String>>,
+    /// Files with at least the threshold's delete files: rewritten whatever their size.
+    forced: std::collections::HashSet<String>,
+}
+
+/// The selection of `s`'s filter and delete-file threshold (`None` when neither is set).
+pub async fn selection(table: &Table, s: &RewriteSettings) -> Result<Option<Selection>> {
+    use futures::TryStreamExt;
+    if s.filter.is_none() && s.delete_file_threshold.is_none() {
+        return Ok(None);
+    }
+    let e = |e: iceberg::Error| MaintenanceError::Table {
+        table: table.identifier().to_string(),
+        message: e.to_string(),
+    };
+    if table.metadata().current_snapshot().is_none() {
+        return Ok(Some(Selection::default()));
+    }
+    let mut scan = table.scan();
+    if let Some(f) = &s.filter {
+        scan = scan.with_filter(f.clone());
+    }
+    let tasks: Vec<iceberg::scan::FileScanTask> = scan
+        .build()
+        .map_err(e)?
+        .plan_files()
+        .await
+        .map_err(e)?
+        .try_collect()
+        .await
+        .map_err(e)?;
+    let mut sel = Selection::default();
+    if s.filter.is_some() {
+        sel.eligible = Some(tasks.iter().map(|t| t.data_file_path.clone()).collect());
+    }
+    if let Some(n) = s.delete_file_threshold {
+        sel.forced = tasks
+            .iter()
+            .filter(|t| t.deletes.len() >= n.max(1))
+            .map(|t| t.data_file_path.clone())
+            .collect();
+    }
+    Ok(Some(sel))
 }
 
 /// Plans bin-pack rewrite groups on the live data files of `live` (a view of `table`, which
@@ -424,17 +482,22 @@ pub fn plan_rewrite_live(
     table: &Table,
     s: &RewriteSettings,
 ) -> Result<Vec<Vec<String>>> {
-    if live.has_delete_manifests() {
-        return Err(MaintenanceError::Table {
-            table: table.identifier().to_string(),
-            message: "the table has delete files: rewriting it (reading with deletes applied) is not supported yet".into(),
-        });
-    }
+    plan_rewrite_selected(live, table, s, None)
+}
+
+/// [`plan_rewrite_live`] with the [`selection`] of the settings' filter and delete-file
+/// threshold.
+pub fn plan_rewrite_selected(
+    live: &LiveFiles,
+    table: &Table,
+    s: &RewriteSettings,
+    selection: Option<&Selection>,
+) -> Result<Vec<Vec<String>>> {
     let (target, min, max) = size_bounds(table, s)?;
     // Only files of the default spec: REPLACE commits write the added files with it.
     let spec = table.metadata().default_partition_spec_id();
     let files: Vec<(&str, &LiveFile)> = live.iter().filter(|(_, f)| f.spec_id == spec).collect();
-    Ok(bin_pack(&files, target, min, max, s))
+    Ok(bin_pack(&files, target, min, max, s, selection))
 }
 
 /// The target file size and the sizes below and above which files are rewritten.
@@ -496,12 +559,22 @@ fn bin_pack<F: Packable>(
     min: u64,
     max: u64,
     s: &RewriteSettings,
+    selection: Option<&Selection>,
 ) -> Vec<Vec<String>> {
+    let forced = |path: &str| selection.is_some_and(|sel| sel.forced.contains(path));
+    let eligible = |path: &str| {
+        selection
+            .and_then(|sel| sel.eligible.as_ref())
+            .is_none_or(|e| e.contains(path))
+    };
     // Candidates per partition (spec id + partition value, in a stable order).
     let mut by_partition: BTreeMap<Cow<'_, str>, Vec<&F>> = BTreeMap::new();
     for f in files {
         let size = f.file_size_in_bytes();
-        if s.rewrite_all || size < min || size > max {
+        if !eligible(f.file_path()) {
+            continue;
+        }
+        if s.rewrite_all || size < min || size > max || forced(f.file_path()) {
             by_partition.entry(f.partition_key()).or_default().push(f);
         }
     }
@@ -509,7 +582,9 @@ fn bin_pack<F: Packable>(
     let mut budget = s.max_rewrite_bytes.unwrap_or(u64::MAX);
     for (_, mut candidates) in by_partition {
         let bytes: u64 = candidates.iter().map(|f| f.file_size_in_bytes()).sum();
-        let too_large = candidates.iter().any(|f| f.file_size_in_bytes() > max);
+        let too_large = candidates
+            .iter()
+            .any(|f| f.file_size_in_bytes() > max || forced(f.file_path()));
         let worth = s.rewrite_all
             || candidates.len() >= s.min_input_files
             || (candidates.len() > 1 && bytes >= target)
@@ -521,7 +596,12 @@ fn bin_pack<F: Packable>(
         // A group of one file is rewritten only when that file is too large (else the same
         // file would come back, and be rewritten again at the next trigger).
         let keep = |group: Vec<String>, largest: u64, groups: &mut Vec<Vec<String>>| {
-            if group.len() > 1 || largest > max || (s.rewrite_all && !group.is_empty()) {
+            let any_forced = group.iter().any(|p| forced(p));
+            if group.len() > 1
+                || largest > max
+                || any_forced
+                || (s.rewrite_all && !group.is_empty())
+            {
                 groups.push(group);
             }
         };
@@ -570,11 +650,10 @@ impl TaskWorker {
         let table = load(o, &self.table)?;
         let mut writer = TableWriter::new(&table, self.target_file_size.map(|t| t as usize))?;
         let mut rows = 0u64;
-        for path in files {
-            for batch in o.rt.block_on(read_data_file(&table, path))? {
-                rows += batch.num_rows() as u64;
-                o.rt.block_on(writer.write(&batch))?;
-            }
+        // Deletes applied: the new files hold exactly the rows readers see.
+        for batch in o.rt.block_on(read_data_files(&table, files))? {
+            rows += batch.num_rows() as u64;
+            o.rt.block_on(writer.write(&batch))?;
         }
         let added = o.rt.block_on(writer.close())?;
         let m = table.metadata();
