@@ -39,7 +39,9 @@ rm -rf "$dir"
 mkdir -p "$dir"
 if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
 as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+# 9>&-: the server must not inherit the lock (it would hold it for its lifetime and every
+# later call would wait on flock forever).
 as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >&2
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >&2 9>&-
 as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres weir
 echo "$url"

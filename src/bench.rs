@@ -8,3 +8,4 @@
 pub mod async_io;
 pub mod backpressure;
 pub mod coordinator;
+pub mod short_jobs;

@@ -29,6 +29,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod jobs;
 
 pub use weir_engine as engine;
 pub use weir_maintenance as maintenance;

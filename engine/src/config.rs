@@ -296,6 +296,9 @@ options! {
     restart_exponential_attempts: usize = usize::MAX, "restart-strategy.exponential-delay.attempts-before-reset-backoff";
     /// Threads of the runtime that runs the futures of a job's async I/O operators.
     async_io_worker_threads: usize = 2, "execution.async-io.worker-threads";
+    /// Run tasks on the process's shared pool of task threads (reused across jobs) instead of
+    /// spawning a thread per task per job.
+    task_threads_pooled: bool = true, "execution.task-threads.pooled";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).

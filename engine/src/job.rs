@@ -1,4 +1,5 @@
-//! Planning and running a job: validation, chaining, channels, one thread per task.
+//! Planning and running a job: validation, chaining, channels, one thread per task (taken from
+//! the process's shared task pool, [`crate::pool`]).
 //!
 //! Planning resolves every operator's parallelism and max parallelism, validates the graph,
 //! and groups operators into chains (an operator joins its predecessor's task when it has a
@@ -11,10 +12,10 @@
 //! the operator and subtask and cancels every other task; `join` waits for every thread and
 //! returns that error. Nothing is left running after `join` returns.
 
+use crate::pool::TaskThread as JoinHandle;
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -272,10 +273,14 @@ impl JobHandle {
     /// Asks every task to stop (no restart follows); `join` then returns
     /// [`JobStatus::Cancelled`].
     pub fn cancel(&self) {
-        self.level.cancelled.store(true, Ordering::Release);
-        if let Some(c) = self.current() {
-            c.shared.cancelled.store(true, Ordering::Release);
-            c.shared.cancel_all();
+        self.canceller().cancel()
+    }
+
+    /// A handle that cancels this job from another thread (the job handle itself is consumed
+    /// by [`JobHandle::join`]).
+    pub fn canceller(&self) -> JobCanceller {
+        JobCanceller {
+            level: self.level.clone(),
         }
     }
 
@@ -300,6 +305,24 @@ impl Drop for JobHandle {
             // Dropped without join: stop the job rather than leak running threads.
             self.cancel();
             let _ = t.join();
+        }
+    }
+}
+
+/// Cancels a job from any thread ([`JobHandle::canceller`]).
+#[derive(Clone)]
+pub struct JobCanceller {
+    level: Arc<JobLevel>,
+}
+
+impl JobCanceller {
+    /// Same as [`JobHandle::cancel`].
+    pub fn cancel(&self) {
+        self.level.cancelled.store(true, Ordering::Release);
+        let current = self.level.current.lock().clone();
+        if let Some(c) = current {
+            c.shared.cancelled.store(true, Ordering::Release);
+            c.shared.cancel_all();
         }
     }
 }
@@ -333,22 +356,21 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     }
     let (first_tx, first_rx) = std::sync::mpsc::channel::<Result<()>>();
     let lv = level.clone();
-    let supervisor = std::thread::Builder::new()
-        .name("weir-job".into())
-        .spawn(move || {
-            let r = supervise(&mut g, &plan, &lv, first_tx);
-            for (_, h) in std::mem::take(&mut g.coordinators) {
-                h.close();
-            }
-            if let Some(rt) = g.runtime.take() {
-                // Requests still in flight (of a failed or cancelled job) are dropped.
-                rt.shutdown_background();
-            }
-            *lv.current.lock() = None;
-            lv.done.store(true, Ordering::Release);
-            r
-        })
-        .map_err(|e| JobError::Internal(format!("cannot start the job supervisor: {e}")))?;
+    let pooled = g.config.task_threads_pooled;
+    let supervisor = JoinHandle::spawn(pooled, "weir-job".into(), move || {
+        let r = supervise(&mut g, &plan, &lv, first_tx);
+        for (_, h) in std::mem::take(&mut g.coordinators) {
+            h.close();
+        }
+        if let Some(rt) = g.runtime.take() {
+            // Requests still in flight (of a failed or cancelled job) are dropped.
+            rt.shutdown_background();
+        }
+        *lv.current.lock() = None;
+        lv.done.store(true, Ordering::Release);
+        r
+    })
+    .map_err(|e| JobError::Internal(format!("cannot start the job supervisor: {e}")))?;
     match first_rx.recv() {
         Ok(Ok(())) => Ok(JobHandle {
             level,
@@ -1119,10 +1141,12 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
     });
     let timer_thread = {
         let ts = timer_service.clone();
-        std::thread::Builder::new()
-            .name("weir-timers".into())
-            .spawn(move || ts.run())
-            .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
+        JoinHandle::spawn(
+            g.config.task_threads_pooled,
+            "weir-timers".into(),
+            move || ts.run(),
+        )
+        .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
     };
     let checkpoint_stats = level.checkpoint_stats.clone();
     let pending_checkpoints = level.pending_checkpoints.clone();
@@ -1165,12 +1189,14 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
                 next_id: next_checkpoint_id,
                 operator_coordinators: g.coordinators.iter().map(|(_, h)| h.clone()).collect(),
             };
-            let t = std::thread::Builder::new()
-                .name("weir-checkpoints".into())
-                .spawn(move || coordinator::run(setup, rx))
-                .map_err(|e| {
-                    JobError::Internal(format!("cannot start the checkpoint coordinator: {e}"))
-                })?;
+            let t = JoinHandle::spawn(
+                g.config.task_threads_pooled,
+                "weir-checkpoints".into(),
+                move || coordinator::run(setup, rx),
+            )
+            .map_err(|e| {
+                JobError::Internal(format!("cannot start the checkpoint coordinator: {e}"))
+            })?;
             (Some(tx), Some(t))
         }
         None => (None, None),
@@ -1206,62 +1232,59 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
         };
         let thread_name = format!("weir-{task}");
         let async_runtime = g.runtime.as_ref().map(|r| r.handle().clone());
-        let spawned = std::thread::Builder::new()
-            .name(thread_name)
-            .spawn(move || {
-                signal.bind_current_thread();
-                cell.start();
-                let TaskSpec {
-                    body,
-                    names,
+        let spawned = JoinHandle::spawn(g.config.task_threads_pooled, thread_name, move || {
+            signal.bind_current_thread();
+            cell.start();
+            let TaskSpec {
+                body,
+                names,
+                subtask,
+                parallelism,
+            } = spec;
+            let mut env = TaskEnv::new(mailbox, cell.clone());
+            env.async_runtime = async_runtime;
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.run(&mut env, &rt)));
+            cell.finish();
+            // Coordinators can no longer reach this task; events in its mailbox are lost
+            // with it (a failure: the coordinator hears attempt_failed).
+            let how = if matches!(r, Ok(Ok(()))) {
+                "finished"
+            } else {
+                "failed or cancelled"
+            };
+            for ch in &rt.coordinated {
+                ch.end(how);
+            }
+            mailbox_of_task.discard();
+            let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => match e.into_kind() {
+                    TaskErrorKind::Cancelled => {}
+                    TaskErrorKind::User { operator, error } => {
+                        task_shared.fail(JobError::TaskFailed {
+                            operator: name_of(operator),
+                            subtask,
+                            parallelism,
+                            message: error.to_string(),
+                            panicked: false,
+                        })
+                    }
+                },
+                Err(panic) => task_shared.fail(JobError::TaskFailed {
+                    operator: name_of(env.current_operator),
                     subtask,
                     parallelism,
-                } = spec;
-                let mut env = TaskEnv::new(mailbox, cell.clone());
-                env.async_runtime = async_runtime;
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    body.run(&mut env, &rt)
-                }));
-                cell.finish();
-                // Coordinators can no longer reach this task; events in its mailbox are lost
-                // with it (a failure: the coordinator hears attempt_failed).
-                let how = if matches!(r, Ok(Ok(()))) {
-                    "finished"
-                } else {
-                    "failed or cancelled"
-                };
-                for ch in &rt.coordinated {
-                    ch.end(how);
-                }
-                mailbox_of_task.discard();
-                let name_of = |i: usize| names.get(i).cloned().unwrap_or_else(|| names[0].clone());
-                match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => match e.into_kind() {
-                        TaskErrorKind::Cancelled => {}
-                        TaskErrorKind::User { operator, error } => {
-                            task_shared.fail(JobError::TaskFailed {
-                                operator: name_of(operator),
-                                subtask,
-                                parallelism,
-                                message: error.to_string(),
-                                panicked: false,
-                            })
-                        }
-                    },
-                    Err(panic) => task_shared.fail(JobError::TaskFailed {
-                        operator: name_of(env.current_operator),
-                        subtask,
-                        parallelism,
-                        message: panic_message(&*panic),
-                        panicked: true,
-                    }),
-                }
-                if let Some(c) = &rt.coordinator {
-                    let _ = c.send(CoordinatorMsg::TaskEnded { task: rt.task });
-                }
-                task_shared.running.fetch_sub(1, Ordering::AcqRel);
-            });
+                    message: panic_message(&*panic),
+                    panicked: true,
+                }),
+            }
+            if let Some(c) = &rt.coordinator {
+                let _ = c.send(CoordinatorMsg::TaskEnded { task: rt.task });
+            }
+            task_shared.running.fetch_sub(1, Ordering::AcqRel);
+        });
         match spawned {
             Ok(t) => handle.threads.push(t),
             Err(e) => {

@@ -61,6 +61,8 @@
 //! - [`async_io`] — calls to external services with a bounded queue of requests in flight;
 //! - [`coordination`] — job-side coordinators of operators, their events and store;
 //! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];
+//! - [`session`] — a long-lived runtime for many jobs, with [`ha`] (leader election apart from
+//!   persistence, fencing tokens, job recovery); [`pool`] — the shared task threads;
 //! - `channel` — gates, credits, record writers; `task` — mailbox loops, chains, timers;
 //! - [`time`] — watermarks, idleness, watermark strategies; [`metrics`]; [`config`].
 
@@ -74,10 +76,13 @@ pub mod coordination;
 pub mod data;
 pub mod error;
 pub(crate) mod graph;
+pub mod ha;
 pub mod job;
 pub mod metrics;
 pub mod operator;
+pub mod pool;
 pub mod restart;
+pub mod session;
 pub mod stream;
 pub(crate) mod task;
 pub mod time;

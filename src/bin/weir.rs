@@ -4,6 +4,8 @@
 //!   table through the exactly-once sink, with compaction and expiry after the commits.
 //! - `weir keyed-demo`: a generator feeding a keyed running sum, ending with per-task metrics.
 //! - `weir maintain --config maintenance.toml [--once]`: Iceberg table maintenance.
+//! - `weir session`, `weir submit`, `weir job-status`: a session runtime with high availability
+//!   (leader election, job recovery) and its client.
 //! - `weir config`: lists every configuration option with its default, or with the values of a
 //!   TOML file (which also validates the file).
 
@@ -84,6 +86,60 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a session runtime: a long-lived runtime that runs the jobs of weir's job registry
+    /// (word-count, iceberg-ingest) submitted with `weir submit`, with leader election and
+    /// job recovery as the high-availability options say. Prints one JSON line per event
+    /// (leading, recovered, ended, ...) with its time in ms since the Unix epoch.
+    Session {
+        /// A `high-availability.*` option as key=value (repeatable), e.g.
+        /// -D high-availability.type=sqlite -D high-availability.storageDir=/tmp/ha
+        #[arg(short = 'D', long = "ha-option")]
+        ha_options: Vec<String>,
+        /// A job configuration option as key=value applied to every job (repeatable).
+        #[arg(short = 'o', long = "option")]
+        options: Vec<String>,
+        /// Address of the request server.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// This process's name in leader election (default: weir-<pid>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Submit a job to the leading session runtime (found through leader retrieval, or at
+    /// --address); prints the job id.
+    Submit {
+        /// The registered job name (word-count, iceberg-ingest).
+        job: String,
+        /// A job parameter as key=value (repeatable).
+        #[arg(short = 'p', long = "param")]
+        params: Vec<String>,
+        /// A job configuration option as key=value (repeatable).
+        #[arg(short = 'o', long = "option")]
+        options: Vec<String>,
+        /// An artifact as name=file (repeatable), e.g. input=words.txt
+        #[arg(long = "artifact")]
+        artifacts: Vec<String>,
+        /// `high-availability.*` options to find the leader, as for `weir session`.
+        #[arg(short = 'D', long = "ha-option")]
+        ha_options: Vec<String>,
+        /// The runtime's address (instead of leader retrieval).
+        #[arg(long)]
+        address: Option<String>,
+        /// Wait until the job ended and print its status.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The status of a job of a session runtime.
+    JobStatus {
+        /// The job id.
+        job_id: String,
+        /// `high-availability.*` options to find the leader.
+        #[arg(short = 'D', long = "ha-option")]
+        ha_options: Vec<String>,
+        /// The runtime's address (instead of leader retrieval).
+        #[arg(long)]
+        address: Option<String>,
+    },
     /// List configuration options with their defaults, or the values of a TOML file.
     Config {
         /// A TOML configuration file to validate and show.
@@ -129,6 +185,44 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         round_trips: usize,
         /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Many short jobs (word count) on one session runtime from concurrent clients, with and
+    /// without high availability: jobs/s and latency p50/p99.
+    ShortJobs {
+        /// Jobs to time (after a warm-up of 2 x clients jobs).
+        #[arg(long, default_value_t = 300)]
+        jobs: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Lines of input per job.
+        #[arg(long, default_value_t = 1000)]
+        records: usize,
+        /// Parallelism of each job.
+        #[arg(long, default_value_t = 4)]
+        parallelism: usize,
+        /// none | sqlite | postgres
+        #[arg(long, default_value = "none")]
+        ha: String,
+        /// on | off: persist jobs so that a new leader recovers them.
+        #[arg(long, default_value = "off")]
+        job_recovery: String,
+        /// Run a thread per task per job instead of the shared task pool.
+        #[arg(long)]
+        no_pool: bool,
+        /// Run every mode (none, none without pool, sqlite off/on, postgres off/on when a URL
+        /// is known) in alternating rounds and report ratios to no-HA.
+        #[arg(long)]
+        compare: bool,
+        /// Rounds of --compare (the median round of each mode is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// PostgreSQL URL for --ha postgres.
+        #[arg(long, env = "WEIR_POSTGRES_URL")]
+        postgres_url: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -196,6 +290,102 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => demo(records, parallelism, keys, rate, config, json),
         Command::Config { file } => show_config(file),
+        Command::Session {
+            ha_options,
+            options,
+            listen,
+            name,
+        } => session(&ha_options, &options, listen, name),
+        Command::Submit {
+            job,
+            params,
+            options,
+            artifacts,
+            ha_options,
+            address,
+            wait,
+        } => submit(
+            job,
+            &params,
+            &options,
+            &artifacts,
+            &ha_options,
+            address,
+            wait,
+        ),
+        Command::JobStatus {
+            job_id,
+            ha_options,
+            address,
+        } => {
+            let client = client(&ha_options, address)?;
+            println!("{}", serde_json::to_string(&client.status(&job_id)?)?);
+            Ok(())
+        }
+        Command::Bench {
+            which:
+                BenchCommand::ShortJobs {
+                    jobs,
+                    clients,
+                    records,
+                    parallelism,
+                    ha,
+                    job_recovery,
+                    no_pool,
+                    compare,
+                    rounds,
+                    postgres_url,
+                    json,
+                },
+        } => {
+            use weir::bench::short_jobs::{self, Mode};
+            use weir::engine::ha::HaType;
+            if jobs == 0 || clients == 0 || records == 0 || parallelism == 0 {
+                bail!("--jobs, --clients, --records and --parallelism must be at least 1");
+            }
+            let settings = short_jobs::Settings {
+                jobs,
+                clients,
+                records,
+                parallelism,
+                postgres_url: postgres_url.clone(),
+                dir: std::env::temp_dir(),
+            };
+            let modes = if compare {
+                short_jobs::comparison_modes(postgres_url.is_some())
+            } else {
+                let ha = match ha.as_str() {
+                    "none" => HaType::None,
+                    "sqlite" => HaType::Sqlite,
+                    "postgres" => HaType::Postgres,
+                    other => bail!("unknown --ha '{other}': use none, sqlite or postgres"),
+                };
+                let job_recovery = match job_recovery.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => bail!("unknown --job-recovery '{other}': use on or off"),
+                };
+                vec![Mode {
+                    ha,
+                    job_recovery,
+                    pooled: !no_pool,
+                }]
+            };
+            if !json {
+                eprintln!(
+                    "{jobs} word-count jobs ({records} lines, parallelism {parallelism}) from {clients} clients per mode{} ...",
+                    if compare { format!(", {rounds} alternating rounds") } else { String::new() }
+                );
+            }
+            let reports = short_jobs::compare(&settings, &modes, if compare { rounds } else { 1 })
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", short_jobs::json(&reports));
+            } else {
+                print!("{}", short_jobs::table(&reports));
+            }
+            Ok(())
+        }
         Command::Maintain { config, once, json } => maintain(&config, once, json),
         Command::Bench {
             which:
@@ -516,5 +706,117 @@ fn iceberg_demo(rows: u64, rate: f64, parallelism: usize, dir: PathBuf) -> Resul
         summary.files_before, summary.files_after
     );
     println!("read it with pyiceberg:\n  {}", pyiceberg_line(&summary));
+    Ok(())
+}
+
+fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .with_context(|| format!("{what} '{kv}' is not key=value"))
+        })
+        .collect()
+}
+
+fn ha_options(items: &[String]) -> Result<weir::engine::ha::HaOptions> {
+    let mut o = weir::engine::ha::HaOptions::default();
+    for (k, v) in key_values(items, "HA option")? {
+        o.set(&k, &v)?;
+    }
+    Ok(o)
+}
+
+fn client(ha: &[String], address: Option<String>) -> Result<weir::engine::session::SessionClient> {
+    use weir::engine::session::SessionClient;
+    if let Some(a) = address {
+        return Ok(SessionClient::at(&a));
+    }
+    let options = ha_options(ha)?;
+    if options.kind == weir::engine::ha::HaType::None {
+        bail!("without high-availability.type (sqlite or postgres) give the runtime's --address");
+    }
+    Ok(SessionClient::new(weir::engine::ha::HaServices::retrieval(
+        &options,
+    )?))
+}
+
+fn session(ha: &[String], options: &[String], listen: String, name: Option<String>) -> Result<()> {
+    use std::io::Write as _;
+    use weir::engine::session::{SessionEvent, SessionOptions, SessionRuntime};
+    let ha = ha_options(ha)?;
+    let mut config = Config::default();
+    for (k, v) in key_values(options, "option")? {
+        config.set(&k, &v)?;
+    }
+    let print = |e: &SessionEvent| {
+        let mut v = serde_json::to_value(e).unwrap_or_default();
+        v["at_ms"] = serde_json::json!(weir::engine::ha::now_ms());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    };
+    let mut opts = SessionOptions {
+        ha,
+        config,
+        listen: Some(listen),
+        on_event: Some(std::sync::Arc::new(print)),
+        ..Default::default()
+    };
+    if let Some(n) = name {
+        opts.contender = n;
+    }
+    let contender = opts.contender.clone();
+    let runtime = SessionRuntime::start(weir::jobs::registry(), opts)?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"event": "started", "contender": contender, "address": runtime.address(), "at_ms": weir::engine::ha::now_ms()})
+        );
+        let _ = out.flush();
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn submit(
+    job: String,
+    params: &[String],
+    options: &[String],
+    artifacts: &[String],
+    ha: &[String],
+    address: Option<String>,
+    wait: bool,
+) -> Result<()> {
+    use weir::engine::session::{JobSubmission, SessionJobStatus};
+    let client = client(ha, address)?;
+    let mut sub = JobSubmission::new(&job);
+    for (k, v) in key_values(params, "parameter")? {
+        sub.parameters.insert(k, v);
+    }
+    for (k, v) in key_values(options, "option")? {
+        sub.config.insert(k, v);
+    }
+    for (name, path) in key_values(artifacts, "artifact")? {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read artifact '{name}' from {path}"))?;
+        sub.artifacts.insert(name, text);
+    }
+    let id = client.submit(&sub)?;
+    println!("{id}");
+    if wait {
+        loop {
+            let status = client.status(&id)?;
+            if matches!(status, SessionJobStatus::Ended(_)) {
+                println!("{}", serde_json::to_string(&status)?);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     Ok(())
 }

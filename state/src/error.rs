@@ -82,6 +82,9 @@ pub enum StateError {
     /// A state file name that is empty, reserved or leaves its directory.
     #[error("invalid state file name '{0}'")]
     InvalidName(String),
+    /// The store of completed checkpoints (high availability) refused or failed a request.
+    #[error("completed-checkpoint store: {0}")]
+    Store(String),
 }
 
 /// The result type of this crate.

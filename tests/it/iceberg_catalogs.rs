@@ -17,7 +17,7 @@ use weir::maintenance::{table_io, CatalogConfig, CatalogKind, IcebergRuntime};
 use crate::iceberg_interop::{ids, pyiceberg_with, python, temp_dir};
 
 /// The test PostgreSQL server's URL: `$WEIR_POSTGRES_URL`, else the one `.ci/postgres.sh` starts.
-fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     if let Ok(u) = std::env::var("WEIR_POSTGRES_URL") {
         return u;
     }

@@ -4,7 +4,8 @@
 //! offset  size  field
 //!      0     8  magic "WEIRSNAP"
 //!      8     2  format version (little endian), currently 1
-//!     10     1  kind (1 metadata, 2 keyed state, 3 operator state, 4 channel state)
+//!     10     1  kind (1 metadata, 2 keyed state, 3 operator state, 4 channel state,
+//!                       5 HA record)
 //!     11     1  reserved (0)
 //!     12     8  payload length in bytes (little endian)
 //!     20     4  CRC32 (IEEE) of the payload (little endian)
@@ -41,6 +42,8 @@ pub enum FileKind {
     OperatorState = 3,
     /// In-flight records of one subtask (unaligned checkpoints).
     ChannelState = 4,
+    /// A record of the high-availability stores (job graph, job result, checkpoint pointer).
+    HaRecord = 5,
 }
 
 impl FileKind {
@@ -50,6 +53,7 @@ impl FileKind {
             2 => Some(FileKind::KeyedState),
             3 => Some(FileKind::OperatorState),
             4 => Some(FileKind::ChannelState),
+            5 => Some(FileKind::HaRecord),
             _ => None,
         }
     }

@@ -1,0 +1,719 @@
+//! The session runtime: one long-lived runtime that runs many jobs, with high availability.
+//!
+//! A [`SessionRuntime`] accepts jobs concurrently ([`SessionRuntime::submit`] → [`SessionJob`]
+//! with status, result and cancel), runs their tasks on the process's shared task pool
+//! ([`crate::pool`]: no thread is spawned per task per job once the pool is warm), and takes
+//! part in leader election through its [`HaServices`]. Only the leader runs jobs.
+//!
+//! Per job, the leader writes to the persistence services: blobs and the job graph at submit
+//! (so a new leader can recover the job), the checkpoint pointers while it runs, and when it
+//! ends a *dirty* result, then the cleanup (job graph, checkpoints, blobs), then marks the
+//! result *clean*. Every write carries the leader's fencing token. With
+//! `high-availability.job-recovery.enabled = false` these stores are embedded: a runtime
+//! running many short jobs writes nothing per job, while leader election stays on.
+//!
+//! Invariants:
+//! - A job is persisted only after it was built successfully (unknown names and bad options
+//!   are refused before anything is written), and a submit that fails after a write removes
+//!   what it wrote.
+//! - A new leader first finishes the cleanup of dirty results, then recovers every job graph
+//!   that has no result: a finished job is never run again.
+//! - Losing leadership (a lease that could not be renewed in time, or a takeover) suspends
+//!   every job: they are cancelled without a result, and the new leader recovers them from
+//!   their latest completed checkpoint (whose pointer a deposed leader cannot write).
+
+pub mod checkpoints;
+pub mod job;
+pub mod registry;
+pub mod server;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ha::{
+    now_ms, FencingToken, HaError, HaOptions, HaServices, JobGraphRecord, JobOutcome,
+    JobResultRecord, Result,
+};
+use crate::{JobStatus, StreamEnv};
+
+pub use job::{SessionJob, SessionJobStatus};
+pub use registry::{JobBuilder, JobContext, JobRegistry, JobSubmission};
+pub use server::SessionClient;
+
+use job::JobEntry;
+
+/// What happens in a session runtime (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum SessionEvent {
+    /// This runtime became the leader.
+    Leading {
+        /// Its fencing token.
+        token: FencingToken,
+        /// Its request address.
+        address: String,
+    },
+    /// This runtime lost leadership.
+    LostLeadership {
+        /// The token it held.
+        token: FencingToken,
+    },
+    /// A job was recovered from the job graph store.
+    Recovered {
+        /// The job.
+        job_id: String,
+        /// The checkpoint it restores, if any.
+        checkpoint: Option<u64>,
+    },
+    /// A job of the job graph store could not be recovered (it ends as failed).
+    RecoveryFailed {
+        /// The job.
+        job_id: String,
+        /// Why.
+        error: String,
+    },
+    /// A job ended (its result is recorded).
+    Ended {
+        /// The job.
+        job_id: String,
+        /// How.
+        outcome: JobOutcome,
+    },
+    /// A job was suspended (leadership lost or shutdown).
+    Suspended {
+        /// The job.
+        job_id: String,
+    },
+}
+
+/// A listener of [`SessionEvent`]s.
+pub type EventListener = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
+
+/// Options of a session runtime.
+#[derive(Clone)]
+pub struct SessionOptions {
+    /// The `high-availability.*` options.
+    pub ha: HaOptions,
+    /// This process's name in leader election (unique in the cluster).
+    pub contender: String,
+    /// The configuration every job starts from (a submission's options are applied on top).
+    pub config: Config,
+    /// Address of the request server ([`server`]), e.g. `127.0.0.1:0`; none = in-process only.
+    pub listen: Option<String>,
+    /// Called for every [`SessionEvent`].
+    pub on_event: Option<EventListener>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ha: HaOptions::default(),
+            contender: format!("weir-{}", std::process::id()),
+            config: Config::default(),
+            listen: None,
+            on_event: None,
+        }
+    }
+}
+
+struct Leadership {
+    token: Option<FencingToken>,
+    valid_until: Instant,
+}
+
+pub(crate) struct Inner {
+    registry: JobRegistry,
+    ha: HaServices,
+    options: SessionOptions,
+    leadership: Mutex<Leadership>,
+    jobs: Mutex<HashMap<String, Arc<JobEntry>>>,
+    stopping: AtomicBool,
+    wake: (Mutex<()>, Condvar),
+    address: String,
+}
+
+/// A long-lived runtime that runs jobs of a [`JobRegistry`] (see the module docs).
+pub struct SessionRuntime {
+    inner: Arc<Inner>,
+    leader_thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<server::Server>,
+}
+
+impl SessionRuntime {
+    /// Opens the HA services (an unreachable store is an error naming it), starts the request
+    /// server if asked, and runs for leadership (this returns after the first attempt: a
+    /// runtime without HA, or the first of a cluster, leads at once).
+    pub fn start(registry: JobRegistry, options: SessionOptions) -> Result<SessionRuntime> {
+        let ha = HaServices::open(&options.ha, &options.contender)?;
+        let listener = match &options.listen {
+            Some(addr) => {
+                Some(
+                    std::net::TcpListener::bind(addr).map_err(|e| HaError::InvalidOption {
+                        key: "listen".into(),
+                        value: addr.clone(),
+                        expected: format!("an address this process can listen on ({e})"),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let address = match &listener {
+            Some(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            None => String::new(),
+        };
+        let inner = Arc::new(Inner {
+            registry,
+            ha,
+            options,
+            leadership: Mutex::new(Leadership {
+                token: None,
+                valid_until: Instant::now(),
+            }),
+            jobs: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            wake: (Mutex::new(()), Condvar::new()),
+            address,
+        });
+        let server = listener.map(|l| server::Server::start(l, Arc::downgrade(&inner)));
+        inner.campaign();
+        let i2 = inner.clone();
+        let leader_thread = std::thread::Builder::new()
+            .name("weir-leader".into())
+            .spawn(move || i2.leader_loop())
+            .map_err(|e| HaError::Store {
+                store: "leader election".into(),
+                reason: format!("cannot start the leader thread: {e}"),
+            })?;
+        Ok(SessionRuntime {
+            inner,
+            leader_thread: Some(leader_thread),
+            server,
+        })
+    }
+
+    /// Submits a job; it runs when this returns. Refused (nothing written) if this runtime does
+    /// not lead, the name is not registered, or an option is unknown or bad.
+    pub fn submit(&self, submission: JobSubmission) -> Result<SessionJob> {
+        self.inner.submit(submission)
+    }
+
+    /// A handle to a job running on this runtime.
+    pub fn job(&self, job_id: &str) -> Result<SessionJob> {
+        self.inner
+            .jobs
+            .lock()
+            .get(job_id)
+            .map(|e| SessionJob { entry: e.clone() })
+            .ok_or_else(|| HaError::NoSuchJob(job_id.to_string()))
+    }
+
+    /// The status of a job: running here, or from the job result store, or waiting for
+    /// recovery in the job graph store.
+    pub fn status(&self, job_id: &str) -> Result<SessionJobStatus> {
+        self.inner.status(job_id)
+    }
+
+    /// Ids of the jobs running here.
+    pub fn running_jobs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.jobs.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The fencing token while this runtime leads.
+    pub fn leader_token(&self) -> Option<FencingToken> {
+        self.inner.token()
+    }
+
+    /// Waits until this runtime leads (true) or `timeout` passed (false).
+    pub fn wait_for_leadership(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.inner.token().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.inner.token().is_some()
+    }
+
+    /// The request server's address (empty without one).
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// The HA services of this runtime.
+    pub fn ha(&self) -> &HaServices {
+        &self.inner.ha
+    }
+
+    /// Stops: suspends every running job (a standby recovers them when job recovery is on),
+    /// resigns leadership and stops the server.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.wake.1.notify_all();
+        if let Some(t) = self.leader_thread.take() {
+            let _ = t.join();
+        }
+        let token = self.inner.leadership.lock().token;
+        self.inner.lose_leadership();
+        if let Some(t) = token {
+            let _ = self.inner.ha.leader.election.resign(t);
+        }
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+    }
+}
+
+impl Drop for SessionRuntime {
+    fn drop(&mut self) {
+        if self.leader_thread.is_some() {
+            self.stop();
+        }
+    }
+}
+
+impl Inner {
+    fn emit(&self, e: SessionEvent) {
+        tracing::info!(?e, "session");
+        if let Some(f) = &self.options.on_event {
+            f(&e);
+        }
+    }
+
+    pub(crate) fn token(&self) -> Option<FencingToken> {
+        let l = self.leadership.lock();
+        match l.token {
+            Some(t) if Instant::now() < l.valid_until => Some(t),
+            _ => None,
+        }
+    }
+
+    fn not_leader(&self) -> HaError {
+        let leader = self
+            .ha
+            .leader
+            .retrieval
+            .leader()
+            .ok()
+            .flatten()
+            .map(|l| l.address);
+        HaError::NotLeader { leader }
+    }
+
+    /// One round of leader election: take or renew the lease; recover jobs on a new token.
+    fn campaign(self: &Arc<Self>) {
+        let lease = self.ha.leader.election.lease();
+        let sent = Instant::now();
+        let previous = self.leadership.lock().token;
+        match self.ha.leader.election.try_lead(&self.address) {
+            Ok(Some(token)) => {
+                {
+                    let mut l = self.leadership.lock();
+                    l.token = Some(token);
+                    l.valid_until = sent + lease;
+                }
+                if previous != Some(token) {
+                    if previous.is_some() {
+                        self.lose_leadership();
+                        let mut l = self.leadership.lock();
+                        l.token = Some(token);
+                        l.valid_until = sent + lease;
+                    }
+                    self.ha.fence.set(token);
+                    self.emit(SessionEvent::Leading {
+                        token,
+                        address: self.address.clone(),
+                    });
+                    if let Err(e) = self.recover(token) {
+                        tracing::error!("job recovery failed: {e}; giving leadership up");
+                        self.lose_leadership();
+                        let _ = self.ha.leader.election.resign(token);
+                    }
+                }
+            }
+            Ok(None) => {
+                if previous.is_some() {
+                    self.lose_leadership();
+                }
+            }
+            Err(e) => {
+                tracing::warn!("leader election: {e}");
+                if previous.is_some() && self.token().is_none() {
+                    self.lose_leadership();
+                }
+            }
+        }
+    }
+
+    fn leader_loop(self: Arc<Self>) {
+        let lease = self.ha.leader.election.lease();
+        let period = (lease / 3).max(Duration::from_millis(20));
+        loop {
+            {
+                let mut g = self.wake.0.lock();
+                if self.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                // Wake for the next renewal, or when the lease runs out without one.
+                let until = {
+                    let l = self.leadership.lock();
+                    let next = Instant::now() + period;
+                    match l.token {
+                        Some(_) => next.min(l.valid_until),
+                        None => next,
+                    }
+                };
+                self.wake.1.wait_until(&mut g, until);
+                if self.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            if self.leadership.lock().token.is_some() && self.token().is_none() {
+                // The lease ran out before a renewal succeeded: stop acting as leader.
+                self.lose_leadership();
+            }
+            self.campaign();
+        }
+    }
+
+    fn lose_leadership(&self) {
+        let token = {
+            let mut l = self.leadership.lock();
+            l.token.take()
+        };
+        self.ha.fence.clear();
+        let jobs: Vec<Arc<JobEntry>> = self.jobs.lock().values().cloned().collect();
+        for j in &jobs {
+            j.suspend();
+        }
+        if let Some(token) = token {
+            self.emit(SessionEvent::LostLeadership { token });
+        }
+    }
+
+    /// The configuration of a job: the runtime's, the submission's options on top.
+    fn job_config(&self, record: &JobGraphRecord, token: FencingToken) -> Result<Config> {
+        let mut config = self.options.config.clone();
+        for (k, v) in &record.config {
+            config.set(k, v).map_err(|e| HaError::JobStart {
+                job: record.name.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        config.validate().map_err(|e| HaError::JobStart {
+            job: record.name.clone(),
+            message: e.to_string(),
+        })?;
+        config.job_name = record.job_id.clone();
+        let recovery = self.ha.persistence.job_recovery;
+        if !config.checkpoint_interval.is_zero() || !config.checkpoint_dir.is_empty() {
+            let root = if !config.checkpoint_dir.is_empty() {
+                PathBuf::from(&config.checkpoint_dir)
+            } else if recovery {
+                self.options.ha.checkpoint_root()?
+            } else {
+                return Ok(config); // the job's own check names the missing directory
+            };
+            config.checkpoint_dir = root.join(&record.job_id).display().to_string();
+        }
+        let _ = token;
+        Ok(config)
+    }
+
+    fn submit(self: &Arc<Self>, sub: JobSubmission) -> Result<SessionJob> {
+        let token = self.token().ok_or_else(|| self.not_leader())?;
+        let entry = self.registry.get(&sub.name)?;
+        let record = JobGraphRecord {
+            job_id: new_job_id(&sub.name),
+            name: sub.name.clone(),
+            version: entry.version,
+            parameters: sub.parameters.clone(),
+            config: sub.config.clone(),
+            submitted_ms: now_ms(),
+        };
+        let artifacts = sub.artifacts;
+        let read = |name: &str| Ok(artifacts.get(name).map(|a| a.as_bytes().to_vec()));
+        let env = self.build(&record, token, false, &read)?;
+        // Persist: blobs first (a recovered job needs them), then the graph.
+        let p = &self.ha.persistence;
+        let persisted = (|| {
+            for (name, a) in &artifacts {
+                p.blobs.put(token, &record.job_id, name, a.as_bytes())?;
+            }
+            p.job_graphs.put(token, &record)
+        })();
+        if let Err(e) = persisted {
+            let _ = p.blobs.remove_job(token, &record.job_id);
+            return Err(e);
+        }
+        match self.run(env, &record, token) {
+            Ok(job) => Ok(job),
+            Err(e) => {
+                let _ = p.job_graphs.remove(token, &record.job_id);
+                let _ = p.blobs.remove_job(token, &record.job_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds a job from its record (not started).
+    fn build(
+        &self,
+        record: &JobGraphRecord,
+        token: FencingToken,
+        recovered: bool,
+        artifacts: &dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+    ) -> Result<StreamEnv> {
+        let entry = self.registry.get(&record.name)?;
+        if entry.version != record.version {
+            return Err(HaError::JobStart {
+                job: record.job_id.clone(),
+                message: format!(
+                    "it was submitted as '{}' version {}, but version {} is registered",
+                    record.name, record.version, entry.version
+                ),
+            });
+        }
+        let mut config = self.job_config(record, token)?;
+        if recovered {
+            config.restore_path = "latest".into();
+        }
+        let recoverable = self.ha.persistence.job_recovery && !config.checkpoint_dir.is_empty();
+        let retained = config.retained_checkpoints;
+        let dir = config.checkpoint_dir.clone();
+        let env = StreamEnv::with_config(config);
+        if recoverable {
+            env.set_checkpoint_storage(Arc::new(checkpoints::HaCheckpointStorage {
+                files: weir_state::checkpoint::LocalCheckpointStorage::new(&dir),
+                store: self.ha.persistence.checkpoints.clone(),
+                job_id: record.job_id.clone(),
+                token,
+                retain: retained,
+            }));
+        }
+        let ctx = JobContext {
+            job_id: &record.job_id,
+            name: &record.name,
+            parameters: &record.parameters,
+            artifacts,
+            recovered,
+        };
+        (entry.build)(&ctx, &env).map_err(|e| HaError::JobStart {
+            job: record.name.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(env)
+    }
+
+    /// Starts a built job and watches it to its end.
+    fn run(
+        self: &Arc<Self>,
+        env: StreamEnv,
+        record: &JobGraphRecord,
+        token: FencingToken,
+    ) -> Result<SessionJob> {
+        let handle = env.start().map_err(|e| HaError::JobStart {
+            job: record.name.clone(),
+            message: e.to_string(),
+        })?;
+        let entry = JobEntry::new(&record.job_id, &record.name);
+        *entry.canceller.lock() = Some(handle.canceller());
+        self.jobs
+            .lock()
+            .insert(record.job_id.clone(), entry.clone());
+        if self.token() != Some(token) {
+            // Leadership was lost while the job started: suspend it like the others.
+            entry.suspend();
+        }
+        let me = self.clone();
+        let e2 = entry.clone();
+        let watcher = crate::pool::TaskPool::shared().spawn(move || me.watch(e2, handle, token));
+        if let Err(e) = watcher {
+            return Err(HaError::JobStart {
+                job: record.name.clone(),
+                message: format!("cannot watch the job: {e}"),
+            });
+        }
+        Ok(SessionJob { entry })
+    }
+
+    fn watch(&self, entry: Arc<JobEntry>, handle: crate::JobHandle, token: FencingToken) {
+        let r = handle.join();
+        self.jobs.lock().remove(&entry.job_id);
+        if entry.suspending.load(Ordering::Acquire) {
+            entry.set(SessionJobStatus::Suspended);
+            self.emit(SessionEvent::Suspended {
+                job_id: entry.job_id.clone(),
+            });
+            return;
+        }
+        let outcome = match r {
+            Ok(res) if res.status == JobStatus::Finished => JobOutcome::Finished,
+            Ok(_) => JobOutcome::Cancelled,
+            Err(e) => JobOutcome::Failed(e.to_string()),
+        };
+        let record = JobResultRecord {
+            job_id: entry.job_id.clone(),
+            name: entry.name.clone(),
+            outcome: outcome.clone(),
+            finished_ms: now_ms(),
+        };
+        let p = &self.ha.persistence;
+        let recorded = p
+            .job_results
+            .put_dirty(token, &record)
+            .and_then(|_| self.cleanup(token, &entry.job_id))
+            .and_then(|_| p.job_results.mark_clean(token, &entry.job_id));
+        if let Err(e) = recorded {
+            tracing::warn!(
+                "job {} ended ({outcome:?}) but its result could not be recorded: {e}",
+                entry.job_id
+            );
+        }
+        entry.set(SessionJobStatus::Ended(outcome.clone()));
+        self.emit(SessionEvent::Ended {
+            job_id: entry.job_id.clone(),
+            outcome,
+        });
+    }
+
+    /// Removes the HA data of a job that has a (dirty) result.
+    fn cleanup(&self, token: FencingToken, job_id: &str) -> Result<()> {
+        let p = &self.ha.persistence;
+        p.job_graphs.remove(token, job_id)?;
+        p.checkpoints.remove_job(token, job_id)?;
+        p.blobs.remove_job(token, job_id)?;
+        if p.job_recovery {
+            if let Ok(root) = self.options.ha.checkpoint_root() {
+                let dir = root.join(job_id);
+                if dir.exists() {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!("cannot remove {}: {e}", dir.display());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After becoming leader: finish cleanups, then recover every job without a result.
+    fn recover(self: &Arc<Self>, token: FencingToken) -> Result<()> {
+        let p = self.ha.persistence.clone();
+        for dirty in p.job_results.dirty()? {
+            self.cleanup(token, &dirty.result.job_id)?;
+            p.job_results.mark_clean(token, &dirty.result.job_id)?;
+        }
+        for graph in p.job_graphs.graphs()? {
+            if p.job_results.get(&graph.job_id)?.is_some() {
+                // Finished under a previous leader: never run again.
+                p.job_graphs.remove(token, &graph.job_id)?;
+                continue;
+            }
+            if self.jobs.lock().contains_key(&graph.job_id) {
+                continue;
+            }
+            let blobs = p.blobs.clone();
+            let id = graph.job_id.clone();
+            let read = move |name: &str| blobs.get(&id, name);
+            let started = self
+                .build(&graph, token, true, &read)
+                .and_then(|env| self.run(env, &graph, token));
+            match started {
+                Ok(_) => {
+                    let checkpoint = p
+                        .checkpoints
+                        .latest(&graph.job_id)?
+                        .map(|c| c.checkpoint_id);
+                    self.emit(SessionEvent::Recovered {
+                        job_id: graph.job_id.clone(),
+                        checkpoint,
+                    });
+                }
+                Err(HaError::Fenced { .. }) | Err(HaError::Store { .. }) => {
+                    // The store, not the job: let the next leader term try again.
+                    return Err(HaError::Store {
+                        store: "job recovery".into(),
+                        reason: format!("cannot recover job {}", graph.job_id),
+                    });
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    self.emit(SessionEvent::RecoveryFailed {
+                        job_id: graph.job_id.clone(),
+                        error: error.clone(),
+                    });
+                    let record = JobResultRecord {
+                        job_id: graph.job_id.clone(),
+                        name: graph.name.clone(),
+                        outcome: JobOutcome::Failed(error),
+                        finished_ms: now_ms(),
+                    };
+                    p.job_results.put_dirty(token, &record)?;
+                    self.cleanup(token, &graph.job_id)?;
+                    p.job_results.mark_clean(token, &graph.job_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn status(&self, job_id: &str) -> Result<SessionJobStatus> {
+        if let Some(e) = self.jobs.lock().get(job_id) {
+            return Ok(e.status.lock().clone());
+        }
+        let p = &self.ha.persistence;
+        if let Some(r) = p.job_results.get(job_id)? {
+            return Ok(SessionJobStatus::Ended(r.result.outcome));
+        }
+        if p.job_graphs.graphs()?.iter().any(|g| g.job_id == job_id) {
+            return Ok(SessionJobStatus::Recovering);
+        }
+        Err(HaError::NoSuchJob(job_id.to_string()))
+    }
+
+    pub(crate) fn submit_remote(self: &Arc<Self>, sub: JobSubmission) -> Result<SessionJob> {
+        self.submit(sub)
+    }
+
+    pub(crate) fn job_entry(&self, job_id: &str) -> Option<Arc<JobEntry>> {
+        self.jobs.lock().get(job_id).cloned()
+    }
+}
+
+/// A new job id: the name and 64 random bits.
+fn new_job_id(name: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("{clean}-{:016x}", h.finish())
+}

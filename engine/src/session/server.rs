@@ -1,0 +1,288 @@
+//! The request server of a session runtime and its client.
+//!
+//! Protocol: one JSON object per line over TCP, one response line per request.
+//! Requests are tagged by `op`: `submit` (a [`JobSubmission`]), `status`, `wait` (blocks up to
+//! `timeout_ms`), `cancel`, `jobs`. A response has `ok`, and `error` when not ok. Only the
+//! leader accepts submissions; a standby answers with the leader's address, and
+//! [`SessionClient`] finds the leader through leader retrieval before every request.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Inner, JobSubmission, SessionJobStatus};
+use crate::ha::{HaError, LeaderRetrieval, Result};
+
+/// A request to a session runtime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Submit a job.
+    Submit {
+        /// The job.
+        submission: JobSubmission,
+    },
+    /// The status of a job.
+    Status {
+        /// The job.
+        job_id: String,
+    },
+    /// Wait until a job stopped here, at most `timeout_ms`.
+    Wait {
+        /// The job.
+        job_id: String,
+        /// Longest wait.
+        timeout_ms: u64,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job.
+        job_id: String,
+    },
+    /// The jobs running on the runtime.
+    Jobs,
+}
+
+/// A response of a session runtime.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Why it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The job submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// A job's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SessionJobStatus>,
+    /// Running jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Vec<String>>,
+}
+
+pub(crate) struct Server {
+    stop: Arc<AtomicBool>,
+    address: std::net::SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub(crate) fn start(listener: TcpListener, inner: Weak<Inner>) -> Server {
+        let stop = Arc::new(AtomicBool::new(false));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let s2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-session-server".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s2.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let inner = inner.clone();
+                    let _ = crate::pool::TaskPool::shared().spawn(move || serve(conn, inner));
+                }
+            })
+            .ok();
+        Server {
+            stop,
+            address,
+            thread,
+        }
+    }
+
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Unblock `accept`.
+        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, inner: Weak<Inner>) {
+    let _ = conn.set_nodelay(true);
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let reader = BufReader::new(conn);
+    for line in reader.lines() {
+        let Ok(line) = line else { return };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let response = match (serde_json::from_str::<Request>(&line), inner.upgrade()) {
+            (_, None) => failure("the runtime is shutting down".into()),
+            (Err(e), _) => failure(format!("bad request: {e}")),
+            (Ok(r), Some(inner)) => handle(&inner, r).unwrap_or_else(|e| failure(e.to_string())),
+        };
+        let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+        text.push('\n');
+        if out.write_all(text.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn failure(error: String) -> Response {
+    Response {
+        ok: false,
+        error: Some(error),
+        ..Default::default()
+    }
+}
+
+fn handle(inner: &Arc<Inner>, r: Request) -> Result<Response> {
+    let ok = Response {
+        ok: true,
+        ..Default::default()
+    };
+    Ok(match r {
+        Request::Submit { submission } => {
+            let job = inner.submit_remote(submission)?;
+            Response {
+                job_id: Some(job.id().to_string()),
+                ..ok
+            }
+        }
+        Request::Status { job_id } => Response {
+            status: Some(inner.status(&job_id)?),
+            ..ok
+        },
+        Request::Wait { job_id, timeout_ms } => {
+            let status = match inner.job_entry(&job_id) {
+                Some(e) => super::SessionJob { entry: e }
+                    .wait_timeout(Duration::from_millis(timeout_ms.min(600_000))),
+                None => inner.status(&job_id)?,
+            };
+            Response {
+                status: Some(status),
+                ..ok
+            }
+        }
+        Request::Cancel { job_id } => match inner.job_entry(&job_id) {
+            Some(e) => {
+                super::SessionJob { entry: e }.cancel();
+                ok
+            }
+            None => return Err(HaError::NoSuchJob(job_id)),
+        },
+        Request::Jobs => {
+            let mut jobs: Vec<String> = inner.jobs.lock().keys().cloned().collect();
+            jobs.sort();
+            Response {
+                jobs: Some(jobs),
+                ..ok
+            }
+        }
+    })
+}
+
+/// A client of session runtimes: finds the leader and sends it requests.
+pub struct SessionClient {
+    retrieval: Option<Arc<dyn LeaderRetrieval>>,
+    address: Option<String>,
+}
+
+impl SessionClient {
+    /// A client that asks leader retrieval for the leader's address before each request.
+    pub fn new(retrieval: Arc<dyn LeaderRetrieval>) -> Self {
+        SessionClient {
+            retrieval: Some(retrieval),
+            address: None,
+        }
+    }
+
+    /// A client of the runtime at `address`.
+    pub fn at(address: &str) -> Self {
+        SessionClient {
+            retrieval: None,
+            address: Some(address.to_string()),
+        }
+    }
+
+    fn leader_address(&self) -> Result<String> {
+        if let Some(a) = &self.address {
+            return Ok(a.clone());
+        }
+        let Some(r) = &self.retrieval else {
+            return Err(HaError::NotLeader { leader: None });
+        };
+        match r.leader()? {
+            Some(l) if !l.address.is_empty() => Ok(l.address),
+            _ => Err(HaError::NotLeader { leader: None }),
+        }
+    }
+
+    /// Sends one request to the leader.
+    pub fn request(&self, request: &Request) -> Result<Response> {
+        let address = self.leader_address()?;
+        let unreachable = |e: std::io::Error| HaError::Unreachable {
+            store: format!("session runtime at {address}"),
+            reason: e.to_string(),
+        };
+        let addr: std::net::SocketAddr = address.parse().map_err(|_| HaError::Unreachable {
+            store: format!("session runtime at {address}"),
+            reason: "not a socket address".into(),
+        })?;
+        let mut conn =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+        let mut line = serde_json::to_string(request).map_err(|e| HaError::Store {
+            store: address.clone(),
+            reason: e.to_string(),
+        })?;
+        line.push('\n');
+        conn.write_all(line.as_bytes()).map_err(unreachable)?;
+        let mut reader = BufReader::new(conn);
+        let mut answer = String::new();
+        reader.read_line(&mut answer).map_err(unreachable)?;
+        let response: Response = serde_json::from_str(&answer).map_err(|e| HaError::Store {
+            store: format!("session runtime at {address}"),
+            reason: format!("bad response: {e}"),
+        })?;
+        if !response.ok {
+            return Err(HaError::Remote {
+                address,
+                message: response.error.unwrap_or_default(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Submits a job; its id.
+    pub fn submit(&self, submission: &JobSubmission) -> Result<String> {
+        let r = self.request(&Request::Submit {
+            submission: submission.clone(),
+        })?;
+        r.job_id.ok_or_else(|| HaError::Store {
+            store: "session runtime".into(),
+            reason: "no job id in the response".into(),
+        })
+    }
+
+    /// The status of a job.
+    pub fn status(&self, job_id: &str) -> Result<SessionJobStatus> {
+        let r = self.request(&Request::Status {
+            job_id: job_id.to_string(),
+        })?;
+        r.status
+            .ok_or_else(|| HaError::NoSuchJob(job_id.to_string()))
+    }
+
+    /// Cancels a job.
+    pub fn cancel(&self, job_id: &str) -> Result<()> {
+        self.request(&Request::Cancel {
+            job_id: job_id.to_string(),
+        })
+        .map(|_| ())
+    }
+}
