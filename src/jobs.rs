@@ -98,6 +98,15 @@ pub fn registry() -> JobRegistry {
         let rows: u64 = ctx.parameter_or("rows", 100_000)?;
         let rate: f64 = ctx.parameter_or("rate", 20_000.0)?;
         let writers: usize = ctx.parameter_or("writers", 2)?;
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!(
+                "parameter 'rate': {rate} is not a positive number of rows per second"
+            )
+            .into());
+        }
+        if writers == 0 {
+            return Err("parameter 'writers' must be at least 1".into());
+        }
         let catalog = CatalogConfig::embedded(&warehouse);
         let table = TableIdent::new(NamespaceIdent::new(ns.into()), name.into());
         let schema = ingest_schema()?;

@@ -809,13 +809,25 @@ fn submit(
     let id = client.submit(&sub)?;
     println!("{id}");
     if wait {
+        // During a failover the leader is unknown or unreachable for a while: keep asking.
+        let mut failing_since: Option<Instant> = None;
         loop {
-            let status = client.status(&id)?;
-            if matches!(status, SessionJobStatus::Ended(_)) {
-                println!("{}", serde_json::to_string(&status)?);
-                break;
+            match client.status(&id) {
+                Ok(status) => {
+                    failing_since = None;
+                    if matches!(status, SessionJobStatus::Ended(_)) {
+                        println!("{}", serde_json::to_string(&status)?);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(120) {
+                        return Err(e.into());
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ use serde_json::Value;
 use weir::maintenance::iceberg::{NamespaceIdent, TableIdent};
 use weir::maintenance::{table_io, CatalogConfig, IcebergRuntime};
 
-const LONG_ROWS: u64 = 24_000;
+const LONG_ROWS: u64 = 40_000;
 const QUICK_ROWS: u64 = 300;
 
 /// A `weir session` process and its event lines.
@@ -27,15 +27,17 @@ struct Session {
 }
 
 impl Session {
-    fn start(name: &str, ha: &[String]) -> Session {
+    fn start(name: &str, ha: &[String], log: &Path) -> Session {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
         cmd.arg("session").args(["--name", name]);
+        // Logs for diagnosis (kept in the test directory when the test fails).
+        cmd.env("RUST_LOG", "info");
         for o in ha {
             cmd.args(["-D", o]);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
             .spawn()
             .expect("start weir session");
         let out = child.stdout.take().expect("stdout");
@@ -186,14 +188,14 @@ fn failover(kind: &str, dir: PathBuf, mut ha: Vec<String>) {
         "high-availability.storageDir={}",
         dir.join("ha").display()
     ));
-    ha.push("high-availability.leader-election.lease-duration=1s".into());
+    ha.push("high-availability.leader-election.lease-duration=2s".into());
 
-    let mut a = Session::start("a", &ha);
+    let mut a = Session::start("a", &ha, &dir.join("a.log"));
     let leading = a.wait_for("leadership of a", Duration::from_secs(30), |v| {
         v["event"] == "leading"
     });
     let token_a = leading["token"].as_u64().unwrap();
-    let mut b = Session::start("b", &ha);
+    let mut b = Session::start("b", &ha, &dir.join("b.log"));
     b.wait_for("start of b", Duration::from_secs(30), |v| {
         v["event"] == "started"
     });
@@ -255,7 +257,7 @@ fn failover(kind: &str, dir: PathBuf, mut ha: Vec<String>) {
     let takeover = leading["at_ms"].as_u64().unwrap().saturating_sub(killed_ms);
     let running = recovered_ms.saturating_sub(killed_ms);
     eprintln!(
-        "failover ({kind}): leader killed → standby leads after {takeover} ms, jobs running again after {running} ms (lease 1 s)"
+        "failover ({kind}): leader killed → standby leads after {takeover} ms, jobs running again after {running} ms (lease 2 s)"
     );
     assert!(running < 15_000, "failover took {running} ms");
 

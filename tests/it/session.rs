@@ -51,7 +51,7 @@ fn sqlite_options(dir: &std::path::Path, recovery: bool) -> HaOptions {
         &recovery.to_string(),
     )
     .unwrap();
-    ha.set("high-availability.leader-election.lease-duration", "1s")
+    ha.set("high-availability.leader-election.lease-duration", "3s")
         .unwrap();
     ha
 }
@@ -143,6 +143,8 @@ fn a_new_leader_recovers_unfinished_jobs_and_never_reruns_finished_ones() {
     let running = a
         .submit(JobSubmission::new("endless").option("execution.checkpointing.interval", "100ms"))
         .unwrap();
+    // A job without checkpoints: recovered from its beginning.
+    let plain = a.submit(JobSubmission::new("endless")).unwrap();
     // Wait for a completed checkpoint in the store.
     let t0 = Instant::now();
     while a
@@ -157,17 +159,25 @@ fn a_new_leader_recovers_unfinished_jobs_and_never_reruns_finished_ones() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let graphs = a.ha().persistence.job_graphs.graphs().unwrap();
-    assert_eq!(graphs.len(), 1, "finished jobs are cleaned up: {graphs:?}");
-    assert_eq!(graphs[0].job_id, running.id());
+    let mut stored: Vec<&str> = graphs.iter().map(|g| g.job_id.as_str()).collect();
+    stored.sort();
+    let mut expected = vec![running.id(), plain.id()];
+    expected.sort();
+    assert_eq!(stored, expected, "finished jobs are cleaned up");
 
     // A goes away: its job is suspended (not ended), and B takes over.
     let killed_at = Instant::now();
     a.shutdown();
-    assert_eq!(running.wait(), SessionJobStatus::Suspended);
+    assert_eq!(
+        running.wait_timeout(Duration::from_secs(30)),
+        SessionJobStatus::Suspended
+    );
     assert!(b.wait_for_leadership(Duration::from_secs(10)));
     assert_eq!(b.leader_token(), Some(2));
     let t0 = Instant::now();
-    while b.running_jobs() != vec![running.id().to_string()] {
+    let mut both = vec![running.id().to_string(), plain.id().to_string()];
+    both.sort();
+    while b.running_jobs() != both {
         assert!(t0.elapsed() < Duration::from_secs(10), "not recovered");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -179,14 +189,25 @@ fn a_new_leader_recovers_unfinished_jobs_and_never_reruns_finished_ones() {
         .filter(|e| matches!(e, SessionEvent::Recovered { .. }))
         .cloned()
         .collect();
-    assert_eq!(recovered.len(), 1, "{recovered:?}");
-    match &recovered[0] {
-        SessionEvent::Recovered { job_id, checkpoint } => {
-            assert_eq!(job_id, running.id());
-            assert!(checkpoint.is_some(), "resumed from a checkpoint");
+    assert_eq!(recovered.len(), 2, "{recovered:?}");
+    for r in &recovered {
+        match r {
+            SessionEvent::Recovered { job_id, checkpoint } if job_id == running.id() => {
+                assert!(checkpoint.is_some(), "resumed from a checkpoint")
+            }
+            SessionEvent::Recovered { job_id, checkpoint } => {
+                assert_eq!(job_id, plain.id());
+                assert_eq!(*checkpoint, None, "no checkpoint: from the beginning");
+            }
+            _ => unreachable!(),
         }
-        _ => unreachable!(),
     }
+    let p = b.job(plain.id()).unwrap();
+    p.cancel();
+    assert_eq!(
+        p.wait_timeout(Duration::from_secs(20)),
+        SessionJobStatus::Ended(JobOutcome::Cancelled)
+    );
     // The finished job is known from the result store and was not run again.
     assert_eq!(
         b.status(done.id()).unwrap(),

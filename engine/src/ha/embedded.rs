@@ -9,7 +9,6 @@
 //! short jobs a long-lived runtime ran.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,38 +19,45 @@ use super::{
     LeaderRetrieval, Result,
 };
 
-/// The token under which this process leads (0 = it does not lead).
+/// The token under which this process leads (0 = it does not lead). A write holds the fence
+/// (shared) from its check to its end, and a change of token waits for it (exclusive): the
+/// check and the write are one step with respect to losing leadership.
 #[derive(Debug, Default)]
-pub struct LocalFence(AtomicU64);
+pub struct LocalFence(parking_lot::RwLock<FencingToken>);
 
 impl LocalFence {
     /// This process now leads under `token`.
     pub fn set(&self, token: FencingToken) {
-        self.0.store(token, Ordering::Release);
+        *self.0.write() = token;
     }
     /// This process no longer leads.
     pub fn clear(&self) {
-        self.0.store(0, Ordering::Release);
+        *self.0.write() = 0;
     }
     /// The current token (0 = not leading).
     pub fn current(&self) -> FencingToken {
-        self.0.load(Ordering::Acquire)
+        *self.0.read()
     }
-    /// Refuses a write of `write` under `token` unless it is the current token.
-    pub fn check(&self, token: FencingToken, write: impl FnOnce() -> String) -> Result<()> {
-        let current = self.current();
-        if token == 0 || token != current {
+    /// Refuses a write of `write` under `token` unless it is the current token; the returned
+    /// guard keeps the token from changing until the write is done.
+    pub fn check(
+        &self,
+        token: FencingToken,
+        write: impl FnOnce() -> String,
+    ) -> Result<parking_lot::RwLockReadGuard<'_, FencingToken>> {
+        let current = self.0.read();
+        if token == 0 || token != *current {
             return Err(HaError::Fenced {
                 write: write(),
                 token,
-                current: if current == 0 {
+                current: if *current == 0 {
                     "none".into()
                 } else {
                     current.to_string()
                 },
             });
         }
-        Ok(())
+        Ok(current)
     }
 }
 
@@ -125,7 +131,8 @@ impl EmbeddedPersistence {
 
 impl JobGraphStore for EmbeddedPersistence {
     fn put(&self, token: FencingToken, graph: &JobGraphRecord) -> Result<()> {
-        self.fence
+        let _fenced = self
+            .fence
             .check(token, || format!("job graph of '{}'", graph.job_id))?;
         self.stores
             .lock()
@@ -134,7 +141,8 @@ impl JobGraphStore for EmbeddedPersistence {
         Ok(())
     }
     fn remove(&self, token: FencingToken, job_id: &str) -> Result<()> {
-        self.fence
+        let _fenced = self
+            .fence
             .check(token, || format!("removal of the job graph of '{job_id}'"))?;
         self.stores.lock().graphs.remove(job_id);
         Ok(())
@@ -146,7 +154,8 @@ impl JobGraphStore for EmbeddedPersistence {
 
 impl JobResultStore for EmbeddedPersistence {
     fn put_dirty(&self, token: FencingToken, result: &JobResultRecord) -> Result<()> {
-        self.fence
+        let _fenced = self
+            .fence
             .check(token, || format!("job result of '{}'", result.job_id))?;
         self.stores.lock().results.insert(
             result.job_id.clone(),
@@ -158,7 +167,7 @@ impl JobResultStore for EmbeddedPersistence {
         Ok(())
     }
     fn mark_clean(&self, token: FencingToken, job_id: &str) -> Result<()> {
-        self.fence.check(token, || {
+        let _fenced = self.fence.check(token, || {
             format!("clean mark of the job result of '{job_id}'")
         })?;
         let mut s = self.stores.lock();
@@ -199,7 +208,7 @@ impl CompletedCheckpointStore for EmbeddedPersistence {
         pointer: &CheckpointPointer,
         retain: usize,
     ) -> Result<()> {
-        self.fence.check(token, || {
+        let _fenced = self.fence.check(token, || {
             format!("checkpoint {} of '{job_id}'", pointer.checkpoint_id)
         })?;
         let mut s = self.stores.lock();
@@ -228,7 +237,7 @@ impl CompletedCheckpointStore for EmbeddedPersistence {
             .map_or(0, |(_, c)| *c))
     }
     fn remove_job(&self, token: FencingToken, job_id: &str) -> Result<()> {
-        self.fence.check(token, || {
+        let _fenced = self.fence.check(token, || {
             format!("removal of the checkpoints of '{job_id}'")
         })?;
         self.stores.lock().checkpoints.remove(job_id);
@@ -238,7 +247,8 @@ impl CompletedCheckpointStore for EmbeddedPersistence {
 
 impl BlobStore for EmbeddedPersistence {
     fn put(&self, token: FencingToken, job_id: &str, name: &str, bytes: &[u8]) -> Result<()> {
-        self.fence
+        let _fenced = self
+            .fence
             .check(token, || format!("blob '{name}' of '{job_id}'"))?;
         self.stores
             .lock()
@@ -257,7 +267,8 @@ impl BlobStore for EmbeddedPersistence {
             .and_then(|b| b.get(name).cloned()))
     }
     fn remove_job(&self, token: FencingToken, job_id: &str) -> Result<()> {
-        self.fence
+        let _fenced = self
+            .fence
             .check(token, || format!("removal of the blobs of '{job_id}'"))?;
         self.stores.lock().blobs.remove(job_id);
         Ok(())

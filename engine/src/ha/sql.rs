@@ -1384,6 +1384,8 @@ mod tests {
         assert_eq!(a.lease(), lease);
         let started = Instant::now();
         assert_eq!(a.try_lead("a:1").unwrap(), Some(1));
+        // The lease was written before this instant, so it ends before `written + lease`.
+        let written = Instant::now();
         let r = b.try_lead("b:1").unwrap();
         let r_again = a_again.try_lead("a:2").unwrap();
         if started.elapsed() < lease {
@@ -1395,7 +1397,7 @@ mod tests {
         if started.elapsed() < lease {
             assert_eq!(r, None, "the lease has not run out");
         }
-        std::thread::sleep(lease + Duration::from_millis(100) - started.elapsed().min(lease));
+        std::thread::sleep(lease + Duration::from_millis(100) - written.elapsed().min(lease));
         assert_eq!(a.leader().unwrap(), None, "the lease ran out");
         assert_eq!(b.try_lead("b:1").unwrap(), Some(2));
         assert_eq!(a.try_lead("a:1").unwrap(), None, "a was replaced");

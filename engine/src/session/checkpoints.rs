@@ -6,7 +6,9 @@
 //! the leader's fencing token. The pointer write is part of completion: if it is refused (a
 //! deposed leader) or fails, the checkpoint fails, so no operator is told it completed and no
 //! two-phase-commit sink commits it. A new leader restores the newest pointer, and the
-//! checkpoint-id counter keeps it from reusing ids.
+//! checkpoint-id counter keeps it from reusing ids. Each leader term writes its own directory
+//! (see `job_config`), so a deposed leader's last checkpoints never share files with the new
+//! leader's, whatever ids they use.
 
 use std::sync::Arc;
 
@@ -47,9 +49,18 @@ impl CheckpointStorage for HaCheckpointStorage {
                 checkpoint_id: metadata.checkpoint_id,
                 location: done.location.clone(),
             };
-            self.store
+            if let Err(e) = self
+                .store
                 .add(self.token, &self.job_id, &pointer, self.retain)
-                .map_err(|e| StateError::Store(e.to_string()))?;
+            {
+                if matches!(e, crate::ha::HaError::Fenced { .. }) {
+                    // Certainly not recorded: remove it, so that it never counts as the newest
+                    // checkpoint of this directory. (After other errors the pointer may have
+                    // been written: the files stay.)
+                    let _ = std::fs::remove_dir_all(&done.location);
+                }
+                return Err(StateError::Store(e.to_string()));
+            }
         }
         Ok(done)
     }

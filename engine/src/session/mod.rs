@@ -134,6 +134,8 @@ pub(crate) struct Inner {
     options: SessionOptions,
     leadership: Mutex<Leadership>,
     jobs: Mutex<HashMap<String, Arc<JobEntry>>>,
+    /// Submits hold the read side while they persist and register a job; recovery the write.
+    registration: parking_lot::RwLock<()>,
     stopping: AtomicBool,
     wake: (Mutex<()>, Condvar),
     address: String,
@@ -143,6 +145,7 @@ pub(crate) struct Inner {
 pub struct SessionRuntime {
     inner: Arc<Inner>,
     leader_thread: Option<std::thread::JoinHandle<()>>,
+    watchdog: Option<std::thread::JoinHandle<()>>,
     server: Option<server::Server>,
 }
 
@@ -177,12 +180,21 @@ impl SessionRuntime {
                 valid_until: Instant::now(),
             }),
             jobs: Mutex::new(HashMap::new()),
+            registration: parking_lot::RwLock::new(()),
             stopping: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
             address,
         });
         let server = listener.map(|l| server::Server::start(l, Arc::downgrade(&inner)));
         inner.campaign();
+        let i2 = inner.clone();
+        let watchdog = std::thread::Builder::new()
+            .name("weir-leader-watchdog".into())
+            .spawn(move || i2.watchdog())
+            .map_err(|e| HaError::Store {
+                store: "leader election".into(),
+                reason: format!("cannot start the leader watchdog: {e}"),
+            })?;
         let i2 = inner.clone();
         let leader_thread = std::thread::Builder::new()
             .name("weir-leader".into())
@@ -194,6 +206,7 @@ impl SessionRuntime {
         Ok(SessionRuntime {
             inner,
             leader_thread: Some(leader_thread),
+            watchdog: Some(watchdog),
             server,
         })
     }
@@ -263,11 +276,16 @@ impl SessionRuntime {
     fn stop(&mut self) {
         self.inner.stopping.store(true, Ordering::Release);
         self.inner.wake.1.notify_all();
-        if let Some(t) = self.leader_thread.take() {
+        for t in [self.leader_thread.take(), self.watchdog.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
         let token = self.inner.leadership.lock().token;
         self.inner.lose_leadership();
+        // Resign only once the jobs stopped: a standby must not run them alongside.
+        self.inner.wait_for_suspended(Duration::from_secs(60));
         if let Some(t) = token {
             let _ = self.inner.ha.leader.election.resign(t);
         }
@@ -313,49 +331,89 @@ impl Inner {
         HaError::NotLeader { leader }
     }
 
+    /// How long after sending a renewal this runtime still acts as leader: four fifths of the
+    /// lease, so that it has stopped its jobs before any other contender can take over.
+    fn validity(&self) -> Duration {
+        self.ha.leader.election.lease() * 4 / 5
+    }
+
     /// One round of leader election: take or renew the lease; recover jobs on a new token.
     fn campaign(self: &Arc<Self>) {
-        let lease = self.ha.leader.election.lease();
         let sent = Instant::now();
-        let previous = self.leadership.lock().token;
         match self.ha.leader.election.try_lead(&self.address) {
             Ok(Some(token)) => {
+                let valid_until = sent + self.validity();
+                if Instant::now() >= valid_until {
+                    // The answer came too late to act on; the next round renews.
+                    return;
+                }
+                let held = {
+                    let mut l = self.leadership.lock();
+                    let held = l.token;
+                    if held == Some(token) {
+                        l.valid_until = valid_until;
+                    }
+                    held
+                };
+                if held == Some(token) {
+                    return;
+                }
+                if held.is_some() {
+                    self.lose_leadership();
+                }
                 {
                     let mut l = self.leadership.lock();
                     l.token = Some(token);
-                    l.valid_until = sent + lease;
+                    l.valid_until = valid_until;
                 }
-                if previous != Some(token) {
-                    if previous.is_some() {
-                        self.lose_leadership();
-                        let mut l = self.leadership.lock();
-                        l.token = Some(token);
-                        l.valid_until = sent + lease;
-                    }
-                    self.ha.fence.set(token);
-                    self.emit(SessionEvent::Leading {
-                        token,
-                        address: self.address.clone(),
-                    });
-                    if let Err(e) = self.recover(token) {
-                        tracing::error!("job recovery failed: {e}; giving leadership up");
-                        self.lose_leadership();
-                        let _ = self.ha.leader.election.resign(token);
-                    }
+                self.ha.fence.set(token);
+                self.emit(SessionEvent::Leading {
+                    token,
+                    address: self.address.clone(),
+                });
+                if let Err(e) = self.recover(token) {
+                    tracing::error!("job recovery failed: {e}; giving leadership up");
+                    self.lose_leadership();
+                    let _ = self.ha.leader.election.resign(token);
                 }
             }
             Ok(None) => {
-                if previous.is_some() {
+                if self.leadership.lock().token.is_some() {
                     self.lose_leadership();
                 }
             }
             Err(e) => {
                 tracing::warn!("leader election: {e}");
-                if previous.is_some() && self.token().is_none() {
+                if self.leadership.lock().token.is_some() && self.token().is_none() {
                     self.lose_leadership();
                 }
             }
         }
+    }
+
+    /// Renews the lease during a long recovery; an error if leadership was lost.
+    fn renew_if_due(&self, token: FencingToken) -> Result<()> {
+        let due = {
+            let l = self.leadership.lock();
+            l.valid_until.saturating_duration_since(Instant::now()) < self.validity() / 2
+        };
+        if due {
+            let sent = Instant::now();
+            if self.ha.leader.election.try_lead(&self.address)? == Some(token) {
+                let mut l = self.leadership.lock();
+                if l.token == Some(token) {
+                    l.valid_until = sent + self.validity();
+                }
+            }
+        }
+        if self.token() != Some(token) {
+            return Err(HaError::Fenced {
+                write: "job recovery".into(),
+                token,
+                current: "unknown (leadership lost)".into(),
+            });
+        }
+        Ok(())
     }
 
     fn leader_loop(self: Arc<Self>) {
@@ -367,25 +425,44 @@ impl Inner {
                 if self.stopping.load(Ordering::Acquire) {
                     return;
                 }
-                // Wake for the next renewal, or when the lease runs out without one.
-                let until = {
-                    let l = self.leadership.lock();
-                    let next = Instant::now() + period;
-                    match l.token {
-                        Some(_) => next.min(l.valid_until),
-                        None => next,
-                    }
-                };
+                self.wake.1.wait_for(&mut g, period);
+                if self.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            self.campaign();
+        }
+    }
+
+    /// Stops acting as leader when the lease runs out without a renewal, even while the
+    /// leader thread is blocked in a request to the store.
+    fn watchdog(self: Arc<Self>) {
+        loop {
+            let until = {
+                let l = self.leadership.lock();
+                match l.token {
+                    Some(_) => l.valid_until,
+                    None => Instant::now() + Duration::from_millis(50),
+                }
+            };
+            {
+                let mut g = self.wake.0.lock();
+                if self.stopping.load(Ordering::Acquire) {
+                    return;
+                }
                 self.wake.1.wait_until(&mut g, until);
                 if self.stopping.load(Ordering::Acquire) {
                     return;
                 }
             }
-            if self.leadership.lock().token.is_some() && self.token().is_none() {
-                // The lease ran out before a renewal succeeded: stop acting as leader.
+            let expired = {
+                let l = self.leadership.lock();
+                l.token.is_some() && Instant::now() >= l.valid_until
+            };
+            if expired {
+                tracing::warn!("the leader lease ran out without a renewal: suspending every job");
                 self.lose_leadership();
             }
-            self.campaign();
         }
     }
 
@@ -404,7 +481,26 @@ impl Inner {
         }
     }
 
-    /// The configuration of a job: the runtime's, the submission's options on top.
+    /// Waits (at most `timeout`) until no suspended job is still stopping.
+    fn wait_for_suspended(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self
+            .jobs
+            .lock()
+            .values()
+            .any(|j| j.suspending.load(Ordering::Acquire))
+        {
+            if Instant::now() >= deadline {
+                tracing::warn!("suspended jobs did not stop within {timeout:?}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The configuration of a job: the runtime's, the submission's options on top; its
+    /// checkpoints go to a directory of its own, per leader term (`<root>/<job>/term-<token>`),
+    /// so that a deposed leader's last checkpoints and a new leader's never share files.
     fn job_config(&self, record: &JobGraphRecord, token: FencingToken) -> Result<Config> {
         let mut config = self.options.config.clone();
         for (k, v) in &record.config {
@@ -427,9 +523,12 @@ impl Inner {
             } else {
                 return Ok(config); // the job's own check names the missing directory
             };
-            config.checkpoint_dir = root.join(&record.job_id).display().to_string();
+            config.checkpoint_dir = root
+                .join(&record.job_id)
+                .join(format!("term-{token}"))
+                .display()
+                .to_string();
         }
-        let _ = token;
         Ok(config)
     }
 
@@ -447,6 +546,12 @@ impl Inner {
         let artifacts = sub.artifacts;
         let read = |name: &str| Ok(artifacts.get(name).map(|a| a.as_bytes().to_vec()));
         let env = self.build(&record, token, false, &read)?;
+        // Persisting and registering the job is one step for recovery (which holds the write
+        // side): a recovery never sees a stored graph whose job is about to start here.
+        let _term = self.registration.read();
+        if self.token() != Some(token) {
+            return Err(self.not_leader());
+        }
         // Persist: blobs first (a recovered job needs them), then the graph.
         let p = &self.ha.persistence;
         let persisted = (|| {
@@ -457,6 +562,9 @@ impl Inner {
         })();
         if let Err(e) = persisted {
             let _ = p.blobs.remove_job(token, &record.job_id);
+            if matches!(e, HaError::Fenced { .. }) {
+                self.lose_leadership();
+            }
             return Err(e);
         }
         match self.run(env, &record, token) {
@@ -469,7 +577,8 @@ impl Inner {
         }
     }
 
-    /// Builds a job from its record (not started).
+    /// Builds a job from its record (not started). A recovered job with checkpoint storage
+    /// restores its latest completed checkpoint; one without starts from the beginning.
     fn build(
         &self,
         record: &JobGraphRecord,
@@ -488,10 +597,10 @@ impl Inner {
             });
         }
         let mut config = self.job_config(record, token)?;
-        if recovered {
+        let recoverable = self.ha.persistence.job_recovery && !config.checkpoint_dir.is_empty();
+        if recovered && recoverable {
             config.restore_path = "latest".into();
         }
-        let recoverable = self.ha.persistence.job_recovery && !config.checkpoint_dir.is_empty();
         let retained = config.retained_checkpoints;
         let dir = config.checkpoint_dir.clone();
         let env = StreamEnv::with_config(config);
@@ -525,6 +634,12 @@ impl Inner {
         record: &JobGraphRecord,
         token: FencingToken,
     ) -> Result<SessionJob> {
+        if self.jobs.lock().contains_key(&record.job_id) {
+            return Err(HaError::JobStart {
+                job: record.job_id.clone(),
+                message: "it is already running on this runtime".into(),
+            });
+        }
         let handle = env.start().map_err(|e| HaError::JobStart {
             job: record.name.clone(),
             message: e.to_string(),
@@ -540,8 +655,11 @@ impl Inner {
         }
         let me = self.clone();
         let e2 = entry.clone();
-        let watcher = crate::pool::TaskPool::shared().spawn(move || me.watch(e2, handle, token));
-        if let Err(e) = watcher {
+        let canceller = handle.canceller();
+        if let Err(e) = crate::pool::TaskPool::shared().spawn(move || me.watch(e2, handle, token)) {
+            // The closure (and the job handle in it) was dropped: the job is cancelled.
+            canceller.cancel();
+            self.jobs.lock().remove(&record.job_id);
             return Err(HaError::JobStart {
                 job: record.name.clone(),
                 message: format!("cannot watch the job: {e}"),
@@ -552,8 +670,11 @@ impl Inner {
 
     fn watch(&self, entry: Arc<JobEntry>, handle: crate::JobHandle, token: FencingToken) {
         let r = handle.join();
-        self.jobs.lock().remove(&entry.job_id);
-        if entry.suspending.load(Ordering::Acquire) {
+        let finished = matches!(&r, Ok(res) if res.status == JobStatus::Finished);
+        if entry.suspending.load(Ordering::Acquire) && !finished {
+            // Stopped because leadership was lost (a failure caused by the cancel counts as
+            // the cancel): no result; the next leader recovers the job.
+            self.jobs.lock().remove(&entry.job_id);
             entry.set(SessionJobStatus::Suspended);
             self.emit(SessionEvent::Suspended {
                 job_id: entry.job_id.clone(),
@@ -571,18 +692,48 @@ impl Inner {
             outcome: outcome.clone(),
             finished_ms: now_ms(),
         };
+        // The result first (dirty), then the cleanup, then clean; retried while this runtime
+        // still leads under the job's token. The entry stays registered until then, so that a
+        // recovery never takes the job for an unfinished one.
         let p = &self.ha.persistence;
-        let recorded = p
-            .job_results
-            .put_dirty(token, &record)
-            .and_then(|_| self.cleanup(token, &entry.job_id))
-            .and_then(|_| p.job_results.mark_clean(token, &entry.job_id));
-        if let Err(e) = recorded {
-            tracing::warn!(
-                "job {} ended ({outcome:?}) but its result could not be recorded: {e}",
-                entry.job_id
-            );
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let recorded = p
+                .job_results
+                .put_dirty(token, &record)
+                .and_then(|_| self.cleanup(token, &entry.job_id))
+                .and_then(|_| p.job_results.mark_clean(token, &entry.job_id));
+            match recorded {
+                Ok(()) => break,
+                Err(e @ HaError::Fenced { .. }) => {
+                    tracing::warn!(
+                        "job {} ended but this runtime was deposed: {e}",
+                        entry.job_id
+                    );
+                    self.lose_leadership();
+                    break;
+                }
+                Err(e) if attempt < 6 && self.token() == Some(token) => {
+                    tracing::warn!(
+                        "job {} ended; recording its result failed (attempt {attempt}): {e}",
+                        entry.job_id
+                    );
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "job {} ended ({outcome:?}) but its result could not be recorded: {e}; \
+                         a later leader may run it again",
+                        entry.job_id
+                    );
+                    break;
+                }
+            }
         }
+        self.jobs.lock().remove(&entry.job_id);
         entry.set(SessionJobStatus::Ended(outcome.clone()));
         self.emit(SessionEvent::Ended {
             job_id: entry.job_id.clone(),
@@ -609,14 +760,41 @@ impl Inner {
         Ok(())
     }
 
+    /// Ends a stored job that cannot run, with `error` as its result.
+    fn fail_stored(
+        &self,
+        token: FencingToken,
+        graph: &JobGraphRecord,
+        error: String,
+    ) -> Result<()> {
+        self.emit(SessionEvent::RecoveryFailed {
+            job_id: graph.job_id.clone(),
+            error: error.clone(),
+        });
+        let p = &self.ha.persistence;
+        let record = JobResultRecord {
+            job_id: graph.job_id.clone(),
+            name: graph.name.clone(),
+            outcome: JobOutcome::Failed(error),
+            finished_ms: now_ms(),
+        };
+        p.job_results.put_dirty(token, &record)?;
+        self.cleanup(token, &graph.job_id)?;
+        p.job_results.mark_clean(token, &graph.job_id)
+    }
+
     /// After becoming leader: finish cleanups, then recover every job without a result.
     fn recover(self: &Arc<Self>, token: FencingToken) -> Result<()> {
+        // Jobs of the previous term must have stopped before they are looked at again.
+        self.wait_for_suspended(Duration::from_secs(60));
+        let _term = self.registration.write();
         let p = self.ha.persistence.clone();
         for dirty in p.job_results.dirty()? {
             self.cleanup(token, &dirty.result.job_id)?;
             p.job_results.mark_clean(token, &dirty.result.job_id)?;
         }
         for graph in p.job_graphs.graphs()? {
+            self.renew_if_due(token)?;
             if p.job_results.get(&graph.job_id)?.is_some() {
                 // Finished under a previous leader: never run again.
                 p.job_graphs.remove(token, &graph.job_id)?;
@@ -625,6 +803,22 @@ impl Inner {
             if self.jobs.lock().contains_key(&graph.job_id) {
                 continue;
             }
+            if !p.job_recovery {
+                // Embedded stores: a job of an earlier term of this process, stopped when
+                // leadership was lost. Without job recovery it ends as failed.
+                self.fail_stored(
+                    token,
+                    &graph,
+                    "this runtime lost leadership while the job ran, and \
+                     high-availability.job-recovery.enabled is off"
+                        .into(),
+                )?;
+                continue;
+            }
+            let checkpoint = p
+                .checkpoints
+                .latest(&graph.job_id)?
+                .map(|c| c.checkpoint_id);
             let blobs = p.blobs.clone();
             let id = graph.job_id.clone();
             let read = move |name: &str| blobs.get(&id, name);
@@ -632,39 +826,22 @@ impl Inner {
                 .build(&graph, token, true, &read)
                 .and_then(|env| self.run(env, &graph, token));
             match started {
-                Ok(_) => {
-                    let checkpoint = p
-                        .checkpoints
-                        .latest(&graph.job_id)?
-                        .map(|c| c.checkpoint_id);
-                    self.emit(SessionEvent::Recovered {
-                        job_id: graph.job_id.clone(),
-                        checkpoint,
-                    });
-                }
-                Err(HaError::Fenced { .. }) | Err(HaError::Store { .. }) => {
+                Ok(_) => self.emit(SessionEvent::Recovered {
+                    job_id: graph.job_id.clone(),
+                    checkpoint,
+                }),
+                Err(
+                    e @ (HaError::Fenced { .. }
+                    | HaError::Store { .. }
+                    | HaError::Unreachable { .. }),
+                ) => {
                     // The store, not the job: let the next leader term try again.
                     return Err(HaError::Store {
                         store: "job recovery".into(),
-                        reason: format!("cannot recover job {}", graph.job_id),
+                        reason: format!("cannot recover job {}: {e}", graph.job_id),
                     });
                 }
-                Err(e) => {
-                    let error = e.to_string();
-                    self.emit(SessionEvent::RecoveryFailed {
-                        job_id: graph.job_id.clone(),
-                        error: error.clone(),
-                    });
-                    let record = JobResultRecord {
-                        job_id: graph.job_id.clone(),
-                        name: graph.name.clone(),
-                        outcome: JobOutcome::Failed(error),
-                        finished_ms: now_ms(),
-                    };
-                    p.job_results.put_dirty(token, &record)?;
-                    self.cleanup(token, &graph.job_id)?;
-                    p.job_results.mark_clean(token, &graph.job_id)?;
-                }
+                Err(e) => self.fail_stored(token, &graph, e.to_string())?,
             }
         }
         Ok(())

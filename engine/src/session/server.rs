@@ -86,7 +86,11 @@ impl Server {
                     if s2.load(Ordering::Acquire) {
                         return;
                     }
-                    let Ok(conn) = conn else { continue };
+                    let Ok(conn) = conn else {
+                        // Out of descriptors, say: do not spin.
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
                     let inner = inner.clone();
                     let _ = crate::pool::TaskPool::shared().spawn(move || serve(conn, inner));
                 }
@@ -114,9 +118,18 @@ fn serve(conn: TcpStream, inner: Weak<Inner>) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
-    let reader = BufReader::new(conn);
-    for line in reader.lines() {
-        let Ok(line) = line else { return };
+    let mut reader = BufReader::new(conn);
+    loop {
+        // One request per line, at most 64 MiB (a submission carries its artifacts).
+        let mut line = String::new();
+        match std::io::Read::take(&mut reader, 64 << 20).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if !line.ends_with('\n') && line.len() >= 64 << 20 => {
+                let _ = out.write_all(b"{\"ok\":false,\"error\":\"request longer than 64 MiB\"}\n");
+                return;
+            }
+            Ok(_) => {}
+        }
         if line.trim().is_empty() {
             continue;
         }
@@ -236,6 +249,12 @@ impl SessionClient {
         })?;
         let mut conn =
             TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+        let wait = match request {
+            Request::Wait { timeout_ms, .. } => Duration::from_millis((*timeout_ms).min(600_000)),
+            _ => Duration::ZERO,
+        };
+        conn.set_read_timeout(Some(wait + Duration::from_secs(30)))
+            .map_err(unreachable)?;
         let mut line = serde_json::to_string(request).map_err(|e| HaError::Store {
             store: address.clone(),
             reason: e.to_string(),
