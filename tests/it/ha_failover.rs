@@ -323,3 +323,82 @@ fn a_sigkilled_leader_is_replaced_and_jobs_stay_exactly_once_on_postgres() {
         ],
     );
 }
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+/// A leader frozen (SIGSTOP) past its lease is deposed while its job still runs; when it
+/// wakes (SIGCONT) it must stop that job without committing anything: the new leader's run
+/// of the job alone decides the table, which holds every row exactly once.
+#[test]
+fn a_frozen_leader_wakes_deposed_and_cannot_commit() {
+    let dir = temp("frozen");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let warehouse = dir.join("warehouse");
+    let ha = vec![
+        "high-availability.type=sqlite".to_string(),
+        format!("high-availability.storageDir={}", dir.join("ha").display()),
+        "high-availability.leader-election.lease-duration=2s".into(),
+    ];
+    let mut a = Session::start("a", &ha, &dir.join("a.log"));
+    a.wait_for("leadership of a", Duration::from_secs(30), |v| {
+        v["event"] == "leading"
+    });
+    let mut b = Session::start("b", &ha, &dir.join("b.log"));
+    b.wait_for("start of b", Duration::from_secs(30), |v| {
+        v["event"] == "started"
+    });
+    let id = submit(&ha, &warehouse, "ha.frozen", LONG_ROWS, 4_000, false);
+    let t0 = Instant::now();
+    while table_state(&warehouse, "ha.frozen").0 < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no commits");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&a.child, "-STOP");
+    b.wait_for("leadership of b", Duration::from_secs(30), |v| {
+        v["event"] == "leading"
+    });
+    b.wait_for("recovery", Duration::from_secs(30), |v| {
+        v["event"] == "recovered" && v["job_id"] == id.as_str()
+    });
+    // Let the new leader commit checkpoints of its own before the old one wakes up.
+    let snapshots = table_state(&warehouse, "ha.frozen").0;
+    let t0 = Instant::now();
+    while table_state(&warehouse, "ha.frozen").0 < snapshots + 2 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "b commits nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&a.child, "-CONT");
+    a.wait_for("a's loss of leadership", Duration::from_secs(30), |v| {
+        v["event"] == "lost-leadership"
+    });
+    a.wait_for("a's job suspended", Duration::from_secs(30), |v| {
+        v["event"] == "suspended" && v["job_id"] == id.as_str()
+    });
+    let e = b.wait_for("job end", Duration::from_secs(90), |v| {
+        v["event"] == "ended" && v["job_id"] == id.as_str()
+    });
+    assert_eq!(e["outcome"], "Finished", "{e}");
+    a.drain();
+    assert!(
+        !a.seen.iter().any(|v| v["event"] == "ended"),
+        "the deposed leader recorded a result: {:?}",
+        a.seen
+    );
+    exactly_once(
+        &table_state(&warehouse, "ha.frozen").1,
+        LONG_ROWS,
+        "ha.frozen",
+    );
+    drop((a, b));
+    if std::env::var_os("WEIR_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -338,13 +338,25 @@ impl SqlHaStore {
                 store: store.clone(),
                 reason: scrub(format!("creating the HA tables: {reason}")),
             })?;
+            // SQLite takes one writer at a time: this process's requests queue for one
+            // connection instead of waking each other through the busy handler's sleeps
+            // (other processes still wait in it).
             let mut options = AnyPoolOptions::new()
-                .max_connections(MAX_CONNECTIONS)
+                .max_connections(if dialect == Dialect::Sqlite {
+                    1
+                } else {
+                    MAX_CONNECTIONS
+                })
                 .acquire_timeout(CONNECT_TIMEOUT);
             if dialect == Dialect::Sqlite {
                 options = options.after_connect(|conn, _meta| {
                     Box::pin(async move {
                         sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                            .execute(&mut *conn)
+                            .await?;
+                        // WAL with synchronous = NORMAL: a commit survives the crash of any
+                        // process (what HA is about); only a power loss may undo the last ones.
+                        sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
                         Ok(())
