@@ -579,6 +579,18 @@ impl HaServices {
                 expected: "sqlite or postgres to find a leader".into(),
             });
         }
+        let url = options.database_url()?;
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            // A client must not create an empty database (and then find no leader in it).
+            if !std::path::Path::new(path).exists() {
+                return Err(HaError::Unreachable {
+                    store: url.clone(),
+                    reason: "no such database file (is high-availability.storageDir or \
+                             high-availability.sqlite.path the one the runtimes use?)"
+                        .into(),
+                });
+            }
+        }
         let contender = format!("client-{}", std::process::id());
         Ok(sql::SqlHaStore::connect(
             &options.database_url()?,
