@@ -377,3 +377,68 @@ fn with_job_recovery_off_nothing_per_job_is_persisted() {
         .is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_corrupt_job_graph_fails_that_job_alone() {
+    let dir = temp("corrupt");
+    let events: Arc<Mutex<Vec<SessionEvent>>> = Default::default();
+    let opts = |name: &str| SessionOptions {
+        ha: sqlite_options(&dir, true),
+        contender: name.to_string(),
+        on_event: Some(Arc::new({
+            let ev = events.clone();
+            move |e: &SessionEvent| ev.lock().unwrap().push(e.clone())
+        })),
+        ..Default::default()
+    };
+    let a = SessionRuntime::start(registry(), opts("a")).unwrap();
+    let good = a.submit(JobSubmission::new("endless")).unwrap();
+    let bad = a.submit(JobSubmission::new("endless")).unwrap();
+    a.shutdown();
+    // Flip a byte of one stored record (with Python's sqlite3: a real edit of the file).
+    let db = dir.join("weir-ha.db");
+    let script = format!(
+        "import sqlite3\n\
+         c = sqlite3.connect({db:?})\n\
+         (r,) = c.execute(\"select record from weir_ha_job_graphs where job_id = ?\", ({id:?},)).fetchone()\n\
+         r = bytearray(r); r[-1] ^= 0xff\n\
+         c.execute(\"update weir_ha_job_graphs set record = ? where job_id = ?\", (bytes(r), {id:?}))\n\
+         c.commit()\n",
+        db = db.display().to_string(),
+        id = bad.id()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let b = SessionRuntime::start(registry(), opts("b")).unwrap();
+    assert!(b.wait_for_leadership(Duration::from_secs(10)));
+    let t0 = Instant::now();
+    while b.running_jobs() != vec![good.id().to_string()] {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "good job not recovered"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match b.status(bad.id()).unwrap() {
+        SessionJobStatus::Ended(JobOutcome::Failed(e)) => {
+            assert!(e.contains("corrupt HA record job graph"), "{e}");
+            assert!(e.contains(bad.id()), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, SessionEvent::RecoveryFailed { job_id, .. } if job_id == bad.id())));
+    b.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -147,8 +147,11 @@ impl JobGraphStore for EmbeddedPersistence {
         self.stores.lock().graphs.remove(job_id);
         Ok(())
     }
-    fn graphs(&self) -> Result<Vec<JobGraphRecord>> {
-        Ok(self.stores.lock().graphs.values().cloned().collect())
+    fn job_ids(&self) -> Result<Vec<String>> {
+        Ok(self.stores.lock().graphs.keys().cloned().collect())
+    }
+    fn get(&self, job_id: &str) -> Result<Option<JobGraphRecord>> {
+        Ok(self.stores.lock().graphs.get(job_id).cloned())
     }
 }
 

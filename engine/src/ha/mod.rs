@@ -224,8 +224,20 @@ pub trait JobGraphStore: Send + Sync {
     fn put(&self, token: FencingToken, graph: &JobGraphRecord) -> Result<()>;
     /// Removes a job graph (no error if absent).
     fn remove(&self, token: FencingToken, job_id: &str) -> Result<()>;
-    /// Every stored job graph.
-    fn graphs(&self) -> Result<Vec<JobGraphRecord>>;
+    /// The ids of every stored job graph.
+    fn job_ids(&self) -> Result<Vec<String>>;
+    /// The job graph of `job_id` (a row that cannot be read is an error naming it).
+    fn get(&self, job_id: &str) -> Result<Option<JobGraphRecord>>;
+    /// Every stored job graph (an error if any cannot be read).
+    fn graphs(&self) -> Result<Vec<JobGraphRecord>> {
+        let mut out = Vec::new();
+        for id in self.job_ids()? {
+            if let Some(g) = self.get(&id)? {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Terminal results of jobs: a job with a result is never run again.

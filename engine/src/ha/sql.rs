@@ -730,28 +730,36 @@ impl JobGraphStore for SqlHaStore {
         Ok(())
     }
 
-    fn graphs(&self) -> Result<Vec<JobGraphRecord>> {
+    fn job_ids(&self) -> Result<Vec<String>> {
         let op = "reading the job graphs";
         let rows = self.rows(
             op,
-            "SELECT job_id, record FROM weir_ha_job_graphs WHERE cluster_id = ? ORDER BY job_id",
+            "SELECT job_id FROM weir_ha_job_graphs WHERE cluster_id = ? ORDER BY job_id",
             &[Arg::Text(&self.cluster)],
         )?;
-        rows.iter()
-            .map(|row| {
-                let job_id: String = self.col(op, row, 0)?;
-                let bytes: Vec<u8> = self.col(op, row, 1)?;
-                let what = format!("job graph '{job_id}'");
-                let graph: JobGraphRecord = decode_record(&what, &bytes)?;
-                if graph.job_id != job_id {
-                    return Err(HaError::Corrupt {
-                        what,
-                        reason: format!("it holds the job graph of '{}'", graph.job_id),
-                    });
-                }
-                Ok(graph)
-            })
-            .collect()
+        rows.iter().map(|row| self.col(op, row, 0)).collect()
+    }
+
+    fn get(&self, job_id: &str) -> Result<Option<JobGraphRecord>> {
+        let op = "reading a job graph";
+        let rows = self.rows(
+            op,
+            "SELECT record FROM weir_ha_job_graphs WHERE cluster_id = ? AND job_id = ?",
+            &[Arg::Text(&self.cluster), Arg::Text(job_id)],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let bytes: Vec<u8> = self.col(op, row, 0)?;
+        let what = format!("job graph '{job_id}'");
+        let graph: JobGraphRecord = decode_record(&what, &bytes)?;
+        if graph.job_id != job_id {
+            return Err(HaError::Corrupt {
+                what,
+                reason: format!("it holds the job graph of '{}'", graph.job_id),
+            });
+        }
+        Ok(Some(graph))
     }
 }
 

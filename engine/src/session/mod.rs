@@ -793,8 +793,26 @@ impl Inner {
             self.cleanup(token, &dirty.result.job_id)?;
             p.job_results.mark_clean(token, &dirty.result.job_id)?;
         }
-        for graph in p.job_graphs.graphs()? {
+        for job_id in p.job_graphs.job_ids()? {
             self.renew_if_due(token)?;
+            let graph = match p.job_graphs.get(&job_id) {
+                Ok(Some(g)) => g,
+                Ok(None) => continue,
+                Err(e @ HaError::Corrupt { .. }) => {
+                    // This job cannot be rebuilt; the others can.
+                    let unreadable = JobGraphRecord {
+                        job_id: job_id.clone(),
+                        name: "(unreadable)".into(),
+                        version: 0,
+                        parameters: Default::default(),
+                        config: Default::default(),
+                        submitted_ms: 0,
+                    };
+                    self.fail_stored(token, &unreadable, e.to_string())?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if p.job_results.get(&graph.job_id)?.is_some() {
                 // Finished under a previous leader: never run again.
                 p.job_graphs.remove(token, &graph.job_id)?;
@@ -855,7 +873,7 @@ impl Inner {
         if let Some(r) = p.job_results.get(job_id)? {
             return Ok(SessionJobStatus::Ended(r.result.outcome));
         }
-        if p.job_graphs.graphs()?.iter().any(|g| g.job_id == job_id) {
+        if p.job_graphs.job_ids()?.iter().any(|id| id == job_id) {
             return Ok(SessionJobStatus::Recovering);
         }
         Err(HaError::NoSuchJob(job_id.to_string()))
