@@ -341,6 +341,9 @@ impl IcebergCommitter {
         if st.pending.range(..=m).next().is_none() {
             return Ok(());
         }
+        // A job of a session runtime that lost leadership must not commit (its successor
+        // commits from the latest checkpoint instead).
+        weir_engine::session::may_commit(&self.config.job_id).map_err(|e| e.to_string())?;
         let o = self.open.as_ref().ok_or("committer not opened")?;
         let ident = self.config.table.clone();
         let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;

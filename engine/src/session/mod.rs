@@ -640,9 +640,15 @@ impl Inner {
                 message: "it is already running on this runtime".into(),
             });
         }
-        let handle = env.start().map_err(|e| HaError::JobStart {
-            job: record.name.clone(),
-            message: e.to_string(),
+        fences()
+            .lock()
+            .insert(record.job_id.clone(), (Arc::downgrade(self), token));
+        let handle = env.start().map_err(|e| {
+            fences().lock().remove(&record.job_id);
+            HaError::JobStart {
+                job: record.name.clone(),
+                message: e.to_string(),
+            }
         })?;
         let entry = JobEntry::new(&record.job_id, &record.name);
         *entry.canceller.lock() = Some(handle.canceller());
@@ -660,6 +666,7 @@ impl Inner {
             // The closure (and the job handle in it) was dropped: the job is cancelled.
             canceller.cancel();
             self.jobs.lock().remove(&record.job_id);
+            fences().lock().remove(&record.job_id);
             return Err(HaError::JobStart {
                 job: record.name.clone(),
                 message: format!("cannot watch the job: {e}"),
@@ -670,6 +677,7 @@ impl Inner {
 
     fn watch(&self, entry: Arc<JobEntry>, handle: crate::JobHandle, token: FencingToken) {
         let r = handle.join();
+        fences().lock().remove(&entry.job_id);
         let finished = matches!(&r, Ok(res) if res.status == JobStatus::Finished);
         if entry.suspending.load(Ordering::Acquire) && !finished {
             // Stopped because leadership was lost (a failure caused by the cancel counts as
@@ -886,6 +894,38 @@ impl Inner {
     pub(crate) fn job_entry(&self, job_id: &str) -> Option<Arc<JobEntry>> {
         self.jobs.lock().get(job_id).cloned()
     }
+}
+
+type Fences = HashMap<String, (std::sync::Weak<Inner>, FencingToken)>;
+
+/// Jobs of session runtimes in this process, with the token each started under.
+fn fences() -> &'static Mutex<Fences> {
+    static FENCES: std::sync::OnceLock<Mutex<Fences>> = std::sync::OnceLock::new();
+    FENCES.get_or_init(Default::default)
+}
+
+/// Whether job `job_id` may make an external commit now (a two-phase-commit sink asks before
+/// committing). A job of a session runtime may only while its runtime still leads under the
+/// token the job started with; the check is local and cheap, and exact enough because a
+/// leader's own validity ends before any other contender can take over. Jobs not run by a
+/// session runtime always may.
+pub fn may_commit(job_id: &str) -> Result<()> {
+    let entry = fences().lock().get(job_id).cloned();
+    let Some((inner, token)) = entry else {
+        return Ok(());
+    };
+    let current = inner.upgrade().and_then(|i| i.token());
+    if current == Some(token) {
+        return Ok(());
+    }
+    Err(HaError::Fenced {
+        write: format!("commit of job '{job_id}'"),
+        token,
+        current: match current {
+            Some(t) => t.to_string(),
+            None => "none (this runtime no longer leads)".into(),
+        },
+    })
 }
 
 /// A new job id: the name and 64 random bits.
