@@ -952,3 +952,32 @@ fn new_job_id(name: &str) -> String {
         .collect();
     format!("{clean}-{:016x}", h.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn may_commit_refuses_jobs_of_another_token_or_a_gone_runtime() {
+        let rt = SessionRuntime::start(JobRegistry::new(), SessionOptions::default()).unwrap();
+        assert_eq!(rt.leader_token(), Some(1));
+        // Not a session job: always allowed.
+        may_commit("not-a-session-job").unwrap();
+        let weak = Arc::downgrade(&rt.inner);
+        fences().lock().insert("current".into(), (weak.clone(), 1));
+        fences().lock().insert("stale".into(), (weak, 7));
+        may_commit("current").unwrap();
+        let e = may_commit("stale").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("stale fencing token 7: commit of job 'stale' refused"),
+            "{e}"
+        );
+        // The runtime lost leadership (here: shut down).
+        rt.shutdown();
+        let e = may_commit("current").unwrap_err();
+        assert!(e.to_string().contains("no longer leads"), "{e}");
+        fences().lock().remove("current");
+        fences().lock().remove("stale");
+    }
+}
