@@ -274,8 +274,12 @@ impl SessionRuntime {
     }
 
     fn stop(&mut self) {
-        self.inner.stopping.store(true, Ordering::Release);
-        self.inner.wake.1.notify_all();
+        {
+            // Under the lock the waiting threads check `stopping` with: no lost wake-up.
+            let _g = self.inner.wake.0.lock();
+            self.inner.stopping.store(true, Ordering::Release);
+            self.inner.wake.1.notify_all();
+        }
         for t in [self.leader_thread.take(), self.watchdog.take()]
             .into_iter()
             .flatten()
