@@ -157,18 +157,7 @@ fn table_state(warehouse: &Path, table: &str) -> (usize, Vec<i64>) {
         };
         let snapshots = t.metadata().snapshots().count();
         let batches = table_io::read_all(&*catalog, &ident).await.unwrap();
-        let ids = batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<arrow_array::Int64Array>()
-                    .expect("id column")
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        (snapshots, ids)
+        (snapshots, crate::iceberg_interop::ids(&batches))
     })
 }
 
