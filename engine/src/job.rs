@@ -485,6 +485,12 @@ fn supervise(
             attempt.shared.cancel_all();
         }
         let outcome = attempt.wait().and_then(|r| {
+            // Every call queued to a coordinator before the end (attempt_ready, events of the
+            // subtasks) is made before the attempt counts as finished: a failure there
+            // fails the attempt, however late the coordinator's thread gets to it.
+            for (_, h) in &g.coordinators {
+                h.flush();
+            }
             // A coordinator failure after the last task ended still fails the attempt.
             match level.coordinator_failure.lock().take() {
                 Some(e) => Err(e),
@@ -1342,7 +1348,12 @@ fn reset_coordinators(
                 })?;
         }
         if attempt == 0 {
-            h.post(RunnerMsg::Start);
+            // Before any task runs (as Flink starts coordinators before deploying tasks): a
+            // failing start fails the job, and cannot race the tasks' end.
+            h.start().map_err(|message| JobError::CoordinatorFailed {
+                operator: h.name.clone(),
+                message,
+            })?;
         } else {
             for subtask in 0..plan.parallelism[*node] {
                 h.post(RunnerMsg::SubtaskReset { subtask, id });

@@ -567,54 +567,131 @@ fn a_coordinator_only_attaches_to_sources_and_operators() {
 }
 
 /// A coordinator failing in `start` (before any attempt runs) fails the job.
-#[test]
-fn a_coordinator_failing_before_the_first_attempt_fails_the_job() {
-    struct Broken;
-    impl Coordinator for Broken {
-        type ToSubtask = ();
-        type FromSubtask = ();
-        fn start(&mut self, _: &CoordinatorContext) -> Result<(), UserError> {
-            Err("cannot reach the catalog".into())
-        }
-        fn handle_event(
-            &mut self,
-            _: usize,
-            _: u32,
-            _: (),
-            _: &CoordinatorContext,
-        ) -> Result<(), UserError> {
-            Ok(())
-        }
-        fn checkpoint(&mut self, _: u64, _: &CoordinatorContext) -> Result<Vec<u8>, UserError> {
-            Ok(Vec::new())
-        }
-        fn reset_to_checkpoint(
-            &mut self,
-            _: Option<u64>,
-            _: Option<&[u8]>,
-            _: &CoordinatorContext,
-        ) -> Result<(), UserError> {
-            Ok(())
-        }
-        fn attempt_ready(
-            &mut self,
-            _: usize,
-            _: u32,
-            _: SubtaskGateway<()>,
-            _: &CoordinatorContext,
-        ) -> Result<(), UserError> {
-            Ok(())
+/// A coordinator that fails in `start` (after waiting up to `wait` for the operator's first
+/// element, which never comes when coordinators start before the tasks run), or in
+/// `attempt_ready` (after the operator saw its last element, so the failure comes while the
+/// tasks end).
+struct FailsIn {
+    start: bool,
+    seen: Arc<AtomicU64>,
+    wait: Duration,
+    until: u64,
+}
+
+impl FailsIn {
+    /// Waits until the operator saw `until` elements or `wait` passed.
+    fn wait_for_elements(&self) {
+        let deadline = std::time::Instant::now() + self.wait;
+        while self.seen.load(Ordering::SeqCst) < self.until && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+impl Coordinator for FailsIn {
+    type ToSubtask = ();
+    type FromSubtask = ();
+    fn start(&mut self, _: &CoordinatorContext) -> Result<(), UserError> {
+        if self.start {
+            self.wait_for_elements();
+            return Err("cannot reach the catalog".into());
+        }
+        Ok(())
+    }
+    fn handle_event(
+        &mut self,
+        _: usize,
+        _: u32,
+        _: (),
+        _: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
+    fn checkpoint(&mut self, _: u64, _: &CoordinatorContext) -> Result<Vec<u8>, UserError> {
+        Ok(Vec::new())
+    }
+    fn reset_to_checkpoint(
+        &mut self,
+        _: Option<u64>,
+        _: Option<&[u8]>,
+        _: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        Ok(())
+    }
+    fn attempt_ready(
+        &mut self,
+        _: usize,
+        _: u32,
+        _: SubtaskGateway<()>,
+        _: &CoordinatorContext,
+    ) -> Result<(), UserError> {
+        if !self.start {
+            self.wait_for_elements();
+            return Err("the committer's lock is gone".into());
+        }
+        Ok(())
+    }
+}
+
+/// A coordinator failing in `start` fails the job before any task of its operator ran: the
+/// coordinator starts before the tasks, so the operator never sees an element (without that
+/// order the tasks run meanwhile, and the failure could even come after they all finished and
+/// be lost: the job ended as Finished).
+#[test]
+fn a_coordinator_failing_before_the_first_attempt_fails_the_job() {
+    let seen = Arc::new(AtomicU64::new(0));
     let env = StreamEnv::new();
+    let (s, coordinator_seen) = (seen.clone(), seen.clone());
     env.generate_sequence(0..10)
-        .map(|x| x)
-        .coordinated_by(|_| Broken)
+        .map(move |x| {
+            s.fetch_add(1, Ordering::SeqCst);
+            x
+        })
+        .coordinated_by(move |_| FailsIn {
+            start: true,
+            seen: coordinator_seen.clone(),
+            wait: Duration::from_secs(2),
+            until: 1,
+        })
         .collect();
-    let e = join_within(env.start().unwrap(), Duration::from_secs(30))
+    let e = match env.start() {
+        Err(e) => e,
+        Ok(handle) => join_within(handle, Duration::from_secs(30)).unwrap_err(),
+    }
+    .to_string();
+    assert!(e.contains("cannot reach the catalog"), "{e}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "a task ran before its coordinator started"
+    );
+}
+
+/// A coordinator failing in `attempt_ready` after its operator saw every element (so while the
+/// tasks finish) fails the job: the job's end waits for every call queued to its coordinators.
+#[test]
+fn a_coordinator_failing_while_the_tasks_finish_fails_the_job() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let env = StreamEnv::new();
+    let (s, coordinator_seen) = (seen.clone(), seen.clone());
+    env.generate_sequence(0..10)
+        .map(move |x| {
+            s.fetch_add(1, Ordering::SeqCst);
+            x
+        })
+        .coordinated_by(move |_| FailsIn {
+            start: false,
+            seen: coordinator_seen.clone(),
+            wait: Duration::from_secs(20),
+            until: 10,
+        })
+        .collect();
+    let e = join_within(env.start().unwrap(), Duration::from_secs(60))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("cannot reach the catalog"), "{e}");
+    assert!(e.contains("the committer's lock is gone"), "{e}");
+    assert_eq!(seen.load(Ordering::SeqCst), 10);
 }
 
 /// Every event the gateway accepted is handled, also while the subtask finishes; after its

@@ -16,22 +16,20 @@ use weir::maintenance::{table_io, CatalogConfig, CatalogKind, IcebergRuntime};
 
 use crate::iceberg_interop::{ids, pyiceberg_with, python, temp_dir};
 
-/// The test PostgreSQL server's URL: `$WEIR_POSTGRES_URL`, else the one `.ci/postgres.sh` starts.
+/// The test PostgreSQL server's URL: `$WEIR_POSTGRES_URL`, else the one `.ci/postgres.sh` starts
+/// (once; the script serialises concurrent callers). Asked once per test binary.
 pub(crate) fn postgres_url() -> String {
-    if let Ok(u) = std::env::var("WEIR_POSTGRES_URL") {
-        return u;
+    static URL: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    let started = URL.get_or_init(|| {
+        if let Ok(u) = std::env::var("WEIR_POSTGRES_URL") {
+            return Ok(u);
+        }
+        crate::common::provision(".ci/postgres.sh", "starting PostgreSQL")
+    });
+    match started {
+        Ok(u) => u.clone(),
+        Err(e) => panic!("{e}"),
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "starting PostgreSQL failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().into()
 }
 
 /// The shared scenario on `config` (python `py_catalog` opens the same catalog as `cat`).

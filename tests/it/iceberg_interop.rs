@@ -11,22 +11,21 @@ use weir::maintenance::iceberg::{NamespaceIdent, TableIdent};
 use weir::maintenance::{table_io, CatalogConfig, IcebergRuntime};
 
 /// The venv's python: `$WEIR_PYICEBERG_PYTHON`, else the one `.ci/pyiceberg-venv.sh` makes
-/// (once, in ~/.cache).
+/// (once, in ~/.cache; the script serialises concurrent callers and repairs a half-made venv).
+/// Asked once per test binary.
 pub(crate) fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
-        return p.into();
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = PYTHON.get_or_init(|| {
+        if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
+            return Ok(p.into());
+        }
+        crate::common::provision(".ci/pyiceberg-venv.sh", "making the pyiceberg venv")
+            .map(Into::into)
+    });
+    match made {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/pyiceberg-venv.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "creating the pyiceberg venv failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().into()
 }
 
 /// Runs python code with the catalog `weir` of `dir` opened as `cat`; returns its stdout.

@@ -15,7 +15,11 @@ use crate::error::{JobError, UserError};
 
 /// A call to a coordinator.
 pub(crate) enum RunnerMsg {
-    Start,
+    /// `start`; its result goes to `reply` (and only there: the job waits for it before any
+    /// task runs, so a failure cannot race the tasks' end).
+    Start {
+        reply: Sender<Result<(), String>>,
+    },
     Event {
         subtask: usize,
         attempt: u32,
@@ -42,6 +46,9 @@ pub(crate) enum RunnerMsg {
         reason: String,
     },
     AttemptReady(Arc<SubtaskChannel>),
+    /// Answered once every call queued before it was made (and its failure, if any, was
+    /// reported): the job's end waits for it, so no failure of a queued call is lost.
+    Flush(Sender<()>),
     Close,
 }
 
@@ -59,7 +66,11 @@ struct Typed<C: Coordinator> {
 impl<C: Coordinator> Erased for Typed<C> {
     fn call(&mut self, msg: RunnerMsg, ctx: &CoordinatorContext) -> Result<(), UserError> {
         match msg {
-            RunnerMsg::Start => self.c.start(ctx),
+            RunnerMsg::Start { reply } => {
+                let _ = reply.send(answered(|| self.c.start(ctx)));
+                // Reported through the reply alone.
+                Ok(())
+            }
             RunnerMsg::Event {
                 subtask,
                 attempt,
@@ -93,9 +104,11 @@ impl<C: Coordinator> Erased for Typed<C> {
                 self.c.checkpoint_aborted(id, ctx)
             }
             RunnerMsg::Reset { id, state, reply } => {
-                let r = self.c.reset_to_checkpoint(id, state.as_deref(), ctx);
-                let _ = reply.send(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-                r
+                let r = answered(|| self.c.reset_to_checkpoint(id, state.as_deref(), ctx));
+                let _ = reply.send(r);
+                // Reported through the reply alone: the restart that asked fails with it (a
+                // second report would fail the next attempt too).
+                Ok(())
             }
             RunnerMsg::SubtaskReset { subtask, id } => self.c.subtask_reset(subtask, id, ctx),
             RunnerMsg::AttemptFailed {
@@ -117,8 +130,20 @@ impl<C: Coordinator> Erased for Typed<C> {
                 self.c
                     .attempt_ready(subtask, attempt, SubtaskGateway::new(ch), ctx)
             }
+            RunnerMsg::Flush(reply) => {
+                let _ = reply.send(());
+                Ok(())
+            }
             RunnerMsg::Close => self.c.close(ctx),
         }
+    }
+}
+
+/// Runs a call whose result is answered to a waiting caller: its error or panic as a message.
+fn answered(call: impl FnOnce() -> Result<(), UserError>) -> Result<(), String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(crate::job::panic_message(&*p)),
     }
 }
 
@@ -186,6 +211,23 @@ impl CoordinatorHandle {
         answer
             .recv()
             .map_err(|_| format!("the coordinator of '{}' is gone", self.name))?
+    }
+
+    /// Starts the coordinator and waits for `start` to return.
+    pub(crate) fn start(&self) -> Result<(), String> {
+        let (reply, answer) = channel();
+        self.post(RunnerMsg::Start { reply });
+        answer
+            .recv()
+            .map_err(|_| format!("the coordinator of '{}' is gone", self.name))?
+    }
+
+    /// Waits until every call queued so far was made and its failure (if any) reported.
+    pub(crate) fn flush(&self) {
+        let (reply, answer) = channel();
+        self.post(RunnerMsg::Flush(reply));
+        // An error: the coordinator's thread is gone, with nothing left to report.
+        let _ = answer.recv();
     }
 
     /// Closes the coordinator and waits for its thread.

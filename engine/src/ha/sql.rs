@@ -1617,12 +1617,26 @@ mod tests {
 
     #[test]
     fn postgres_scenarios() {
-        let Ok(url) = std::env::var("WEIR_POSTGRES_URL") else {
-            if std::env::var_os("CI").is_some() {
-                panic!("WEIR_POSTGRES_URL is not set in CI (start one with .ci/postgres.sh)");
+        // `$WEIR_POSTGRES_URL`, else the throwaway server `.ci/postgres.sh` starts (once; it
+        // serialises concurrent callers).
+        let url = match std::env::var("WEIR_POSTGRES_URL") {
+            Ok(url) => url,
+            Err(_) => {
+                let script =
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/postgres.sh");
+                let out = std::process::Command::new("bash")
+                    .arg(&script)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+                assert!(
+                    out.status.success(),
+                    "starting PostgreSQL with {} failed: {}",
+                    script.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
             }
-            eprintln!("skipped: WEIR_POSTGRES_URL is not set");
-            return;
         };
         let cluster = unique("test");
         scenario_two_contenders(&url, &format!("{cluster}-two"));

@@ -737,18 +737,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    fn python() -> Option<PathBuf> {
+    /// `$WEIR_PYICEBERG_PYTHON`, else the venv `.ci/pyiceberg-venv.sh` makes (once; it
+    /// serialises concurrent callers and repairs a half-made venv).
+    fn python() -> PathBuf {
         if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
-            return Some(p.into());
+            return p.into();
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pyiceberg-venv.sh");
         let out = std::process::Command::new("bash")
             .arg(&script)
+            .stdin(std::process::Stdio::null())
             .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().into())
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "making the pyiceberg venv with {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().into()
     }
 
     fn pyiceberg(python: &Path, dir: &Path, code: &str) -> String {
@@ -779,10 +786,7 @@ mod tests {
     /// overwrites, a rollback; interleaved with weir's REPLACE commits and expiry.
     #[test]
     fn update_equals_load_after_pyiceberg_commits() {
-        let Some(py) = python() else {
-            eprintln!("skipped: no pyiceberg (set WEIR_PYICEBERG_PYTHON)");
-            return;
-        };
+        let py = python();
         let rt = IcebergRuntime::new(2).unwrap();
         let dir = temp_dir("pyiceberg");
         std::fs::create_dir_all(&dir).unwrap();
