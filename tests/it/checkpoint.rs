@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use weir::engine::checkpoint::{decode_state, encode_state};
 use weir::engine::{CheckpointError, CheckpointingMode};
 use weir::prelude::*;
 use weir::state::checkpoint::CheckpointKind;
@@ -19,13 +20,89 @@ fn dir(name: &str) -> PathBuf {
 const N: u64 = 40_000;
 const KEYS: u64 = 50;
 
-/// generator 0..N (rate-limited, 2 subtasks) -> (key, x) -> key_by -> running sum -> collect.
+/// How a summing job's input runs.
+#[derive(Clone, Copy)]
+enum Input {
+    /// 40,000 records/s, holding after half of the input until the job is cancelled (serving
+    /// barriers meanwhile): a checkpoint taken after 5,000 outputs is midway however slow the
+    /// machine, and the job cannot end before the test's checkpoints are taken.
+    HeldMidway,
+    /// Every record, as fast as it goes (a restored run).
+    Full,
+}
+
+/// Subtask `i` of `stride` emits `i, i + stride, ...` below N, at most `rate` per second, none
+/// from `hold` on (until the job is cancelled). Its state is the next index, as the generator's.
+struct Numbers {
+    next: u64,
+    stride: u64,
+    hold: u64,
+    rate: Option<f64>,
+    started: Option<Instant>,
+    emitted: u64,
+}
+
+impl Numbers {
+    fn new(input: Input, info: &OperatorInfo) -> Self {
+        let p = info.parallelism as u64;
+        let (hold, rate) = match input {
+            Input::HeldMidway => (N / 2, Some(40_000.0 / p as f64)),
+            Input::Full => (N, None),
+        };
+        Numbers {
+            next: info.subtask as u64,
+            stride: p,
+            hold,
+            rate,
+            started: None,
+            emitted: 0,
+        }
+    }
+}
+
+impl Source for Numbers {
+    type Out = u64;
+    fn poll_next(&mut self, ctx: &mut SourceContext<'_, u64>) -> Result<SourceStatus, UserError> {
+        let mut budget = u64::MAX;
+        if let Some(rate) = self.rate {
+            let started = *self.started.get_or_insert_with(Instant::now);
+            let allowed = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
+            if self.emitted >= allowed {
+                return Ok(SourceStatus::Pending(Duration::from_millis(1)));
+            }
+            budget = allowed - self.emitted;
+        }
+        let mut n = 0;
+        while n < budget && self.next < self.hold.min(N) && !ctx.should_yield() {
+            ctx.emit(self.next);
+            self.next += self.stride;
+            n += 1;
+        }
+        self.emitted += n;
+        Ok(if self.next >= N {
+            SourceStatus::Finished
+        } else if self.next >= self.hold {
+            SourceStatus::Pending(Duration::from_millis(5))
+        } else {
+            SourceStatus::MoreAvailable
+        })
+    }
+    fn snapshot_state(&mut self, _: u64) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(Some(encode_state(&self.next)?))
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        self.next = decode_state(state)?;
+        Ok(())
+    }
+}
+
+/// numbers 0..N (2 subtasks) -> (key, x) -> key_by -> running sum -> collect.
 fn summing_job(
     checkpoints: &Path,
     restore: Option<&str>,
     sum_parallelism: usize,
     mode: CheckpointingMode,
-    rate: f64,
+    input: Input,
 ) -> (StreamEnv, CollectHandle<(u64, u64)>) {
     let env = StreamEnv::new();
     env.configure(|c| {
@@ -36,7 +113,7 @@ fn summing_job(
         c.buffer_timeout = Duration::from_millis(5);
     });
     let out = env
-        .generate(Generator::new(|i| i).bounded(N).rate_limited(rate))
+        .add_source("numbers", move |info| Numbers::new(input, info))
         .set_parallelism(2)
         .uid("numbers")
         .map(|x| (x % KEYS, x))
@@ -92,7 +169,7 @@ fn expected() -> HashMap<u64, u64> {
 
 /// Runs until a checkpoint of at least 5,000 records was taken, then cancels; returns where.
 fn checkpoint_midway(root: &Path, sum_parallelism: usize, mode: CheckpointingMode) -> String {
-    let (env, out) = summing_job(root, None, sum_parallelism, mode, 40_000.0);
+    let (env, out) = summing_job(root, None, sum_parallelism, mode, Input::HeldMidway);
     let handle = env.start().unwrap();
     assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
     let checkpoint = handle.trigger_checkpoint().expect("checkpoint");
@@ -108,7 +185,13 @@ fn checkpoint_midway(root: &Path, sum_parallelism: usize, mode: CheckpointingMod
 #[test]
 fn a_manual_checkpoint_records_every_operator() {
     let root = dir("manual");
-    let (env, _out) = summing_job(&root, None, 2, CheckpointingMode::ExactlyOnce, 20_000.0);
+    let (env, _out) = summing_job(
+        &root,
+        None,
+        2,
+        CheckpointingMode::ExactlyOnce,
+        Input::HeldMidway,
+    );
     let handle = env.start().unwrap();
     let first = handle.trigger_checkpoint().unwrap();
     let second = handle.trigger_checkpoint().unwrap();
@@ -205,7 +288,7 @@ fn restore_resumes_exactly_once() {
         Some(&location),
         2,
         CheckpointingMode::ExactlyOnce,
-        1e9,
+        Input::Full,
     );
     let handle = env.start().unwrap();
     assert_eq!(
@@ -227,7 +310,7 @@ fn keyed_state_rescales_on_restore() {
             Some(&location),
             target,
             CheckpointingMode::ExactlyOnce,
-            1e9,
+            Input::Full,
         );
         join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
         assert_resumed(out.take(), true);
@@ -244,7 +327,7 @@ fn at_least_once_checkpoints_restore_without_loss() {
         Some(&location),
         2,
         CheckpointingMode::AtLeastOnce,
-        1e9,
+        Input::Full,
     );
     join_within(env.start().unwrap(), Duration::from_secs(60)).unwrap();
     assert_resumed(out.take(), false);
@@ -254,7 +337,13 @@ fn at_least_once_checkpoints_restore_without_loss() {
 #[test]
 fn restore_latest_skips_a_corrupt_checkpoint() {
     let root = dir("corrupt");
-    let (env, out) = summing_job(&root, None, 2, CheckpointingMode::ExactlyOnce, 40_000.0);
+    let (env, out) = summing_job(
+        &root,
+        None,
+        2,
+        CheckpointingMode::ExactlyOnce,
+        Input::HeldMidway,
+    );
     env.configure(|c| c.retained_checkpoints = 2);
     let handle = env.start().unwrap();
     assert!(eventually(Duration::from_secs(20), || out.len() > 5_000));
@@ -279,7 +368,7 @@ fn restore_latest_skips_a_corrupt_checkpoint() {
         Some("latest"),
         2,
         CheckpointingMode::ExactlyOnce,
-        1e9,
+        Input::Full,
     );
     let handle = env.start().unwrap();
     assert_eq!(
@@ -295,7 +384,7 @@ fn restore_latest_skips_a_corrupt_checkpoint() {
         Some(&newer.location),
         2,
         CheckpointingMode::ExactlyOnce,
-        1e9,
+        Input::Full,
     );
     let e = env.start().err().expect("corrupt checkpoint");
     assert!(e.to_string().contains("checksum"), "{e}");
