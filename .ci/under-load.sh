@@ -6,9 +6,12 @@
 #   Environment: WEIR_LOAD_LOG (where the log goes; default a temporary file, printed)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-loops=${1:-$(nproc)}
-shift || true
-[ "${1:-}" = "--" ] && shift
+loops=$(nproc)
+if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
+  loops=$1
+  shift
+fi
+if [ "${1:-}" = "--" ]; then shift; fi
 log=${WEIR_LOAD_LOG:-$(mktemp /tmp/weir-under-load.XXXXXX)}
 pids=()
 for _ in $(seq 1 "$loops"); do
