@@ -13,11 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weir::engine::ha::JobOutcome;
-use weir::engine::session::{
-    JobRegistry, JobSubmission, SessionJobStatus, SessionOptions, SessionRuntime,
-};
+use weir::ha::JobOutcome;
 use weir::prelude::*;
+use weir::session::{JobRegistry, JobSubmission, SessionJobStatus, SessionOptions, SessionRuntime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = Arc::new(AtomicU64::new(0));

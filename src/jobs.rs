@@ -15,13 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
-use weir_engine::session::JobRegistry;
 use weir_engine::{Sink, UserError};
 use weir_maintenance::iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
 use weir_maintenance::iceberg::{NamespaceIdent, TableIdent};
 use weir_maintenance::sink::{IcebergSink, IcebergSinkConfig, IcebergSinkExt, RowBatcher};
 use weir_maintenance::{table_io, CatalogConfig, IcebergRuntime};
 use weir_operators::{DataStreamExt, Generator, KeyedStreamExt, StreamEnvExt};
+use weir_session::JobRegistry;
 
 type Counts = Arc<Mutex<HashMap<String, u64>>>;
 

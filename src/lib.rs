@@ -7,7 +7,10 @@
 //! This crate is a thin facade over the workspace crates:
 //! [`engine`] (weir-engine: runtime and job API), [`operators`] (weir-operators: built-in
 //! sources, transforms, keyed operators and sinks), [`state`] (weir-state: key groups, keyed
-//! state, timers). Most programs only need the [`prelude`].
+//! state, timers, checkpoint storage), [`ha`] (weir-ha: leader election and persistence
+//! services), [`session`] (weir-session: a long-lived runtime for many jobs) and
+//! [`maintenance`] (weir-maintenance: the Iceberg sink and table maintenance). Most programs
+//! only need the [`prelude`].
 //!
 //! ```
 //! use weir::prelude::*;
@@ -32,8 +35,10 @@ pub mod demo;
 pub mod jobs;
 
 pub use weir_engine as engine;
+pub use weir_ha as ha;
 pub use weir_maintenance as maintenance;
 pub use weir_operators as operators;
+pub use weir_session as session;
 pub use weir_state as state;
 
 /// What most programs need: the job API, the operator traits and the built-in operators.

@@ -330,6 +330,8 @@ pub(crate) struct Graph {
     pub config: Config,
     /// Checkpoint storage set in code (instead of the local directory of the configuration).
     pub storage: Option<Arc<dyn weir_state::checkpoint::CheckpointStorage>>,
+    /// The job's commit fence (see [`crate::fence`]).
+    pub commit_fence: crate::fence::CommitFence,
     pub nodes: Vec<Node>,
     pub errors: Vec<ValidationError>,
     /// The job has async I/O operators: it gets a runtime for their futures.

@@ -726,6 +726,7 @@ impl Builder<'_> {
             subtask,
             parallelism: self.plan.parallelism[node],
             max_parallelism: self.plan.max_parallelism[node],
+            commit_fence: self.g.commit_fence.clone(),
         }
     }
 

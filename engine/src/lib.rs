@@ -61,8 +61,8 @@
 //! - [`async_io`] — calls to external services with a bounded queue of requests in flight;
 //! - [`coordination`] — job-side coordinators of operators, their events and store;
 //! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];
-//! - [`session`] — a long-lived runtime for many jobs, with [`ha`] (leader election apart from
-//!   persistence, fencing tokens, job recovery); [`pool`] — the shared task threads;
+//! - [`pool`] — the shared task threads (a session runtime, crate `weir-session`, runs many
+//!   jobs on them); [`fence`] — the commit fence two-phase-commit sinks ask before committing;
 //! - `channel` — gates, credits, record writers; `task` — mailbox loops, chains, timers;
 //! - [`time`] — watermarks, idleness, watermark strategies; [`metrics`]; [`config`].
 
@@ -75,14 +75,13 @@ pub mod config;
 pub mod coordination;
 pub mod data;
 pub mod error;
+pub mod fence;
 pub(crate) mod graph;
-pub mod ha;
 pub mod job;
 pub mod metrics;
 pub mod operator;
 pub mod pool;
 pub mod restart;
-pub mod session;
 pub mod stream;
 pub(crate) mod task;
 pub mod time;
@@ -91,6 +90,7 @@ pub use async_io::{AsyncIo, OutputOrder, RetryStrategy};
 pub use config::{CheckpointingMode, Config, ConfigError, MemorySize, RestartStrategyKind};
 pub use data::{Data, Key, KeySelector};
 pub use error::{CheckpointError, JobError, Result, UserError, ValidationError};
+pub use fence::{CommitFence, CommitRefused};
 pub use job::{JobHandle, JobResult, JobStatus};
 pub use metrics::{JobMetrics, TaskMetrics};
 pub use operator::{

@@ -26,6 +26,7 @@ use crate::coordination::gateway::ToCoordinator;
 use crate::coordination::OperatorEvent;
 use crate::data::{Data, Key};
 use crate::error::{TaskError, UserError};
+use crate::fence::CommitFence;
 use crate::task::chain::Input;
 use crate::task::env::TaskEnv;
 use crate::time::{now_ms, StreamStatus, Timer, Watermark};
@@ -43,6 +44,9 @@ pub struct OperatorInfo {
     pub parallelism: usize,
     /// The operator's max parallelism (number of key groups).
     pub max_parallelism: usize,
+    /// Asked right before every external commit (two-phase-commit sinks): a job that was taken
+    /// over by another runtime must not commit. [`CommitFence::always`] for embedded jobs.
+    pub commit_fence: CommitFence,
 }
 
 /// What an operator can do while it handles a call: emit, read time, register timers.

@@ -61,6 +61,7 @@ impl StreamEnv {
                 id: NEXT_ENV.fetch_add(1, Ordering::Relaxed),
                 config,
                 storage: None,
+                commit_fence: Default::default(),
                 nodes: Vec::new(),
                 errors: Vec::new(),
                 async_io: false,
@@ -88,6 +89,14 @@ impl StreamEnv {
         storage: std::sync::Arc<dyn weir_state::checkpoint::CheckpointStorage>,
     ) -> &Self {
         self.graph.borrow_mut().storage = Some(storage);
+        self
+    }
+
+    /// Sets the job's commit fence, which two-phase-commit sinks ask before every external
+    /// commit (see [`crate::fence`]); a runtime that can be deposed sets one per job. Without
+    /// it every commit is allowed.
+    pub fn set_commit_fence(&self, fence: crate::fence::CommitFence) -> &Self {
+        self.graph.borrow_mut().commit_fence = fence;
         self
     }
 
@@ -154,6 +163,7 @@ impl StreamEnv {
                     id: g.id,
                     config: g.config.clone(),
                     storage: g.storage.take(),
+                    commit_fence: g.commit_fence.clone(),
                     nodes: std::mem::take(&mut g.nodes),
                     errors: std::mem::take(&mut g.errors),
                     async_io: g.async_io,

@@ -300,6 +300,8 @@ pub struct IcebergCommitter {
     open: Option<Open>,
     state: CommitterState,
     committed: Vec<CommittedSnapshot>,
+    /// The job's commit fence (from the operator's info at open), asked before every commit.
+    fence: weir_engine::CommitFence,
 }
 
 /// What the committer checkpoints.
@@ -324,6 +326,7 @@ impl IcebergCommitter {
             open: None,
             state: CommitterState::default(),
             committed: Vec::new(),
+            fence: weir_engine::CommitFence::always(),
         }
     }
 
@@ -343,7 +346,7 @@ impl IcebergCommitter {
         }
         // A job of a session runtime that lost leadership must not commit (its successor
         // commits from the latest checkpoint instead).
-        weir_engine::session::may_commit(&self.config.job_id).map_err(|e| e.to_string())?;
+        self.fence.may_commit().map_err(|e| e.to_string())?;
         let o = self.open.as_ref().ok_or("committer not opened")?;
         let ident = self.config.table.clone();
         let table = o.rt.block_on(o.catalog.load_table(&ident)).map_err(user)?;
@@ -440,6 +443,7 @@ impl Operator for IcebergCommitter {
         if ctx.info().parallelism != 1 {
             return Err("the Iceberg committer runs with parallelism 1".into());
         }
+        self.fence = ctx.info().commit_fence.clone();
         self.open = Some(open(&self.config)?);
         // Restored results belong to the completed (restored) checkpoint: commit them once
         // every writer's results up to it are here (unless the table already has them).

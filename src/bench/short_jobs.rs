@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use weir_engine::ha::{HaOptions, HaType, JobOutcome};
 use weir_engine::pool::TaskPool;
-use weir_engine::session::{JobSubmission, SessionJobStatus, SessionOptions, SessionRuntime};
 use weir_engine::Config;
+use weir_ha::{HaOptions, HaType, JobOutcome};
+use weir_session::{JobSubmission, SessionJobStatus, SessionOptions, SessionRuntime};
 
 use super::backpressure::percentile;
 
@@ -121,7 +121,7 @@ pub fn run(settings: &Settings, mode: &Mode) -> Result<Report, Error> {
     let unique = format!(
         "bench-{}-{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ weir_engine::ha::now_ms() as u128
+        Instant::now().elapsed().as_nanos() ^ weir_ha::now_ms() as u128
     );
     let dir = settings.dir.join(&unique);
     match mode.ha {

@@ -339,7 +339,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             use weir::bench::short_jobs::{self, Mode};
-            use weir::engine::ha::HaType;
+            use weir::ha::HaType;
             if jobs == 0 || clients == 0 || records == 0 || parallelism == 0 {
                 bail!("--jobs, --clients, --records and --parallelism must be at least 1");
             }
@@ -720,31 +720,31 @@ fn key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn ha_options(items: &[String]) -> Result<weir::engine::ha::HaOptions> {
-    let mut o = weir::engine::ha::HaOptions::default();
+fn ha_options(items: &[String]) -> Result<weir::ha::HaOptions> {
+    let mut o = weir::ha::HaOptions::default();
     for (k, v) in key_values(items, "HA option")? {
         o.set(&k, &v)?;
     }
     Ok(o)
 }
 
-fn client(ha: &[String], address: Option<String>) -> Result<weir::engine::session::SessionClient> {
-    use weir::engine::session::SessionClient;
+fn client(ha: &[String], address: Option<String>) -> Result<weir::session::SessionClient> {
+    use weir::session::SessionClient;
     if let Some(a) = address {
         return Ok(SessionClient::at(&a));
     }
     let options = ha_options(ha)?;
-    if options.kind == weir::engine::ha::HaType::None {
+    if options.kind == weir::ha::HaType::None {
         bail!("without high-availability.type (sqlite or postgres) give the runtime's --address");
     }
-    Ok(SessionClient::new(weir::engine::ha::HaServices::retrieval(
+    Ok(SessionClient::new(weir::ha::HaServices::retrieval(
         &options,
     )?))
 }
 
 fn session(ha: &[String], options: &[String], listen: String, name: Option<String>) -> Result<()> {
     use std::io::Write as _;
-    use weir::engine::session::{SessionEvent, SessionOptions, SessionRuntime};
+    use weir::session::{SessionEvent, SessionOptions, SessionRuntime};
     let ha = ha_options(ha)?;
     let mut config = Config::default();
     for (k, v) in key_values(options, "option")? {
@@ -752,7 +752,7 @@ fn session(ha: &[String], options: &[String], listen: String, name: Option<Strin
     }
     let print = |e: &SessionEvent| {
         let mut v = serde_json::to_value(e).unwrap_or_default();
-        v["at_ms"] = serde_json::json!(weir::engine::ha::now_ms());
+        v["at_ms"] = serde_json::json!(weir::ha::now_ms());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{v}");
         let _ = out.flush();
@@ -774,7 +774,7 @@ fn session(ha: &[String], options: &[String], listen: String, name: Option<Strin
         let _ = writeln!(
             out,
             "{}",
-            serde_json::json!({"event": "started", "contender": contender, "address": runtime.address(), "at_ms": weir::engine::ha::now_ms()})
+            serde_json::json!({"event": "started", "contender": contender, "address": runtime.address(), "at_ms": weir::ha::now_ms()})
         );
         let _ = out.flush();
     }
@@ -792,7 +792,7 @@ fn submit(
     address: Option<String>,
     wait: bool,
 ) -> Result<()> {
-    use weir::engine::session::{JobSubmission, SessionJobStatus};
+    use weir::session::{JobSubmission, SessionJobStatus};
     let client = client(ha, address)?;
     let mut sub = JobSubmission::new(&job);
     for (k, v) in key_values(params, "parameter")? {

@@ -182,21 +182,15 @@ pub fn join_within(handle: JobHandle, timeout: Duration) -> Result<JobResult, Jo
         .expect("job did not end in time: a task hangs")
 }
 
+#[path = "../support/provision.rs"]
+mod support_provision;
+
 /// Runs a provisioning script of the repository (`script`, relative to its root) and returns
 /// the one line it prints; an error says `what` failed, with the script's error output.
 pub fn provision(script: &str, what: &str) -> Result<String, String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-    let out = std::process::Command::new("bash")
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("{what}: cannot run {}: {e}", path.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    support_provision::provision(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        script,
+        what,
+    )
 }

@@ -225,7 +225,7 @@ fn failover(kind: &str, dir: PathBuf, mut ha: Vec<String>) {
         "the jobs ended before the kill: {before:?}"
     );
     a.child.kill().expect("SIGKILL the leader");
-    let killed_ms = weir::engine::ha::now_ms();
+    let killed_ms = weir::ha::now_ms();
     let _ = a.child.wait();
 
     let leading = b.wait_for("leadership of b", Duration::from_secs(30), |v| {
@@ -297,11 +297,7 @@ fn a_sigkilled_leader_is_replaced_and_jobs_stay_exactly_once_on_sqlite() {
 #[test]
 fn a_sigkilled_leader_is_replaced_and_jobs_stay_exactly_once_on_postgres() {
     let url = crate::iceberg_catalogs::postgres_url();
-    let cluster = format!(
-        "failover-{}-{}",
-        std::process::id(),
-        weir::engine::ha::now_ms()
-    );
+    let cluster = format!("failover-{}-{}", std::process::id(), weir::ha::now_ms());
     failover(
         "postgres",
         temp("postgres"),

@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weir::engine::ha::{HaError, HaOptions, JobGraphRecord, JobOutcome};
-use weir::engine::session::{
-    JobRegistry, JobSubmission, SessionEvent, SessionJobStatus, SessionOptions, SessionRuntime,
-};
+use weir::ha::{HaError, HaOptions, JobGraphRecord, JobOutcome};
 use weir::operators::{DataStreamExt, Generator, StreamEnvExt};
+use weir::session::{
+    JobRegistry, JobSubmission, SessionError, SessionEvent, SessionJobStatus, SessionOptions,
+    SessionRuntime,
+};
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("weir-session-{name}-{}", std::process::id()));
@@ -107,7 +108,7 @@ fn a_session_runs_concurrent_short_jobs_and_cancels() {
     );
     assert!(runtime.running_jobs().is_empty());
     let e = runtime.status("no-such-job").unwrap_err();
-    assert!(matches!(e, HaError::NoSuchJob(_)), "{e}");
+    assert!(matches!(e, SessionError::NoSuchJob(_)), "{e}");
 }
 
 #[test]
@@ -129,7 +130,7 @@ fn a_new_leader_recovers_unfinished_jobs_and_never_reruns_finished_ones() {
     assert_eq!(a.leader_token(), Some(1));
     assert_eq!(b.leader_token(), None, "one leader at a time");
     let e = b.submit(JobSubmission::new("endless")).unwrap_err();
-    assert!(matches!(e, HaError::NotLeader { .. }), "{e}");
+    assert!(matches!(e, SessionError::NotLeader { .. }), "{e}");
 
     let (text, _) = words(100);
     let done = a
@@ -247,7 +248,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
 
     // Unknown job name: the error names it and what is registered.
     let e = a.submit(JobSubmission::new("word-cuont")).unwrap_err();
-    assert!(matches!(e, HaError::UnknownJob { .. }), "{e}");
+    assert!(matches!(e, SessionError::UnknownJob { .. }), "{e}");
     let text = e.to_string();
     assert!(
         text.contains("'word-cuont'") && text.contains("word-count"),
@@ -332,7 +333,10 @@ fn bad_input_is_refused_and_nothing_is_written() {
         Err(e) => e,
         Ok(_) => panic!("an unreachable store must fail the start"),
     };
-    assert!(matches!(e, HaError::Unreachable { .. }), "{e}");
+    assert!(
+        matches!(e, SessionError::Ha(HaError::Unreachable { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
     assert!(!e.to_string().contains("secret"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
@@ -361,7 +365,7 @@ fn with_job_recovery_off_nothing_per_job_is_persisted() {
     assert_eq!(job.wait(), SessionJobStatus::Ended(JobOutcome::Finished));
     rt.shutdown();
     // ... and the persistence tables of the database hold no row of this job.
-    let other = weir::engine::ha::HaServices::open(&sqlite_options(&dir, true), "reader").unwrap();
+    let other = weir::ha::HaServices::open(&sqlite_options(&dir, true), "reader").unwrap();
     assert!(other.persistence.job_graphs.graphs().unwrap().is_empty());
     assert!(other
         .persistence

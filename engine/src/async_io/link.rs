@@ -592,6 +592,7 @@ mod tests {
             subtask: 0,
             parallelism: 1,
             max_parallelism: 128,
+            commit_fence: Default::default(),
         };
         let call: AsyncCall<u64, u64> =
             Box::new(|x| Box::pin(async move { Ok(vec![x * 10, x * 10 + 1, x * 10 + 2]) }));

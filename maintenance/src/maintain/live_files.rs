@@ -372,6 +372,10 @@ fn has_delete_manifests(list: &ManifestList) -> bool {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/support/provision.rs"]
+mod provision;
+
+#[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::path::{Path, PathBuf};
@@ -743,19 +747,10 @@ mod tests {
         if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
             return p.into();
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/pyiceberg-venv.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "making the pyiceberg venv with {} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().into()
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        super::provision::provision(&root, ".ci/pyiceberg-venv.sh", "making the pyiceberg venv")
+            .map(PathBuf::from)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn pyiceberg(python: &Path, dir: &Path, code: &str) -> String {

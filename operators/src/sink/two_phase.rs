@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Serialize};
 use weir_engine::checkpoint::{decode_state, encode_state};
-use weir_engine::{Data, OperatorInfo, Sink, UserError};
+use weir_engine::{CommitFence, Data, OperatorInfo, Sink, UserError};
 
 /// A sink with transactions: what [`TwoPhaseCommit`] drives.
 pub trait TransactionalSink: Send + 'static {
@@ -57,6 +57,8 @@ pub struct TwoPhaseCommit<S: TransactionalSink> {
     pending: BTreeMap<u64, S::Txn>,
     restored: Option<u64>,
     next_checkpoint: u64,
+    /// The job's commit fence (from the operator's info at open), asked before every commit.
+    fence: CommitFence,
 }
 
 impl<S: TransactionalSink> TwoPhaseCommit<S> {
@@ -69,6 +71,7 @@ impl<S: TransactionalSink> TwoPhaseCommit<S> {
             pending: BTreeMap::new(),
             restored: None,
             next_checkpoint: 1,
+            fence: CommitFence::always(),
         }
     }
 }
@@ -77,9 +80,11 @@ impl<S: TransactionalSink> Sink for TwoPhaseCommit<S> {
     type In = S::In;
 
     fn open(&mut self, info: &OperatorInfo) -> Result<(), UserError> {
+        self.fence = info.commit_fence.clone();
         self.inner.open(info, self.restored)?;
         // Transactions of the restored checkpoint: it completed, so they are committed (again).
         for (_, txn) in std::mem::take(&mut self.pending) {
+            self.fence.may_commit()?;
             self.inner.commit(txn)?;
         }
         Ok(())
@@ -130,6 +135,7 @@ impl<S: TransactionalSink> Sink for TwoPhaseCommit<S> {
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), UserError> {
         let later = self.pending.split_off(&(checkpoint_id + 1));
         for (_, txn) in std::mem::replace(&mut self.pending, later) {
+            self.fence.may_commit()?;
             self.inner.commit(txn)?;
         }
         Ok(())
@@ -141,10 +147,12 @@ impl<S: TransactionalSink> Sink for TwoPhaseCommit<S> {
         }
         // End of input: what is pending and the open transaction become visible now.
         for (_, txn) in std::mem::take(&mut self.pending) {
+            self.fence.may_commit()?;
             self.inner.commit(txn)?;
         }
         if let Some(mut txn) = self.current.take() {
             self.inner.pre_commit(&mut txn)?;
+            self.fence.may_commit()?;
             self.inner.commit(txn)?;
         }
         Ok(())
@@ -310,6 +318,7 @@ mod tests {
             subtask,
             parallelism: 1,
             max_parallelism: 128,
+            commit_fence: Default::default(),
         }
     }
 

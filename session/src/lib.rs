@@ -2,7 +2,7 @@
 //!
 //! A [`SessionRuntime`] accepts jobs concurrently ([`SessionRuntime::submit`] → [`SessionJob`]
 //! with status, result and cancel), runs their tasks on the process's shared task pool
-//! ([`crate::pool`]: no thread is spawned per task per job once the pool is warm), and takes
+//! ([`weir_engine::pool`]: no thread is spawned per task per job once the pool is warm), and takes
 //! part in leader election through its [`HaServices`]. Only the leader runs jobs.
 //!
 //! Per job, the leader writes to the persistence services: blobs and the job graph at submit
@@ -23,6 +23,7 @@
 //!   their latest completed checkpoint (whose pointer a deposed leader cannot write).
 
 pub mod checkpoints;
+pub mod error;
 pub mod job;
 pub mod registry;
 pub mod server;
@@ -36,12 +37,13 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::ha::{
+use weir_engine::{CommitFence, CommitRefused, Config, JobStatus, StreamEnv};
+use weir_ha::{
     now_ms, FencingToken, HaError, HaOptions, HaServices, JobGraphRecord, JobOutcome,
-    JobResultRecord, Result,
+    JobResultRecord,
 };
-use crate::{JobStatus, StreamEnv};
+
+pub use error::{Result, SessionError};
 
 pub use job::{SessionJob, SessionJobStatus};
 pub use registry::{JobBuilder, JobContext, JobRegistry, JobSubmission};
@@ -156,15 +158,13 @@ impl SessionRuntime {
     pub fn start(registry: JobRegistry, options: SessionOptions) -> Result<SessionRuntime> {
         let ha = HaServices::open(&options.ha, &options.contender)?;
         let listener = match &options.listen {
-            Some(addr) => {
-                Some(
-                    std::net::TcpListener::bind(addr).map_err(|e| HaError::InvalidOption {
-                        key: "listen".into(),
-                        value: addr.clone(),
-                        expected: format!("an address this process can listen on ({e})"),
-                    })?,
-                )
-            }
+            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                SessionError::InvalidOption {
+                    key: "listen".into(),
+                    value: addr.clone(),
+                    expected: format!("an address this process can listen on ({e})"),
+                }
+            })?),
             None => None,
         };
         let address = match &listener {
@@ -191,17 +191,17 @@ impl SessionRuntime {
         let watchdog = std::thread::Builder::new()
             .name("weir-leader-watchdog".into())
             .spawn(move || i2.watchdog())
-            .map_err(|e| HaError::Store {
-                store: "leader election".into(),
-                reason: format!("cannot start the leader watchdog: {e}"),
+            .map_err(|source| SessionError::Start {
+                what: "leader watchdog".into(),
+                source,
             })?;
         let i2 = inner.clone();
         let leader_thread = std::thread::Builder::new()
             .name("weir-leader".into())
             .spawn(move || i2.leader_loop())
-            .map_err(|e| HaError::Store {
-                store: "leader election".into(),
-                reason: format!("cannot start the leader thread: {e}"),
+            .map_err(|source| SessionError::Start {
+                what: "leader thread".into(),
+                source,
             })?;
         Ok(SessionRuntime {
             inner,
@@ -224,7 +224,7 @@ impl SessionRuntime {
             .lock()
             .get(job_id)
             .map(|e| SessionJob { entry: e.clone() })
-            .ok_or_else(|| HaError::NoSuchJob(job_id.to_string()))
+            .ok_or_else(|| SessionError::NoSuchJob(job_id.to_string()))
     }
 
     /// The status of a job: running here, or from the job result store, or waiting for
@@ -323,7 +323,7 @@ impl Inner {
         }
     }
 
-    fn not_leader(&self) -> HaError {
+    fn not_leader(&self) -> SessionError {
         let leader = self
             .ha
             .leader
@@ -332,7 +332,7 @@ impl Inner {
             .ok()
             .flatten()
             .map(|l| l.address);
-        HaError::NotLeader { leader }
+        SessionError::NotLeader { leader }
     }
 
     /// How long after sending a renewal this runtime still acts as leader: four fifths of the
@@ -415,7 +415,8 @@ impl Inner {
                 write: "job recovery".into(),
                 token,
                 current: "unknown (leadership lost)".into(),
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -508,12 +509,12 @@ impl Inner {
     fn job_config(&self, record: &JobGraphRecord, token: FencingToken) -> Result<Config> {
         let mut config = self.options.config.clone();
         for (k, v) in &record.config {
-            config.set(k, v).map_err(|e| HaError::JobStart {
+            config.set(k, v).map_err(|e| SessionError::JobStart {
                 job: record.name.clone(),
                 message: e.to_string(),
             })?;
         }
-        config.validate().map_err(|e| HaError::JobStart {
+        config.validate().map_err(|e| SessionError::JobStart {
             job: record.name.clone(),
             message: e.to_string(),
         })?;
@@ -569,7 +570,7 @@ impl Inner {
             if matches!(e, HaError::Fenced { .. }) {
                 self.lose_leadership();
             }
-            return Err(e);
+            return Err(e.into());
         }
         match self.run(env, &record, token) {
             Ok(job) => Ok(job),
@@ -584,7 +585,7 @@ impl Inner {
     /// Builds a job from its record (not started). A recovered job with checkpoint storage
     /// restores its latest completed checkpoint; one without starts from the beginning.
     fn build(
-        &self,
+        self: &Arc<Self>,
         record: &JobGraphRecord,
         token: FencingToken,
         recovered: bool,
@@ -592,7 +593,7 @@ impl Inner {
     ) -> Result<StreamEnv> {
         let entry = self.registry.get(&record.name)?;
         if entry.version != record.version {
-            return Err(HaError::JobStart {
+            return Err(SessionError::JobStart {
                 job: record.job_id.clone(),
                 message: format!(
                     "it was submitted as '{}' version {}, but version {} is registered",
@@ -608,6 +609,7 @@ impl Inner {
         let retained = config.retained_checkpoints;
         let dir = config.checkpoint_dir.clone();
         let env = StreamEnv::with_config(config);
+        env.set_commit_fence(commit_fence(Arc::downgrade(self), &record.job_id, token));
         if recoverable {
             env.set_checkpoint_storage(Arc::new(checkpoints::HaCheckpointStorage {
                 files: weir_state::checkpoint::LocalCheckpointStorage::new(&dir),
@@ -624,7 +626,7 @@ impl Inner {
             artifacts,
             recovered,
         };
-        (entry.build)(&ctx, &env).map_err(|e| HaError::JobStart {
+        (entry.build)(&ctx, &env).map_err(|e| SessionError::JobStart {
             job: record.name.clone(),
             message: e.to_string(),
         })?;
@@ -639,20 +641,14 @@ impl Inner {
         token: FencingToken,
     ) -> Result<SessionJob> {
         if self.jobs.lock().contains_key(&record.job_id) {
-            return Err(HaError::JobStart {
+            return Err(SessionError::JobStart {
                 job: record.job_id.clone(),
                 message: "it is already running on this runtime".into(),
             });
         }
-        fences()
-            .lock()
-            .insert(record.job_id.clone(), (Arc::downgrade(self), token));
-        let handle = env.start().map_err(|e| {
-            fences().lock().remove(&record.job_id);
-            HaError::JobStart {
-                job: record.name.clone(),
-                message: e.to_string(),
-            }
+        let handle = env.start().map_err(|e| SessionError::JobStart {
+            job: record.name.clone(),
+            message: e.to_string(),
         })?;
         let entry = JobEntry::new(&record.job_id, &record.name);
         *entry.canceller.lock() = Some(handle.canceller());
@@ -666,12 +662,13 @@ impl Inner {
         let me = self.clone();
         let e2 = entry.clone();
         let canceller = handle.canceller();
-        if let Err(e) = crate::pool::TaskPool::shared().spawn(move || me.watch(e2, handle, token)) {
+        if let Err(e) =
+            weir_engine::pool::TaskPool::shared().spawn(move || me.watch(e2, handle, token))
+        {
             // The closure (and the job handle in it) was dropped: the job is cancelled.
             canceller.cancel();
             self.jobs.lock().remove(&record.job_id);
-            fences().lock().remove(&record.job_id);
-            return Err(HaError::JobStart {
+            return Err(SessionError::JobStart {
                 job: record.name.clone(),
                 message: format!("cannot watch the job: {e}"),
             });
@@ -679,9 +676,8 @@ impl Inner {
         Ok(SessionJob { entry })
     }
 
-    fn watch(&self, entry: Arc<JobEntry>, handle: crate::JobHandle, token: FencingToken) {
+    fn watch(&self, entry: Arc<JobEntry>, handle: weir_engine::JobHandle, token: FencingToken) {
         let r = handle.join();
-        fences().lock().remove(&entry.job_id);
         let finished = matches!(&r, Ok(res) if res.status == JobStatus::Finished);
         if entry.suspending.load(Ordering::Acquire) && !finished {
             // Stopped because leadership was lost (a failure caused by the cancel counts as
@@ -754,7 +750,7 @@ impl Inner {
     }
 
     /// Removes the HA data of a job that has a (dirty) result.
-    fn cleanup(&self, token: FencingToken, job_id: &str) -> Result<()> {
+    fn cleanup(&self, token: FencingToken, job_id: &str) -> weir_ha::Result<()> {
         let p = &self.ha.persistence;
         p.job_graphs.remove(token, job_id)?;
         p.checkpoints.remove_job(token, job_id)?;
@@ -792,7 +788,7 @@ impl Inner {
         };
         p.job_results.put_dirty(token, &record)?;
         self.cleanup(token, &graph.job_id)?;
-        p.job_results.mark_clean(token, &graph.job_id)
+        Ok(p.job_results.mark_clean(token, &graph.job_id)?)
     }
 
     /// After becoming leader: finish cleanups, then recover every job without a result.
@@ -823,7 +819,7 @@ impl Inner {
                     self.fail_stored(token, &unreadable, e.to_string())?;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if p.job_results.get(&graph.job_id)?.is_some() {
                 // Finished under a previous leader: never run again.
@@ -851,7 +847,7 @@ impl Inner {
                 .map(|c| c.checkpoint_id);
             let blobs = p.blobs.clone();
             let id = graph.job_id.clone();
-            let read = move |name: &str| blobs.get(&id, name);
+            let read = move |name: &str| Ok(blobs.get(&id, name)?);
             let started = self
                 .build(&graph, token, true, &read)
                 .and_then(|env| self.run(env, &graph, token));
@@ -860,16 +856,17 @@ impl Inner {
                     job_id: graph.job_id.clone(),
                     checkpoint,
                 }),
-                Err(
+                Err(SessionError::Ha(
                     e @ (HaError::Fenced { .. }
                     | HaError::Store { .. }
                     | HaError::Unreachable { .. }),
-                ) => {
+                )) => {
                     // The store, not the job: let the next leader term try again.
                     return Err(HaError::Store {
                         store: "job recovery".into(),
                         reason: format!("cannot recover job {}: {e}", graph.job_id),
-                    });
+                    }
+                    .into());
                 }
                 Err(e) => self.fail_stored(token, &graph, e.to_string())?,
             }
@@ -888,7 +885,7 @@ impl Inner {
         if p.job_graphs.job_ids()?.iter().any(|id| id == job_id) {
             return Ok(SessionJobStatus::Recovering);
         }
-        Err(HaError::NoSuchJob(job_id.to_string()))
+        Err(SessionError::NoSuchJob(job_id.to_string()))
     }
 
     pub(crate) fn submit_remote(self: &Arc<Self>, sub: JobSubmission) -> Result<SessionJob> {
@@ -900,35 +897,27 @@ impl Inner {
     }
 }
 
-type Fences = HashMap<String, (std::sync::Weak<Inner>, FencingToken)>;
-
-/// Jobs of session runtimes in this process, with the token each started under.
-fn fences() -> &'static Mutex<Fences> {
-    static FENCES: std::sync::OnceLock<Mutex<Fences>> = std::sync::OnceLock::new();
-    FENCES.get_or_init(Default::default)
-}
-
-/// Whether job `job_id` may make an external commit now (a two-phase-commit sink asks before
-/// committing). A job of a session runtime may only while its runtime still leads under the
-/// token the job started with; the check is local and cheap, and exact enough because a
-/// leader's own validity ends before any other contender can take over. Jobs not run by a
-/// session runtime always may.
-pub fn may_commit(job_id: &str) -> Result<()> {
-    let entry = fences().lock().get(job_id).cloned();
-    let Some((inner, token)) = entry else {
-        return Ok(());
-    };
-    let current = inner.upgrade().and_then(|i| i.token());
-    if current == Some(token) {
-        return Ok(());
-    }
-    Err(HaError::Fenced {
-        write: format!("commit of job '{job_id}'"),
-        token,
-        current: match current {
-            Some(t) => t.to_string(),
-            None => "none (this runtime no longer leads)".into(),
-        },
+/// The commit fence of job `job_id` started under `token`: it may make external commits only
+/// while `runtime` still leads under that token. The check is local and cheap, and exact enough
+/// because a leader's own validity ends before any other contender can take over.
+fn commit_fence(runtime: std::sync::Weak<Inner>, job_id: &str, token: FencingToken) -> CommitFence {
+    let job_id = job_id.to_string();
+    CommitFence::new(move || {
+        let current = runtime.upgrade().and_then(|i| i.token());
+        if current == Some(token) {
+            return Ok(());
+        }
+        let refused = HaError::Fenced {
+            write: format!("commit of job '{job_id}'"),
+            token,
+            current: match current {
+                Some(t) => t.to_string(),
+                None => "none (this runtime no longer leads)".into(),
+            },
+        };
+        Err(CommitRefused {
+            reason: refused.to_string(),
+        })
     })
 }
 
@@ -962,16 +951,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn may_commit_refuses_jobs_of_another_token_or_a_gone_runtime() {
+    fn the_commit_fence_refuses_jobs_of_another_token_or_a_gone_runtime() {
         let rt = SessionRuntime::start(JobRegistry::new(), SessionOptions::default()).unwrap();
         assert_eq!(rt.leader_token(), Some(1));
-        // Not a session job: always allowed.
-        may_commit("not-a-session-job").unwrap();
         let weak = Arc::downgrade(&rt.inner);
-        fences().lock().insert("current".into(), (weak.clone(), 1));
-        fences().lock().insert("stale".into(), (weak, 7));
-        may_commit("current").unwrap();
-        let e = may_commit("stale").unwrap_err();
+        let current = commit_fence(weak.clone(), "current", 1);
+        let stale = commit_fence(weak, "stale", 7);
+        current.may_commit().unwrap();
+        let e = stale.may_commit().unwrap_err();
         assert!(
             e.to_string()
                 .contains("stale fencing token 7: commit of job 'stale' refused"),
@@ -979,9 +966,7 @@ mod tests {
         );
         // The runtime lost leadership (here: shut down).
         rt.shutdown();
-        let e = may_commit("current").unwrap_err();
+        let e = current.may_commit().unwrap_err();
         assert!(e.to_string().contains("no longer leads"), "{e}");
-        fences().lock().remove("current");
-        fences().lock().remove("stale");
     }
 }

@@ -19,7 +19,7 @@ use weir_state::checkpoint::{
 };
 use weir_state::{Result, StateError};
 
-use crate::ha::{CheckpointPointer, CompletedCheckpointStore, FencingToken};
+use weir_ha::{CheckpointPointer, CompletedCheckpointStore, FencingToken};
 
 /// Checkpoints of job `job_id` in a directory, completed through the HA store.
 pub struct HaCheckpointStorage {
@@ -53,7 +53,7 @@ impl CheckpointStorage for HaCheckpointStorage {
                 .store
                 .add(self.token, &self.job_id, &pointer, self.retain)
             {
-                if matches!(e, crate::ha::HaError::Fenced { .. }) {
+                if matches!(e, weir_ha::HaError::Fenced { .. }) {
                     // Certainly not recorded: remove it, so that it never counts as the newest
                     // checkpoint of this directory. (After other errors the pointer may have
                     // been written: the files stay.)

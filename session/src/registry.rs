@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::ha::{HaError, Result};
-use crate::error::UserError;
-use crate::StreamEnv;
+use crate::error::{Result, SessionError};
+use weir_engine::StreamEnv;
+use weir_engine::UserError;
 
 /// Builds a job: adds its operators to the environment.
 pub type JobBuilder =
@@ -66,10 +66,12 @@ impl JobRegistry {
     }
 
     pub(crate) fn get(&self, name: &str) -> Result<&Entry> {
-        self.entries.get(name).ok_or_else(|| HaError::UnknownJob {
-            name: name.to_string(),
-            known: self.names(),
-        })
+        self.entries
+            .get(name)
+            .ok_or_else(|| SessionError::UnknownJob {
+                name: name.to_string(),
+                known: self.names(),
+            })
     }
 }
 
@@ -82,7 +84,7 @@ pub struct JobSubmission {
     /// Parameters the builder reads ([`JobContext::parameter`]).
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
-    /// Configuration options of the job (keys of [`crate::config::Config`]).
+    /// Configuration options of the job (keys of [`weir_engine::Config`]).
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     /// Artifacts (for example the job's input), kept in the blob store.

@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Inner, JobSubmission, SessionJobStatus};
-use crate::ha::{HaError, LeaderRetrieval, Result};
+use weir_ha::LeaderRetrieval;
+
+use crate::error::{Result, SessionError};
 
 /// A request to a session runtime.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +94,7 @@ impl Server {
                         continue;
                     };
                     let inner = inner.clone();
-                    let _ = crate::pool::TaskPool::shared().spawn(move || serve(conn, inner));
+                    let _ = weir_engine::pool::TaskPool::shared().spawn(move || serve(conn, inner));
                 }
             })
             .ok();
@@ -187,7 +189,7 @@ fn handle(inner: &Arc<Inner>, r: Request) -> Result<Response> {
                 super::SessionJob { entry: e }.cancel();
                 ok
             }
-            None => return Err(HaError::NoSuchJob(job_id)),
+            None => return Err(SessionError::NoSuchJob(job_id)),
         },
         Request::Jobs => {
             let mut jobs: Vec<String> = inner.jobs.lock().keys().cloned().collect();
@@ -228,25 +230,26 @@ impl SessionClient {
             return Ok(a.clone());
         }
         let Some(r) = &self.retrieval else {
-            return Err(HaError::NotLeader { leader: None });
+            return Err(SessionError::NotLeader { leader: None });
         };
         match r.leader()? {
             Some(l) if !l.address.is_empty() => Ok(l.address),
-            _ => Err(HaError::NotLeader { leader: None }),
+            _ => Err(SessionError::NotLeader { leader: None }),
         }
     }
 
     /// Sends one request to the leader.
     pub fn request(&self, request: &Request) -> Result<Response> {
         let address = self.leader_address()?;
-        let unreachable = |e: std::io::Error| HaError::Unreachable {
-            store: format!("session runtime at {address}"),
+        let unreachable = |e: std::io::Error| SessionError::Unreachable {
+            address: address.clone(),
             reason: e.to_string(),
         };
-        let addr: std::net::SocketAddr = address.parse().map_err(|_| HaError::Unreachable {
-            store: format!("session runtime at {address}"),
-            reason: "not a socket address".into(),
-        })?;
+        let addr: std::net::SocketAddr =
+            address.parse().map_err(|_| SessionError::Unreachable {
+                address: address.clone(),
+                reason: "not a socket address".into(),
+            })?;
         let mut conn =
             TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
         let wait = match request {
@@ -255,21 +258,22 @@ impl SessionClient {
         };
         conn.set_read_timeout(Some(wait + Duration::from_secs(30)))
             .map_err(unreachable)?;
-        let mut line = serde_json::to_string(request).map_err(|e| HaError::Store {
-            store: address.clone(),
-            reason: e.to_string(),
+        let mut line = serde_json::to_string(request).map_err(|e| SessionError::BadResponse {
+            address: address.clone(),
+            reason: format!("the request cannot be encoded: {e}"),
         })?;
         line.push('\n');
         conn.write_all(line.as_bytes()).map_err(unreachable)?;
         let mut reader = BufReader::new(conn);
         let mut answer = String::new();
         reader.read_line(&mut answer).map_err(unreachable)?;
-        let response: Response = serde_json::from_str(&answer).map_err(|e| HaError::Store {
-            store: format!("session runtime at {address}"),
-            reason: format!("bad response: {e}"),
-        })?;
+        let response: Response =
+            serde_json::from_str(&answer).map_err(|e| SessionError::BadResponse {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?;
         if !response.ok {
-            return Err(HaError::Remote {
+            return Err(SessionError::Remote {
                 address,
                 message: response.error.unwrap_or_default(),
             });
@@ -282,8 +286,8 @@ impl SessionClient {
         let r = self.request(&Request::Submit {
             submission: submission.clone(),
         })?;
-        r.job_id.ok_or_else(|| HaError::Store {
-            store: "session runtime".into(),
+        r.job_id.ok_or_else(|| SessionError::BadResponse {
+            address: self.address.clone().unwrap_or_default(),
             reason: "no job id in the response".into(),
         })
     }
@@ -294,7 +298,7 @@ impl SessionClient {
             job_id: job_id.to_string(),
         })?;
         r.status
-            .ok_or_else(|| HaError::NoSuchJob(job_id.to_string()))
+            .ok_or_else(|| SessionError::NoSuchJob(job_id.to_string()))
     }
 
     /// Cancels a job.

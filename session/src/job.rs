@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
-use crate::ha::JobOutcome;
-use crate::job::JobCanceller;
+use weir_engine::job::JobCanceller;
+use weir_ha::JobOutcome;
 
 /// Where a job of a session runtime is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

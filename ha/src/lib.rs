@@ -84,28 +84,6 @@ pub enum HaError {
         /// The current leader's token ("none" when no one leads).
         current: String,
     },
-    /// This runtime does not lead its cluster.
-    #[error("this runtime is not the leader{}", match .leader { Some(l) => format!("; the leader is at {l}"), None => "; no leader is known".to_string() })]
-    NotLeader {
-        /// The leader's address, if one is known.
-        leader: Option<String>,
-    },
-    /// A job name that no registry entry has.
-    #[error("unknown job name '{name}' (registered: {})", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
-    UnknownJob {
-        /// The name asked for.
-        name: String,
-        /// The names registered.
-        known: Vec<String>,
-    },
-    /// A session runtime answered a request with an error.
-    #[error("the session runtime at {address}: {message}")]
-    Remote {
-        /// The runtime's address.
-        address: String,
-        /// Its error.
-        message: String,
-    },
     /// A job id the runtime does not know.
     #[error("no job with id '{0}'")]
     NoSuchJob(String),
@@ -116,14 +94,6 @@ pub enum HaError {
         what: String,
         /// Why it cannot be read.
         reason: String,
-    },
-    /// Building or starting a job failed.
-    #[error("job '{job}' could not start: {message}")]
-    JobStart {
-        /// The job (name or id).
-        job: String,
-        /// Why.
-        message: String,
     },
 }
 

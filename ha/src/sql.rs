@@ -985,9 +985,13 @@ impl BlobStore for SqlHaStore {
 }
 
 #[cfg(test)]
+#[path = "../../tests/support/provision.rs"]
+mod provision;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::{JobOutcome, JobResultRecord};
+    use crate::{JobOutcome, JobResultRecord};
     use std::collections::BTreeSet;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1622,20 +1626,9 @@ mod tests {
         let url = match std::env::var("WEIR_POSTGRES_URL") {
             Ok(url) => url,
             Err(_) => {
-                let script =
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/postgres.sh");
-                let out = std::process::Command::new("bash")
-                    .arg(&script)
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-                assert!(
-                    out.status.success(),
-                    "starting PostgreSQL with {} failed: {}",
-                    script.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                super::provision::provision(&root, ".ci/postgres.sh", "starting PostgreSQL")
+                    .unwrap_or_else(|e| panic!("{e}"))
             }
         };
         let cluster = unique("test");

@@ -1,0 +1,85 @@
+//! The session runtime's errors: one enum for the crate, with what the HA services report kept
+//! as a source ([`SessionError::Ha`]) apart from what the session itself refuses.
+
+use weir_ha::HaError;
+
+/// An error of the session runtime or of its client.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The HA services failed: a store unreachable or failing, a write refused because this
+    /// runtime was deposed (a stale fencing token), a corrupt record, a bad
+    /// `high-availability.*` option.
+    #[error(transparent)]
+    Ha(#[from] HaError),
+    /// A session option has a value that cannot be used.
+    #[error("invalid value '{value}' for option '{key}': expected {expected}")]
+    InvalidOption {
+        /// The option.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What the option accepts.
+        expected: String,
+    },
+    /// This process cannot run a part of the runtime (a thread could not be started).
+    #[error("cannot start the {what}")]
+    Start {
+        /// The part.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// This runtime does not lead its cluster.
+    #[error("this runtime is not the leader{}", match .leader { Some(l) => format!("; the leader is at {l}"), None => "; no leader is known".to_string() })]
+    NotLeader {
+        /// The leader's address, if one is known.
+        leader: Option<String>,
+    },
+    /// A job name that no registry entry has.
+    #[error("unknown job name '{name}' (registered: {})", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The names registered.
+        known: Vec<String>,
+    },
+    /// A job id the runtime does not know.
+    #[error("no job with id '{0}'")]
+    NoSuchJob(String),
+    /// Building or starting a job failed.
+    #[error("job '{job}' could not start: {message}")]
+    JobStart {
+        /// The job (name or id).
+        job: String,
+        /// Why.
+        message: String,
+    },
+    /// A session runtime cannot be reached.
+    #[error("the session runtime at {address} is unreachable: {reason}")]
+    Unreachable {
+        /// Its address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// A session runtime answered something that is not an answer of the protocol.
+    #[error("the session runtime at {address} answered badly: {reason}")]
+    BadResponse {
+        /// Its address.
+        address: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A session runtime answered a request with an error.
+    #[error("the session runtime at {address}: {message}")]
+    Remote {
+        /// The runtime's address.
+        address: String,
+        /// Its error.
+        message: String,
+    },
+}
+
+/// Result of the session runtime.
+pub type Result<T, E = SessionError> = std::result::Result<T, E>;
