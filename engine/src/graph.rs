@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::channel::gate::ChannelSender;
-use crate::channel::gate::{GateShared, InputGate, UsageProbe};
+use crate::channel::gate::{GateShared, InputGate};
 use crate::channel::writer::{
     BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, RebalancePartitioner,
     RecordWriter, WriterSettings,
@@ -21,11 +21,14 @@ use crate::coordination::runner::CoordinatorHandle;
 use crate::coordination::CoordinatorContext;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::ValidationError;
+use crate::mailbox::signal::Signal;
+use crate::mailbox::Mailbox;
+use crate::metrics::UsageProbe;
+use crate::operator::output::Output;
 use crate::operator::OperatorInfo;
-use crate::task::chain::{FanOut, Input, NoOutput};
-use crate::task::mailbox::Mailbox;
+use crate::task::chain::{FanOut, NoOutput};
+use crate::task::network_output::NetworkOutput;
 use crate::task::run::{InputTask, TaskBody};
-use crate::task::signal::Signal;
 
 /// How records of an edge are distributed over the downstream subtasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,7 @@ pub(crate) trait KeyRouter<T>: Send + 'static {
         max_parallelism: usize,
         key: String,
         replay: Option<Vec<u8>>,
-    ) -> Box<dyn Input<T>>;
+    ) -> Box<dyn Output<T>>;
 }
 
 pub(crate) struct KeyRouterImpl<K, F> {
@@ -70,9 +73,11 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F>
         max_parallelism: usize,
         key: String,
         replay: Option<Vec<u8>>,
-    ) -> Box<dyn Input<T>> {
+    ) -> Box<dyn Output<T>> {
         let p = KeyGroupPartitioner::new(self.key_fn.clone(), max_parallelism, senders.len());
-        Box::new(RecordWriter::new(senders, p, settings).with_channel_state(key, replay))
+        Box::new(NetworkOutput::new(
+            RecordWriter::new(senders, p, settings).with_channel_state(key, replay),
+        ))
     }
 }
 
@@ -151,23 +156,25 @@ impl<T: Data> EdgeConnector for TypedEdge<T> {
         };
         let n = senders.len();
         let (key, replay, settings) = (w.key, w.replay, w.settings);
-        let writer: Box<dyn Input<T>> = match &self.partition {
-            _ if w.pointwise => Box::new(
+        let writer: Box<dyn Output<T>> = match &self.partition {
+            _ if w.pointwise => Box::new(NetworkOutput::new(
                 RecordWriter::new(senders, ForwardPartitioner, settings)
                     .with_channel_state(key, replay),
-            ),
-            Partition::Default | Partition::Rebalance | Partition::Forward => Box::new(
-                RecordWriter::new(
-                    senders,
-                    RebalancePartitioner { next: w.sender % n },
-                    settings,
-                )
-                .with_channel_state(key, replay),
-            ),
-            Partition::Broadcast => Box::new(
+            )),
+            Partition::Default | Partition::Rebalance | Partition::Forward => {
+                Box::new(NetworkOutput::new(
+                    RecordWriter::new(
+                        senders,
+                        RebalancePartitioner { next: w.sender % n },
+                        settings,
+                    )
+                    .with_channel_state(key, replay),
+                ))
+            }
+            Partition::Broadcast => Box::new(NetworkOutput::new(
                 RecordWriter::new(senders, BroadcastPartitioner, settings)
                     .with_channel_state(key, replay),
-            ),
+            )),
             Partition::KeyGroups(r) => r.writer(senders, settings, w.max_parallelism, key, replay),
         };
         Box::new(writer)
@@ -207,18 +214,18 @@ impl<T> TypeOps<T> {
 }
 
 /// Unwraps an erased chain.
-pub(crate) fn chain<T: 'static>(b: Box<dyn Any>) -> Box<dyn Input<T>> {
-    *b.downcast::<Box<dyn Input<T>>>()
+pub(crate) fn chain<T: 'static>(b: Box<dyn Any>) -> Box<dyn Output<T>> {
+    *b.downcast::<Box<dyn Output<T>>>()
         .expect("internal: chain type mismatch")
 }
 
 impl<T: Data> StreamType for TypeOps<T> {
     fn fanout(&self, outs: Vec<Box<dyn Any>>) -> Box<dyn Any> {
-        let outs: Vec<Box<dyn Input<T>>> = outs.into_iter().map(chain::<T>).collect();
-        Box::new(Box::new(FanOut { outs }) as Box<dyn Input<T>>)
+        let outs: Vec<Box<dyn Output<T>>> = outs.into_iter().map(chain::<T>).collect();
+        Box::new(Box::new(FanOut { outs }) as Box<dyn Output<T>>)
     }
     fn no_output(&self) -> Box<dyn Any> {
-        Box::new(Box::new(NoOutput) as Box<dyn Input<T>>)
+        Box::new(Box::new(NoOutput) as Box<dyn Output<T>>)
     }
     fn new_gate(
         &self,
@@ -283,7 +290,7 @@ pub(crate) trait CoordinatorFactory: Send {
 
 /// Builds the chain link of an operator or sink subtask.
 pub(crate) trait LinkFactory: Send {
-    /// `next` is the erased `Box<dyn Input<Out>>`; returns the erased `Box<dyn Input<In>>`.
+    /// `next` is the erased `Box<dyn Output<Out>>`; returns the erased `Box<dyn Output<In>>`.
     fn build(
         &mut self,
         info: OperatorInfo,

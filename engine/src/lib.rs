@@ -56,15 +56,30 @@
 //! assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 285);
 //! ```
 //!
-//! Module map:
-//! - [`stream`] — the typed job API; [`operator`] — the operator, source and sink traits;
-//! - [`async_io`] — calls to external services with a bounded queue of requests in flight;
-//! - [`coordination`] — job-side coordinators of operators, their events and store;
-//! - [`job`] — planning (validation, chaining) and execution, [`JobHandle`], [`JobResult`];
-//! - [`pool`] — the shared task threads (a session runtime, crate `weir-session`, runs many
-//!   jobs on them); [`fence`] — the commit fence two-phase-commit sinks ask before committing;
-//! - `channel` — gates, credits, record writers; `task` — mailbox loops, chains, timers;
-//! - [`time`] — watermarks, idleness, watermark strategies; [`metrics`]; [`config`].
+//! ## Layers
+//!
+//! The top-level modules form layers; a module uses only modules of layers below its own
+//! (checked by a unit test, `layers`, that reads the `crate::` paths of the sources), bottom
+//! first:
+//!
+//! 1. [`data`] (record and key types), [`config`] (typed options with Flink's names), [`fence`]
+//!    (the commit fence), [`pool`] (the shared task threads);
+//! 2. [`error`], [`restart`] (restart strategies), [`metrics`] (task counters, the gate-usage
+//!    probe);
+//! 3. [`time`] — watermarks, stream status, timers, the watermark valve;
+//! 4. [`checkpoint`] — the checkpoint protocol: barriers, task states, the messages tasks send
+//!    to the checkpoint coordinator, statistics; [`coordination`] — operator coordinators, their
+//!    events, gateways and store;
+//! 5. `mailbox` — a task's mailbox, its signal, its environment and timer service;
+//! 6. `channel` — input gates, credits, the record writer (routing, buffering, credit);
+//! 7. [`operator`] — the operator, source and sink traits, what they emit into, the watermark
+//!    strategy operator;
+//! 8. `task` — chains, the task loop, barrier alignment, network outputs;
+//! 9. [`async_io`] — calls to external services with a bounded queue of requests in flight;
+//! 10. `graph` — the job graph as the API builds it;
+//! 11. [`job`] — planning, launching, restoring, supervising; the checkpoint coordinator;
+//!     [`JobHandle`], [`JobResult`];
+//! 12. [`stream`] — the typed job API: [`StreamEnv`], [`DataStream`], [`KeyedStream`].
 
 #![warn(missing_docs)]
 
@@ -78,6 +93,9 @@ pub mod error;
 pub mod fence;
 pub(crate) mod graph;
 pub mod job;
+#[cfg(test)]
+mod layers;
+pub(crate) mod mailbox;
 pub mod metrics;
 pub mod operator;
 pub mod pool;
@@ -93,11 +111,11 @@ pub use error::{CheckpointError, JobError, Result, UserError, ValidationError};
 pub use fence::{CommitFence, CommitRefused};
 pub use job::{JobHandle, JobResult, JobStatus};
 pub use metrics::{JobMetrics, TaskMetrics};
+pub use operator::watermarks::WatermarkStrategy;
 pub use operator::{
     Context, KeyedContext, KeyedOpenContext, KeyedOperator, Operator, OperatorInfo, Sink, Source,
     SourceContext, SourceStatus, SOURCE_BATCH,
 };
 pub use stream::{DataStream, DataStreamSink, KeyedStream, StreamEnv};
-pub use time::strategy::WatermarkStrategy;
 pub use time::{now_ms, StreamStatus, TimeDomain, Timer, Watermark};
 pub use weir_state::{ListStateHandle, MapStateHandle, ValueStateHandle};

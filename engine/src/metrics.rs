@@ -11,7 +11,18 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::channel::gate::UsageProbe;
+/// A snapshot of an input gate's occupancy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GateUsage {
+    pub queued_buffers: usize,
+    pub queued_records: usize,
+    pub capacity_buffers: usize,
+}
+
+/// Anything that can report an input gate's usage (type-erased; the channels implement it).
+pub(crate) trait UsageProbe: Send + Sync {
+    fn usage(&self) -> GateUsage;
+}
 
 /// The live, shared counters of one task.
 pub(crate) struct TaskMetricsCell {

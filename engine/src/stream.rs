@@ -30,10 +30,11 @@ use crate::graph::{
     Partition, SourceFactory, TypeOps, TypedEdge,
 };
 use crate::job::{JobHandle, JobResult};
+use crate::operator::output::Output;
+use crate::operator::watermarks::{TimestampsAndWatermarks, WatermarkStrategy};
 use crate::operator::{KeyedOperator, Operator, OperatorInfo, Sink, Source};
-use crate::task::chain::{Input, KeyedLink, OperatorLink, SinkLink};
+use crate::task::chain::{KeyedLink, OperatorLink, SinkLink};
 use crate::task::run::{SourceTask, TaskBody};
-use crate::time::strategy::{TimestampsAndWatermarks, WatermarkStrategy};
 
 static NEXT_ENV: AtomicUsize = AtomicUsize::new(1);
 
@@ -222,7 +223,7 @@ impl<O: Operator, M: FnMut(&OperatorInfo) -> O + Send> LinkFactory for OperatorN
         let mut link = OperatorLink::new(op, chain::<O::Out>(next), index, info);
         link.restore = restore.operator;
         link.coordinator = coordinator;
-        let link: Box<dyn Input<O::In>> = Box::new(link);
+        let link: Box<dyn Output<O::In>> = Box::new(link);
         Box::new(link)
     }
 }
@@ -250,7 +251,7 @@ where
         let op = (self.make)(&info);
         let mut link = KeyedLink::new(op, self.key_fn.clone(), chain::<O::Out>(next), index, info);
         link.restore = restore.keyed;
-        let link: Box<dyn Input<O::In>> = Box::new(link);
+        let link: Box<dyn Output<O::In>> = Box::new(link);
         Box::new(link)
     }
 }
@@ -270,7 +271,7 @@ impl<S: Sink, M: FnMut(&OperatorInfo) -> S + Send> LinkFactory for SinkNode<S, M
         _coordinator: Option<ToCoordinator>,
     ) -> Box<dyn Any> {
         let sink = (self.make)(&info);
-        let link: Box<dyn Input<S::In>> = Box::new(SinkLink {
+        let link: Box<dyn Output<S::In>> = Box::new(SinkLink {
             sink,
             index,
             info,
@@ -328,7 +329,7 @@ where
             Box::new(move |x| Box::pin(f(x)) as AsyncResult<Out>);
         let mut link = AsyncLink::new(call, self.settings.clone(), chain::<Out>(next), index, info);
         link.restore = restore.operator;
-        let link: Box<dyn Input<In>> = Box::new(link);
+        let link: Box<dyn Output<In>> = Box::new(link);
         Box::new(link)
     }
 }

@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 
-use super::queue::{Element, ElementQueue, Output, Slot};
+use super::queue::{Element, ElementQueue, Released, Slot};
 use super::{AsyncIo, AsyncIoState, AsyncResult, OutputOrder, QueuedItem};
+use crate::checkpoint::Captured;
 use crate::checkpoint::{decode_state, encode_state, Barrier, OperatorSubtaskState};
 use crate::data::Data;
 use crate::error::{TaskError, UserError};
+use crate::mailbox::env::TaskEnv;
+use crate::mailbox::Mailbox;
+use crate::operator::output::Output;
 use crate::operator::OperatorInfo;
-use crate::task::chain::{Captured, Input};
-use crate::task::env::TaskEnv;
-use crate::task::mailbox::Mailbox;
 use crate::time::{StreamStatus, Watermark};
 
 /// How one attempt ended.
@@ -59,7 +60,7 @@ pub(crate) type AsyncCall<In, Out> = Box<dyn FnMut(In) -> AsyncResult<Out> + Sen
 pub(crate) struct AsyncLink<In, Out> {
     function: AsyncCall<In, Out>,
     settings: AsyncIo<In, Out>,
-    next: Box<dyn Input<Out>>,
+    next: Box<dyn Output<Out>>,
     index: usize,
     info: OperatorInfo,
     queue: ElementQueue<In, Out>,
@@ -81,7 +82,7 @@ impl<In: Data + Debug, Out: Data> AsyncLink<In, Out> {
     pub(crate) fn new(
         function: AsyncCall<In, Out>,
         settings: AsyncIo<In, Out>,
-        next: Box<dyn Input<Out>>,
+        next: Box<dyn Output<Out>>,
         index: usize,
         info: OperatorInfo,
     ) -> Self {
@@ -146,7 +147,7 @@ impl<In: Data + Debug, Out: Data> AsyncLink<In, Out> {
                 match std::panic::AssertUnwindSafe(call).catch_unwind().await {
                     Ok(Ok(results)) => Outcome::Results(results),
                     Ok(Err(e)) => Outcome::Failed(e),
-                    Err(panic) => Outcome::Panicked(crate::job::panic_message(&*panic)),
+                    Err(panic) => Outcome::Panicked(crate::error::panic_message(&*panic)),
                 }
             };
             let outcome = match deadline {
@@ -316,8 +317,8 @@ impl<In: Data + Debug, Out: Data> AsyncLink<In, Out> {
             // a snapshot knows whole elements only, so none may be taken between them.
             while env.blocked_channels == 0 || self.queue.in_element() {
                 match self.queue.next_output() {
-                    Some(Output::Record(r)) => self.next.element(r, env)?,
-                    Some(Output::Watermark(wm)) => self.next.watermark(wm, env)?,
+                    Some(Released::Record(r)) => self.next.element(r, env)?,
+                    Some(Released::Watermark(wm)) => self.next.watermark(wm, env)?,
                     None => break,
                 }
             }
@@ -407,7 +408,7 @@ impl<In, Out> Drop for AsyncLink<In, Out> {
     }
 }
 
-impl<In: Data + Debug, Out: Data> Input<In> for AsyncLink<In, Out> {
+impl<In: Data + Debug, Out: Data> Output<In> for AsyncLink<In, Out> {
     #[inline]
     fn element(&mut self, record: In, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.accept(record, 0, env);
@@ -502,7 +503,11 @@ impl<In: Data + Debug, Out: Data> Input<In> for AsyncLink<In, Out> {
             .snapshot_bytes()
             .map_err(|e| TaskError::user(self.index, e))?;
         if let Some(bytes) = bytes {
-            out.push(OperatorSubtaskState::operator_state(&self.info, bytes));
+            out.push(OperatorSubtaskState::operator_state(
+                &self.info.uid,
+                self.info.subtask,
+                bytes,
+            ));
         }
         self.next.snapshot(id, env, out)
     }
@@ -527,8 +532,8 @@ impl<In: Data + Debug, Out: Data> Input<In> for AsyncLink<In, Out> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::signal::Signal;
     use crate::metrics::TaskMetricsCell;
-    use crate::task::signal::Signal;
 
     /// The rest of the chain: records what it gets; "runs out of credit" after `credit` records.
     struct Downstream {
@@ -536,7 +541,7 @@ mod tests {
         credit: usize,
     }
 
-    impl Input<u64> for Downstream {
+    impl Output<u64> for Downstream {
         fn element(&mut self, record: u64, env: &mut TaskEnv) -> Result<(), TaskError> {
             self.got.lock().push(record);
             if self.got.lock().len() >= self.credit {

@@ -59,9 +59,9 @@ pub(crate) enum Slot<In, Out> {
     Watermark(Watermark),
 }
 
-/// What the queue has for the output next.
+/// What the queue releases to the output next.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Output<Out> {
+pub(crate) enum Released<Out> {
     Record(Out),
     Watermark(Watermark),
 }
@@ -174,7 +174,7 @@ impl<In, Out> ElementQueue<In, Out> {
     }
 
     /// Takes the next record or watermark that may go out now, freeing slots as they empty.
-    pub(crate) fn next_output(&mut self) -> Option<Output<Out>> {
+    pub(crate) fn next_output(&mut self) -> Option<Released<Out>> {
         loop {
             let seq = if self.ordered {
                 *self.slots.first_key_value()?.0
@@ -204,7 +204,7 @@ impl<In, Out> ElementQueue<In, Out> {
                             }
                         }
                     }
-                    return Some(Output::Watermark(wm));
+                    return Some(Released::Watermark(wm));
                 }
                 Some(Slot::Element(e)) => {
                     let results = e.results.as_mut()?;
@@ -217,7 +217,7 @@ impl<In, Out> ElementQueue<In, Out> {
                         self.release(seq);
                     }
                     if let Some(r) = record {
-                        return Some(Output::Record(r));
+                        return Some(Released::Record(r));
                     }
                 }
                 None => {
@@ -258,7 +258,7 @@ mod tests {
         q.push_element(Element::new(x, 0, None))
     }
 
-    fn drain(q: &mut ElementQueue<u32, u32>) -> Vec<Output<u32>> {
+    fn drain(q: &mut ElementQueue<u32, u32>) -> Vec<Released<u32>> {
         std::iter::from_fn(|| q.next_output()).collect()
     }
 
@@ -275,7 +275,11 @@ mod tests {
         q.complete(a, vec![]);
         assert_eq!(
             drain(&mut q),
-            vec![Output::Record(20), Output::Record(21), Output::Record(30)]
+            vec![
+                Released::Record(20),
+                Released::Record(21),
+                Released::Record(30)
+            ]
         );
         assert!(q.is_empty() && q.elements() == 0);
     }
@@ -295,11 +299,11 @@ mod tests {
         assert_eq!(
             drain(&mut q),
             vec![
-                Output::Record(1),
-                Output::Watermark(Watermark(12)),
+                Released::Record(1),
+                Released::Watermark(Watermark(12)),
                 // Completed while held back: they go in input order.
-                Output::Record(2),
-                Output::Record(3)
+                Released::Record(2),
+                Released::Record(3)
             ]
         );
         assert_eq!(q.push_watermark(Watermark(20)), Some(Watermark(20)));
@@ -333,7 +337,7 @@ mod tests {
                         wm += 1;
                         segment += 1;
                         if let Some(w) = q.push_watermark(Watermark(wm)) {
-                            out.push(Output::Watermark(w));
+                            out.push(Released::Watermark(w));
                         }
                     }
                     2 if !inflight.is_empty() => {
@@ -350,7 +354,7 @@ mod tests {
             out.extend(drain(&mut q));
             prop_assert!(q.is_empty());
             let records: Vec<u32> = out.iter().filter_map(|o| match o {
-                Output::Record(r) => Some(*r),
+                Released::Record(r) => Some(*r),
                 _ => None,
             }).collect();
             let mut sorted = records.clone();
@@ -365,12 +369,12 @@ mod tests {
             let mut emitted_wms = 0;
             for o in &out {
                 match o {
-                    Output::Watermark(w) => {
+                    Released::Watermark(w) => {
                         prop_assert!(w.0 > last_wm);
                         last_wm = w.0;
                         emitted_wms = w.0 as u32;
                     }
-                    Output::Record(r) => {
+                    Released::Record(r) => {
                         prop_assert_eq!(emitted_wms, segment_of[*r as usize]);
                     }
                 }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{Event, Message};
-use crate::task::mailbox::Mailbox;
-use crate::task::signal::Signal;
+use crate::mailbox::signal::Signal;
+use crate::mailbox::Mailbox;
+use crate::metrics::{GateUsage, UsageProbe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Credit {
@@ -53,19 +54,6 @@ pub(crate) struct GateShared<T> {
     receiver_mailbox: Option<Arc<Mailbox>>,
     exclusive: usize,
     capacity: usize,
-}
-
-/// A snapshot of a gate's occupancy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct GateUsage {
-    pub queued_buffers: usize,
-    pub queued_records: usize,
-    pub capacity_buffers: usize,
-}
-
-/// Anything that can report gate usage (type-erased, for metrics).
-pub(crate) trait UsageProbe: Send + Sync {
-    fn usage(&self) -> GateUsage;
 }
 
 impl<T: Send> UsageProbe for GateShared<T> {

@@ -15,13 +15,10 @@ use weir_state::key_group::{key_group_for_hash, key_hash, operator_index_for_key
 
 use super::gate::ChannelSender;
 use super::{Event, Message};
-use crate::checkpoint::{Barrier, OperatorSubtaskState};
+use crate::checkpoint::Barrier;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::TaskError;
-use crate::task::chain::Captured;
-use crate::task::chain::Input;
-use crate::task::env::TaskEnv;
-use crate::time::{StreamStatus, Watermark};
+use crate::mailbox::env::TaskEnv;
 
 /// Chooses the output channel of a record.
 pub(crate) trait Partitioner<T>: Send + 'static {
@@ -275,17 +272,21 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         }
     }
 
-    fn broadcast_event(&mut self, event: Event, env: &mut TaskEnv) -> Result<(), TaskError> {
+    /// Queues `event` on every channel behind its data.
+    pub(crate) fn broadcast_event(
+        &mut self,
+        event: Event,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
         for idx in 0..self.channels.len() {
             self.push_event(idx, event.clone(), env)?;
         }
         Ok(())
     }
-}
 
-impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
+    /// Routes `record` to its channel (or every channel) and buffers it there.
     #[inline]
-    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
+    pub(crate) fn emit(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
         env.records_out += 1;
         let n = self.channels.len();
         match self.partitioner.route(&record, n) {
@@ -299,40 +300,12 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
         }
     }
 
-    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::Watermark(wm), env)
-    }
-
-    fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::Status(status), env)
-    }
-
-    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.broadcast_event(Event::EndOfInput, env)
-    }
-
-    fn snapshot(
-        &mut self,
-        _: u64,
-        _: &mut TaskEnv,
-        _: &mut Vec<OperatorSubtaskState>,
-    ) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn barrier(
-        &mut self,
-        barrier: Barrier,
-        env: &mut TaskEnv,
-        captured: &mut Captured,
-    ) -> Result<(), TaskError> {
-        if !barrier.unaligned {
-            return self.broadcast_event(Event::Barrier(barrier), env);
-        }
-        // Unaligned: the barrier overtakes what waits here (pending and partial buffers), which
-        // is persisted per channel and still sent normally afterwards. Per channel, because a
-        // replay must put each record back on the channel it waited for, not route it again
-        // (a broadcast record waits on each channel separately).
+    /// An unaligned barrier overtakes what waits here: copies of the pending and partial
+    /// buffers of each channel (which still go out normally afterwards), then the barrier goes
+    /// through every channel's priority lane. Per channel, because a replay must put each
+    /// record back on the channel it waited for, not route it again (a broadcast record waits
+    /// on each channel separately).
+    pub(crate) fn overtake(&mut self, barrier: Barrier) -> Vec<(usize, Vec<T>)> {
         let mut in_flight: Vec<(usize, Vec<T>)> = Vec::new();
         for (idx, ch) in self.channels.iter().enumerate() {
             let mut records: Vec<T> = Vec::new();
@@ -346,50 +319,55 @@ impl<T: Data, P: Partitioner<T>> Input<T> for RecordWriter<T, P> {
                 in_flight.push((idx, records));
             }
         }
-        if !in_flight.is_empty() {
-            let bytes = weir_state::checkpoint::format::encode(&in_flight)
-                .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
-            captured.push((self.key.clone(), bytes));
-        }
         for ch in &self.channels {
             ch.sender.send_priority(Event::Barrier(barrier));
         }
-        Ok(())
+        in_flight
     }
 
-    fn open(&mut self, env: &mut TaskEnv) -> Result<(), TaskError> {
-        if let Some(bytes) = self.replay.take() {
-            let per_channel: Vec<(usize, Vec<T>)> =
-                weir_state::checkpoint::format::decode("output channel state", &bytes)
-                    .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
-            for (idx, records) in per_channel {
-                if idx >= self.channels.len() {
-                    let e = format!(
-                        "output channel state names channel {idx} of {}",
-                        self.channels.len()
-                    );
-                    return Err(TaskError::user(env.current_operator, e.into()));
-                }
-                for r in records {
-                    env.records_out += 1;
-                    self.push(idx, r, env)?;
-                }
+    /// Sends restored output channel state again (`records` per channel), before anything
+    /// new.
+    ///
+    /// # Errors
+    /// A channel index this writer does not have (the state belongs to another topology).
+    pub(crate) fn resend(
+        &mut self,
+        per_channel: Vec<(usize, Vec<T>)>,
+        env: &mut TaskEnv,
+    ) -> Result<(), TaskError> {
+        for (idx, records) in per_channel {
+            if idx >= self.channels.len() {
+                let e = format!(
+                    "output channel state names channel {idx} of {}",
+                    self.channels.len()
+                );
+                return Err(TaskError::user(env.current_operator, e.into()));
+            }
+            for r in records {
+                env.records_out += 1;
+                self.push(idx, r, env)?;
             }
         }
         Ok(())
     }
 
-    fn notify_checkpoint(&mut self, _: u64, _: bool, _: &mut TaskEnv) -> Result<(), TaskError> {
-        Ok(())
-    }
-
-    fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
+    /// Sends pending buffers as credit allows; with `partial`, seals partial ones first.
+    pub(crate) fn flush(&mut self, partial: bool, env: &mut TaskEnv) {
         for idx in 0..self.channels.len() {
             if partial {
                 self.seal(idx, env);
             }
             self.send(idx, env);
         }
-        Ok(())
+    }
+
+    /// The output records to send again first after a restore (once).
+    pub(crate) fn take_replay(&mut self) -> Option<Vec<u8>> {
+        self.replay.take()
+    }
+
+    /// This writer's edge in channel state (`producer uid -> consumer uid #edge`).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
     }
 }

@@ -1,6 +1,8 @@
 //! Barrier checkpoints (Flink's asynchronous barrier snapshotting), in four modes.
 //!
-//! The [`coordinator`] (one thread per job) triggers checkpoint `n` by sending a mail to every
+//! This module holds the checkpoint protocol (barriers, task states, the [`messages`] tasks send,
+//! statistics); the checkpoint coordinator that drives it runs with the job (one thread per
+//! job, `job::checkpoint_coordinator`) and triggers checkpoint `n` by sending a mail to every
 //! source task. A source task snapshots its source and chain and emits barrier `n` behind the
 //! records it sent before. A task with several input channels handles barriers by mode:
 //!
@@ -38,7 +40,7 @@
 //! checkpoints count towards `tolerable-failed-checkpoints` as in Flink; a failed task makes the
 //! job restart from its latest checkpoint as the restart strategy says ([`crate::restart`]).
 
-pub mod coordinator;
+pub(crate) mod messages;
 pub mod stats;
 
 pub use stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
@@ -93,16 +95,19 @@ pub(crate) struct OperatorSubtaskState {
 }
 
 impl OperatorSubtaskState {
-    /// The operator (non-keyed) state `bytes` of the subtask `info` describes.
-    pub(crate) fn operator_state(info: &crate::operator::OperatorInfo, bytes: Vec<u8>) -> Self {
+    /// The operator (non-keyed) state `bytes` of subtask `subtask` of the operator `uid`.
+    pub(crate) fn operator_state(uid: &str, subtask: usize, bytes: Vec<u8>) -> Self {
         OperatorSubtaskState {
-            uid: info.uid.clone(),
-            subtask: info.subtask,
+            uid: uid.to_string(),
+            subtask,
             operator: Some(bytes),
             ..Default::default()
         }
     }
 }
+
+/// Output channel state captured at an unaligned barrier: `(writer key, encoded records)`.
+pub(crate) type Captured = Vec<(String, Vec<u8>)>;
 
 /// In-flight records of one task in an unaligned checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

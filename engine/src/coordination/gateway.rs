@@ -18,7 +18,6 @@
 //!   its attempt fails over and the coordinator hears `attempt_failed` and the resets: nothing
 //!   is lost silently.
 
-use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
@@ -28,10 +27,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::runner::RunnerMsg;
+use super::event::{EventInbox, OperatorEvent, RunnerMsg};
 use crate::data::Data;
 use crate::error::UserError;
-use crate::task::mailbox::{Control, Mailbox};
 
 /// An event could not be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,48 +115,6 @@ impl Drop for Delivery {
     }
 }
 
-/// An event from a coordinator, as an operator receives it: take its value with
-/// [`OperatorEvent::downcast`]. Until it is dropped (downcasting consumes it) the event counts
-/// as in transit, and the next checkpoint's trigger waits for it: handle it, do not keep it.
-pub struct OperatorEvent {
-    payload: Box<dyn Any + Send>,
-    type_name: &'static str,
-    _delivery: Option<Delivery>,
-}
-
-impl fmt::Debug for OperatorEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OperatorEvent({})", self.type_name)
-    }
-}
-
-impl OperatorEvent {
-    pub(crate) fn new<E: Data>(event: E, delivery: Option<Delivery>) -> Self {
-        OperatorEvent {
-            payload: Box::new(event),
-            type_name: std::any::type_name::<E>(),
-            _delivery: delivery,
-        }
-    }
-
-    /// The event's type name.
-    pub fn type_name(&self) -> &'static str {
-        self.type_name
-    }
-
-    /// The event as a `T`; an error naming both types if it is not one.
-    pub fn downcast<T: 'static>(self) -> Result<T, UserError> {
-        let type_name = self.type_name;
-        self.payload.downcast::<T>().map(|b| *b).map_err(|_| {
-            format!(
-                "coordinator event is a {type_name}, expected a {}",
-                std::any::type_name::<T>()
-            )
-            .into()
-        })
-    }
-}
-
 struct ChannelState {
     /// Why the subtask does not take events any more.
     ended: Option<&'static str>,
@@ -174,7 +130,7 @@ pub(crate) struct SubtaskChannel {
     pub attempt: u32,
     /// The operator's index in its task's chain.
     pub operator: usize,
-    mailbox: Arc<Mailbox>,
+    inbox: Arc<dyn EventInbox>,
     deliveries: Arc<Deliveries>,
     state: Mutex<ChannelState>,
 }
@@ -184,14 +140,14 @@ impl SubtaskChannel {
         subtask: usize,
         attempt: u32,
         operator: usize,
-        mailbox: Arc<Mailbox>,
+        inbox: Arc<dyn EventInbox>,
         deliveries: Arc<Deliveries>,
     ) -> Self {
         SubtaskChannel {
             subtask,
             attempt,
             operator,
-            mailbox,
+            inbox,
             deliveries,
             state: Mutex::new(ChannelState {
                 ended: None,
@@ -215,10 +171,10 @@ impl SubtaskChannel {
                 self.deliveries.held(tag);
                 st.held.push_back((tag, OperatorEvent::new(event, None)));
             }
-            None => self.mailbox.post(Control::OperatorEvent {
-                operator: self.operator,
-                event: OperatorEvent::new(event, Some(self.deliveries.posted())),
-            }),
+            None => self.inbox.deliver(
+                self.operator,
+                OperatorEvent::new(event, Some(self.deliveries.posted())),
+            ),
         }
         Ok(())
     }
@@ -242,12 +198,9 @@ impl SubtaskChannel {
                 break;
             }
             if let Some((tag, mut event)) = st.held.pop_front() {
-                event._delivery = Some(self.deliveries.posted());
+                event.delivery = Some(self.deliveries.posted());
                 self.deliveries.unheld(tag);
-                self.mailbox.post(Control::OperatorEvent {
-                    operator: self.operator,
-                    event,
-                });
+                self.inbox.deliver(self.operator, event);
             }
         }
     }
@@ -262,7 +215,7 @@ impl SubtaskChannel {
         let held: Vec<(u64, OperatorEvent)> = st.held.drain(..).collect();
         held.into_iter()
             .map(|(tag, mut event)| {
-                event._delivery = Some(self.deliveries.posted());
+                event.delivery = Some(self.deliveries.posted());
                 self.deliveries.unheld(tag);
                 event
             })
@@ -359,7 +312,8 @@ impl ToCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::signal::Signal;
+    use crate::mailbox::signal::Signal;
+    use crate::mailbox::{Control, Mailbox};
 
     fn channel() -> (SubtaskChannel, Arc<Mailbox>, Arc<Deliveries>) {
         let mailbox = Arc::new(Mailbox::new(Signal::new()));

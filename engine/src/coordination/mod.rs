@@ -28,6 +28,7 @@
 //! - **The store** ([`CoordinatorStore`]): a concurrent map shared by all coordinators of a
 //!   job, with atomic put-if-absent and compute.
 
+pub(crate) mod event;
 pub(crate) mod gateway;
 pub(crate) mod runner;
 mod store;
@@ -37,7 +38,8 @@ use std::fmt::Debug;
 use crate::data::Data;
 use crate::error::UserError;
 
-pub use gateway::{EventError, OperatorEvent, SubtaskGateway};
+pub use event::OperatorEvent;
+pub use gateway::{EventError, SubtaskGateway};
 pub use store::CoordinatorStore;
 
 /// Who a coordinator works for.

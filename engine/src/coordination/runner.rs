@@ -9,48 +9,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::gateway::{Deliveries, OperatorEvent, SubtaskChannel, SubtaskGateway};
+use super::event::RunnerMsg;
+use super::gateway::{Deliveries, SubtaskChannel, SubtaskGateway};
 use super::{Coordinator, CoordinatorContext};
 use crate::error::{JobError, UserError};
-
-/// A call to a coordinator.
-pub(crate) enum RunnerMsg {
-    /// `start`; its result goes to `reply` (and only there: the job waits for it before any
-    /// task runs, so a failure cannot race the tasks' end).
-    Start {
-        reply: Sender<Result<(), String>>,
-    },
-    Event {
-        subtask: usize,
-        attempt: u32,
-        event: OperatorEvent,
-    },
-    Checkpoint {
-        id: u64,
-        reply: Sender<Result<Vec<u8>, String>>,
-    },
-    Complete(u64),
-    Aborted(u64),
-    Reset {
-        id: Option<u64>,
-        state: Option<Vec<u8>>,
-        reply: Sender<Result<(), String>>,
-    },
-    SubtaskReset {
-        subtask: usize,
-        id: Option<u64>,
-    },
-    AttemptFailed {
-        subtask: usize,
-        attempt: u32,
-        reason: String,
-    },
-    AttemptReady(Arc<SubtaskChannel>),
-    /// Answered once every call queued before it was made (and its failure, if any, was
-    /// reported): the job's end waits for it, so no failure of a queued call is lost.
-    Flush(Sender<()>),
-    Close,
-}
 
 /// A coordinator with its event types erased.
 trait Erased: Send {
@@ -143,7 +105,7 @@ impl<C: Coordinator> Erased for Typed<C> {
 fn answered(call: impl FnOnce() -> Result<(), UserError>) -> Result<(), String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
         Ok(r) => r.map_err(|e| e.to_string()),
-        Err(p) => Err(crate::job::panic_message(&*p)),
+        Err(p) => Err(crate::error::panic_message(&*p)),
     }
 }
 
@@ -251,7 +213,7 @@ fn serve(
         let message = match r {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
-            Err(p) => Some(crate::job::panic_message(&*p)),
+            Err(p) => Some(crate::error::panic_message(&*p)),
         };
         if let Some(message) = message {
             if !closing {

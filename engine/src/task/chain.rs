@@ -13,85 +13,17 @@ use std::collections::BTreeSet;
 use weir_state::keyed::KeyedStateSnapshot;
 use weir_state::{KeyGroupRange, KeyedStateBackend, KeyedTimers};
 
-use crate::checkpoint::{Barrier, OperatorSubtaskState};
+use crate::checkpoint::{Barrier, Captured, OperatorSubtaskState};
 use crate::coordination::gateway::ToCoordinator;
 use crate::coordination::OperatorEvent;
 use crate::data::{Data, KeySelector};
 use crate::error::{TaskError, UserError};
+use crate::mailbox::env::TaskEnv;
+use crate::operator::output::Output;
 use crate::operator::{
     Context, KeyedContext, KeyedOpenContext, KeyedOperator, Operator, OperatorInfo, Sink,
 };
-use crate::task::env::TaskEnv;
 use crate::time::{StreamStatus, TimeDomain, Timer, Watermark};
-
-/// The input side of a chain link: everything a task can hand to an operator.
-pub(crate) trait Input<T>: Send {
-    /// A record.
-    fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError>;
-    /// The input watermark advanced.
-    fn watermark(&mut self, wm: Watermark, env: &mut TaskEnv) -> Result<(), TaskError>;
-    /// The input became idle or active.
-    fn status(&mut self, status: StreamStatus, env: &mut TaskEnv) -> Result<(), TaskError>;
-    /// Processing time is `now`: fire due timers; return the earliest timer left in the chain.
-    fn processing_time(&mut self, _now: i64, _env: &mut TaskEnv) -> Result<Option<i64>, TaskError> {
-        Ok(None)
-    }
-    /// Called once before any record, tail first.
-    fn open(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
-        Ok(())
-    }
-    /// End of input: finish this operator, then the rest of the chain.
-    fn end_of_input(&mut self, env: &mut TaskEnv) -> Result<(), TaskError>;
-    /// Release everything; best effort, also after a failure.
-    fn close(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
-        Ok(())
-    }
-    /// An event from the coordinator of the chain's operator `operator` (by index): the
-    /// operator with that index handles it; returns the event if no link of this branch has
-    /// that index.
-    fn operator_event(
-        &mut self,
-        _operator: usize,
-        event: OperatorEvent,
-        _env: &mut TaskEnv,
-    ) -> Result<Option<OperatorEvent>, TaskError> {
-        Ok(Some(event))
-    }
-    /// Async I/O operators of the chain apply completed requests and emit what they may.
-    fn poll_async(&mut self, _env: &mut TaskEnv) -> Result<(), TaskError> {
-        Ok(())
-    }
-    /// Send pending output buffers as credit allows; with `partial`, seal partial ones first.
-    fn flush(&mut self, _partial: bool, _env: &mut TaskEnv) -> Result<(), TaskError> {
-        Ok(())
-    }
-    /// Snapshot every operator of the chain for checkpoint `id` into `out`.
-    fn snapshot(
-        &mut self,
-        id: u64,
-        env: &mut TaskEnv,
-        out: &mut Vec<OperatorSubtaskState>,
-    ) -> Result<(), TaskError>;
-    /// Forward a barrier (writers emit it on every output channel). For an unaligned barrier,
-    /// writers add their in-flight output records to `captured` (by writer key) and send the
-    /// barrier through the priority lane.
-    fn barrier(
-        &mut self,
-        barrier: Barrier,
-        env: &mut TaskEnv,
-        captured: &mut Captured,
-    ) -> Result<(), TaskError>;
-    /// Tell every operator that checkpoint `id` completed (or was aborted).
-    fn notify_checkpoint(
-        &mut self,
-        id: u64,
-        complete: bool,
-        env: &mut TaskEnv,
-    ) -> Result<(), TaskError>;
-}
-
-/// Output channel state captured at an unaligned barrier: `(writer key, encoded records)`.
-pub(crate) type Captured = Vec<(String, Vec<u8>)>;
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
@@ -137,7 +69,7 @@ fn attributed(
 /// A link running an [`Operator`].
 pub(crate) struct OperatorLink<O: Operator> {
     pub op: O,
-    pub next: Box<dyn Input<O::Out>>,
+    pub next: Box<dyn Output<O::Out>>,
     pub index: usize,
     pub info: OperatorInfo,
     /// The way to the operator's coordinator, if it has one.
@@ -151,7 +83,7 @@ pub(crate) struct OperatorLink<O: Operator> {
 impl<O: Operator> OperatorLink<O> {
     pub(crate) fn new(
         op: O,
-        next: Box<dyn Input<O::Out>>,
+        next: Box<dyn Output<O::Out>>,
         index: usize,
         info: OperatorInfo,
     ) -> Self {
@@ -182,7 +114,7 @@ macro_rules! ctx {
     };
 }
 
-impl<O: Operator> Input<O::In> for OperatorLink<O> {
+impl<O: Operator> Output<O::In> for OperatorLink<O> {
     #[inline]
     fn element(&mut self, record: O::In, env: &mut TaskEnv) -> Result<(), TaskError> {
         as_operator!(
@@ -299,7 +231,11 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
             Ok(())
         })?;
         if let Some(bytes) = state {
-            out.push(OperatorSubtaskState::operator_state(&self.info, bytes));
+            out.push(OperatorSubtaskState::operator_state(
+                &self.info.uid,
+                self.info.subtask,
+                bytes,
+            ));
         }
         self.next.snapshot(id, env, out)
     }
@@ -335,7 +271,7 @@ impl<O: Operator> Input<O::In> for OperatorLink<O> {
 /// A link running a [`KeyedOperator`] with its keyed state and timers.
 pub(crate) struct KeyedLink<O: KeyedOperator, F> {
     pub op: O,
-    pub next: Box<dyn Input<O::Out>>,
+    pub next: Box<dyn Output<O::Out>>,
     pub index: usize,
     pub info: OperatorInfo,
     pub key_fn: F,
@@ -351,7 +287,7 @@ impl<O: KeyedOperator, F> KeyedLink<O, F> {
     pub(crate) fn new(
         op: O,
         key_fn: F,
-        next: Box<dyn Input<O::Out>>,
+        next: Box<dyn Output<O::Out>>,
         index: usize,
         info: OperatorInfo,
     ) -> Self {
@@ -415,7 +351,7 @@ impl<O: KeyedOperator, F> KeyedLink<O, F> {
     }
 }
 
-impl<O, F> Input<O::In> for KeyedLink<O, F>
+impl<O, F> Output<O::In> for KeyedLink<O, F>
 where
     O: KeyedOperator,
     F: KeySelector<O::In, O::Key>,
@@ -583,7 +519,7 @@ impl<S: Sink> SinkLink<S> {
     }
 }
 
-impl<S: Sink> Input<S::In> for SinkLink<S> {
+impl<S: Sink> Output<S::In> for SinkLink<S> {
     #[inline]
     fn element(&mut self, record: S::In, env: &mut TaskEnv) -> Result<(), TaskError> {
         self.call(env, |s| s.write(record))
@@ -619,7 +555,11 @@ impl<S: Sink> Input<S::In> for SinkLink<S> {
             Ok(())
         })?;
         if let Some(bytes) = state {
-            out.push(OperatorSubtaskState::operator_state(&self.info, bytes));
+            out.push(OperatorSubtaskState::operator_state(
+                &self.info.uid,
+                self.info.subtask,
+                bytes,
+            ));
         }
         Ok(())
     }
@@ -644,10 +584,10 @@ impl<S: Sink> Input<S::In> for SinkLink<S> {
 
 /// Feeds several consumers of one operator's output.
 pub(crate) struct FanOut<T> {
-    pub outs: Vec<Box<dyn Input<T>>>,
+    pub outs: Vec<Box<dyn Output<T>>>,
 }
 
-impl<T: Data> Input<T> for FanOut<T> {
+impl<T: Data> Output<T> for FanOut<T> {
     fn element(&mut self, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
         let (last, rest) = self
             .outs
@@ -743,7 +683,7 @@ impl<T: Data> Input<T> for FanOut<T> {
 /// The output of an operator nobody consumes: records are dropped.
 pub(crate) struct NoOutput;
 
-impl<T: Data> Input<T> for NoOutput {
+impl<T: Data> Output<T> for NoOutput {
     #[inline]
     fn element(&mut self, _: T, _: &mut TaskEnv) -> Result<(), TaskError> {
         Ok(())

@@ -7,19 +7,19 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 
-use super::chain::Input;
-use super::env::TaskEnv;
-use super::mailbox::Control;
-use super::timer_service::TimerService;
 use crate::channel::gate::{InputGate, Polled};
 use crate::channel::{Event, Message};
-use crate::checkpoint::coordinator::CoordinatorMsg;
+use crate::checkpoint::messages::CheckpointMsg;
 use crate::checkpoint::{Barrier, ChannelStateSnapshot, OperatorSubtaskState, TaskCheckpointStats};
 use crate::config::CheckpointingMode;
 use crate::coordination::gateway::{SubtaskChannel, ToCoordinator};
 use crate::coordination::OperatorEvent;
 use crate::data::Data;
 use crate::error::TaskError;
+use crate::mailbox::env::TaskEnv;
+use crate::mailbox::timer_service::TimerService;
+use crate::mailbox::Control;
+use crate::operator::output::Output;
 use crate::operator::{OperatorInfo, Source, SourceContext, SourceStatus};
 use crate::time::valve::{ValveOutput, WatermarkValve};
 use crate::time::{now_ms, Watermark};
@@ -36,7 +36,7 @@ pub(crate) struct TaskRuntime {
     pub timers: Arc<TimerService>,
     pub buffer_timeout: Duration,
     pub mode: CheckpointingMode,
-    pub coordinator: Option<Sender<CoordinatorMsg>>,
+    pub coordinator: Option<Sender<CheckpointMsg>>,
     /// Paths from operator coordinators to the operators of this task.
     pub coordinated: Vec<Arc<SubtaskChannel>>,
 }
@@ -54,7 +54,7 @@ impl TaskRuntime {
     fn stop_events<T>(
         &self,
         sched: &mut Scheduler<'_>,
-        chain: &mut dyn Input<T>,
+        chain: &mut dyn Output<T>,
         env: &mut TaskEnv,
     ) -> Result<(), TaskError> {
         if self.coordinated.is_empty() {
@@ -81,7 +81,7 @@ impl TaskRuntime {
         self.release_events(id);
         tracing::warn!(task = self.task, id, "declining checkpoint: {reason}");
         if let Some(c) = &self.coordinator {
-            let _ = c.send(CoordinatorMsg::Decline {
+            let _ = c.send(CheckpointMsg::Decline {
                 task: self.task,
                 id,
                 reason,
@@ -92,7 +92,7 @@ impl TaskRuntime {
     fn ack(&self, id: u64, states: Vec<OperatorSubtaskState>, stats: TaskCheckpointStats) {
         self.release_events(id);
         if let Some(c) = &self.coordinator {
-            let _ = c.send(CoordinatorMsg::Ack {
+            let _ = c.send(CheckpointMsg::Ack {
                 task: self.task,
                 id,
                 states,
@@ -157,7 +157,7 @@ impl<'a> Scheduler<'a> {
     /// task to handle, or `Cancelled` when asked to stop.
     fn service<T>(
         &mut self,
-        chain: &mut dyn Input<T>,
+        chain: &mut dyn Output<T>,
         env: &mut TaskEnv,
     ) -> Result<Vec<Control>, TaskError> {
         let mut controls = Vec::new();
@@ -197,7 +197,7 @@ impl<'a> Scheduler<'a> {
         Ok(controls)
     }
 
-    fn fire<T>(&mut self, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
+    fn fire<T>(&mut self, chain: &mut dyn Output<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
         let now = Instant::now();
         if self.flush_at.is_some_and(|t| t <= now) {
             self.flush_at = None;
@@ -256,7 +256,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Sends everything still buffered, serving mails while credit is missing.
-    fn drain<T>(&mut self, chain: &mut dyn Input<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
+    fn drain<T>(&mut self, chain: &mut dyn Output<T>, env: &mut TaskEnv) -> Result<(), TaskError> {
         chain.flush(true, env)?;
         loop {
             // The task is finishing: it takes no further checkpoint.
@@ -275,7 +275,7 @@ impl<'a> Scheduler<'a> {
     /// did other work; the caller serves its mailbox and asks again).
     fn blocked<T>(
         &mut self,
-        chain: &mut dyn Input<T>,
+        chain: &mut dyn Output<T>,
         env: &mut TaskEnv,
     ) -> Result<bool, TaskError> {
         if env.blocked_channels > 0 {
@@ -303,7 +303,7 @@ impl<'a> Scheduler<'a> {
     /// aborted once the task ended, which does not count as a failure).
     fn finish_requests<T>(
         &mut self,
-        chain: &mut dyn Input<T>,
+        chain: &mut dyn Output<T>,
         env: &mut TaskEnv,
     ) -> Result<(), TaskError> {
         while env.pending_ends > 0 {
@@ -341,7 +341,7 @@ impl<'a> Scheduler<'a> {
 /// Hands a coordinator event to the chain's operator `operator`; an event no operator takes
 /// fails the task (it is never dropped silently).
 fn deliver<T>(
-    chain: &mut dyn Input<T>,
+    chain: &mut dyn Output<T>,
     operator: usize,
     event: OperatorEvent,
     env: &mut TaskEnv,
@@ -365,7 +365,7 @@ pub(crate) struct SourceTask<S: Source> {
     pub info: OperatorInfo,
     /// The way to the source's coordinator, if it has one.
     pub coordinator: Option<ToCoordinator>,
-    pub chain: Box<dyn Input<S::Out>>,
+    pub chain: Box<dyn Output<S::Out>>,
     /// Source state to restore before `open`.
     pub restore: Option<Vec<u8>>,
 }
@@ -375,7 +375,7 @@ impl<S: Source> SourceTask<S> {
         control: Control,
         source: &mut S,
         info: &OperatorInfo,
-        chain: &mut dyn Input<S::Out>,
+        chain: &mut dyn Output<S::Out>,
         env: &mut TaskEnv,
         sched: &mut Scheduler<'_>,
     ) -> Result<(), TaskError> {
@@ -387,7 +387,11 @@ impl<S: Source> SourceTask<S> {
                 env.current_operator = 0;
                 let snapshot = match source.snapshot_state(barrier.id) {
                     Ok(Some(bytes)) => {
-                        states.push(OperatorSubtaskState::operator_state(info, bytes));
+                        states.push(OperatorSubtaskState::operator_state(
+                            &info.uid,
+                            info.subtask,
+                            bytes,
+                        ));
                         chain.snapshot(barrier.id, env, &mut states)
                     }
                     Ok(None) => chain.snapshot(barrier.id, env, &mut states),
@@ -450,7 +454,7 @@ impl<S: Source> SourceTask<S> {
         restore: Option<Vec<u8>>,
         info: &OperatorInfo,
         coordinator: Option<&ToCoordinator>,
-        chain: &mut dyn Input<S::Out>,
+        chain: &mut dyn Output<S::Out>,
         env: &mut TaskEnv,
         sched: &mut Scheduler<'_>,
     ) -> Result<(), TaskError> {
@@ -665,7 +669,7 @@ impl Aligner {
 /// A task whose head reads an input gate.
 pub(crate) struct InputTask<T> {
     pub gate: InputGate<T>,
-    pub chain: Box<dyn Input<T>>,
+    pub chain: Box<dyn Output<T>>,
     /// The head operator's uid and subtask (channel state is recorded under them).
     pub head_uid: String,
     pub subtask: usize,
@@ -688,7 +692,7 @@ struct UnalignedCheckpoint<T> {
 
 fn apply<T>(
     out: ValveOutput,
-    chain: &mut dyn Input<T>,
+    chain: &mut dyn Output<T>,
     env: &mut TaskEnv,
 ) -> Result<(), TaskError> {
     if let Some(wm) = out.watermark {
@@ -723,7 +727,7 @@ struct Head {
 /// the barrier, acknowledge.
 fn aligned_checkpoint<T>(
     a: Aligned,
-    chain: &mut dyn Input<T>,
+    chain: &mut dyn Output<T>,
     env: &mut TaskEnv,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
@@ -755,7 +759,7 @@ fn on_barrier<T: Data>(
     current: &Option<VecDeque<T>>,
     barriers: &mut Barriers<T>,
     gate: &mut InputGate<T>,
-    chain: &mut dyn Input<T>,
+    chain: &mut dyn Output<T>,
     env: &mut TaskEnv,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
@@ -806,7 +810,7 @@ fn switch_to_unaligned<T: Data>(
     current: &Option<VecDeque<T>>,
     barriers: &mut Barriers<T>,
     gate: &mut InputGate<T>,
-    chain: &mut dyn Input<T>,
+    chain: &mut dyn Output<T>,
     env: &mut TaskEnv,
     sched: &Scheduler<'_>,
 ) -> Result<(), TaskError> {
@@ -911,7 +915,7 @@ impl<T: Data> InputTask<T> {
         gate: &mut InputGate<T>,
         head: Head,
         replay: Option<Vec<u8>>,
-        chain: &mut dyn Input<T>,
+        chain: &mut dyn Output<T>,
         env: &mut TaskEnv,
         sched: &mut Scheduler<'_>,
     ) -> Result<(), TaskError> {

@@ -6,10 +6,9 @@
 //! - [`StreamStatus`]: a source that has nothing to emit marks itself idle so it does not hold
 //!   back the watermark downstream; it becomes active again with its next record.
 //! - Processing time is wall-clock milliseconds since the Unix epoch, as in Flink.
-//! - [`strategy`]: watermark strategies applied at sources (bounded out-of-orderness, periodic
-//!   emission, idleness).
+//! - Watermark strategies (bounded out-of-orderness, periodic emission, idleness) are applied
+//!   by an operator: [`crate::operator::watermarks`].
 
-pub mod strategy;
 pub mod valve;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{Context, Operator};
 use crate::data::Data;
 use crate::error::UserError;
-use crate::operator::{Context, Operator};
 use crate::time::{StreamStatus, Timer, Watermark};
 
 type TimestampFn<T> = Arc<dyn Fn(&T) -> i64 + Send + Sync>;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::mailbox::Mailbox;
+use super::Mailbox;
 
 struct State {
     heap: BinaryHeap<Reverse<(Instant, usize)>>,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::mailbox::Mailbox;
+use super::Mailbox;
 use crate::error::TaskError;
 use crate::metrics::TaskMetricsCell;
 

@@ -1,16 +1,28 @@
-//! A task's mailbox: what the task must handle between records.
+//! A task's mailbox: what the task must handle between records, and how it is woken.
 //!
 //! The hot loop checks one atomic flag per record ([`Mailbox::has_mail`]); everything else is
 //! looked at only when it is set. Mails are: processing-time timers being due (coalesced into
-//! one flag), async-I/O completions (coalesced into one flag too), cancellation, and control
-//! messages (checkpoint triggers and notifications; later coordinator events).
+//! one flag), async-I/O completions (coalesced into one flag too), cancellation, priority input
+//! (an unaligned barrier waiting in the input gate), and control messages (checkpoint triggers
+//! and notifications, coordinator events).
+//!
+//! This layer sits below the channels and the task loop: a task waits on its one [`Signal`]
+//! ([`signal`]), which input, credit and mail all notify; [`env::TaskEnv`] is what the task's
+//! operators, chain links and writers share while it runs; [`timer_service`] posts due
+//! processing-time timers as mail.
+
+pub(crate) mod env;
+pub(crate) mod signal;
+pub(crate) mod timer_service;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use super::signal::Signal;
+use signal::Signal;
+
+use crate::coordination::event::{EventInbox, OperatorEvent};
 
 /// A control message for a task.
 #[derive(Debug)]
@@ -27,7 +39,7 @@ pub(crate) enum Control {
     /// An event from the coordinator of the chain's operator `operator` (its index).
     OperatorEvent {
         operator: usize,
-        event: crate::coordination::OperatorEvent,
+        event: OperatorEvent,
     },
 }
 
@@ -142,5 +154,12 @@ impl Mailbox {
             async_ready,
             controls: mails,
         }
+    }
+}
+
+/// Coordinator events reach an operator through its task's mailbox, between two records.
+impl EventInbox for Mailbox {
+    fn deliver(&self, operator: usize, event: OperatorEvent) {
+        self.post(Control::OperatorEvent { operator, event });
     }
 }

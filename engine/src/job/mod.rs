@@ -12,7 +12,10 @@
 //! the operator and subtask and cancels every other task; `join` waits for every thread and
 //! returns that error. Nothing is left running after `join` returns.
 
-use crate::pool::TaskThread as JoinHandle;
+mod checkpoint_coordinator;
+
+use crate::error::panic_message;
+use crate::pool::TaskThread;
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,20 +32,21 @@ use weir_state::checkpoint::{
 };
 use weir_state::KeyGroupRange;
 
-use crate::checkpoint::coordinator::{self, CoordinatorMsg, CoordinatorSetup, OperatorDescription};
+use crate::checkpoint::messages::{coordinator_state_key, CheckpointMsg};
 use crate::checkpoint::{ChannelStateSnapshot, CheckpointStats, RestoreState};
 use crate::config::ConfigError;
+use crate::coordination::event::RunnerMsg;
 use crate::coordination::gateway::{SubtaskChannel, ToCoordinator};
-use crate::coordination::runner::RunnerMsg;
 use crate::error::{CheckpointError, JobError, Result, TaskErrorKind, ValidationError};
 use crate::graph::{EdgeWiring, Graph, NodeKind, PartitionKind};
+use crate::mailbox::env::TaskEnv;
+use crate::mailbox::signal::Signal;
+use crate::mailbox::timer_service::TimerService;
+use crate::mailbox::Mailbox;
 use crate::metrics::{JobMetrics, TaskMetricsCell};
 use crate::operator::OperatorInfo;
-use crate::task::env::TaskEnv;
-use crate::task::mailbox::Mailbox;
 use crate::task::run::{TaskBody, TaskRuntime};
-use crate::task::signal::Signal;
-use crate::task::timer_service::TimerService;
+use checkpoint_coordinator::{CheckpointCoordinatorSetup, OperatorDescription};
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,11 +106,11 @@ impl JobShared {
 /// One run of a job's tasks (a restart makes a new attempt).
 struct Attempt {
     shared: Arc<JobShared>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<TaskThread<()>>,
     timer_service: Arc<TimerService>,
-    timer_thread: Option<JoinHandle<()>>,
-    coordinator: Option<Sender<CoordinatorMsg>>,
-    coordinator_thread: Option<JoinHandle<()>>,
+    timer_thread: Option<TaskThread<()>>,
+    coordinator: Option<Sender<CheckpointMsg>>,
+    coordinator_thread: Option<TaskThread<()>>,
     checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
     restored_from: Option<CompletedCheckpoint>,
     started: Instant,
@@ -124,7 +128,7 @@ impl Attempt {
 
     fn stop_services(&mut self) {
         if let Some(c) = self.coordinator.take() {
-            let _ = c.send(CoordinatorMsg::Shutdown);
+            let _ = c.send(CheckpointMsg::Shutdown);
         }
         if let Some(t) = self.coordinator_thread.take() {
             let _ = t.join();
@@ -183,7 +187,7 @@ impl Drop for Attempt {
 #[derive(Clone)]
 struct AttemptControl {
     shared: Arc<JobShared>,
-    coordinator: Option<Sender<CoordinatorMsg>>,
+    coordinator: Option<Sender<CheckpointMsg>>,
     restored_from: Option<CompletedCheckpoint>,
 }
 
@@ -204,7 +208,7 @@ struct JobLevel {
 /// the restart strategy says, from the latest completed checkpoint.
 pub struct JobHandle {
     level: Arc<JobLevel>,
-    supervisor: Option<JoinHandle<Result<JobResult>>>,
+    supervisor: Option<TaskThread<Result<JobResult>>>,
 }
 
 impl JobHandle {
@@ -233,7 +237,7 @@ impl JobHandle {
             return Err(CheckpointError::NoStorage);
         };
         let (reply, answer) = std::sync::mpsc::channel();
-        tx.send(CoordinatorMsg::Trigger { kind, reply })
+        tx.send(CheckpointMsg::Trigger { kind, reply })
             .map_err(|_| CheckpointError::JobEnded)?;
         answer.recv().unwrap_or(Err(CheckpointError::JobEnded))
     }
@@ -357,7 +361,7 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     let (first_tx, first_rx) = std::sync::mpsc::channel::<Result<()>>();
     let lv = level.clone();
     let pooled = g.config.task_threads_pooled;
-    let supervisor = JoinHandle::spawn(pooled, "weir-job".into(), move || {
+    let supervisor = TaskThread::spawn(pooled, "weir-job".into(), move || {
         let r = supervise(&mut g, &plan, &lv, first_tx);
         for (_, h) in std::mem::take(&mut g.coordinators) {
             h.close();
@@ -927,7 +931,7 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
     // Gates for every head with network inputs.
     let n_nodes = g.nodes.len();
     let mut gates: Vec<Vec<Box<dyn Any>>> = (0..n_nodes).map(|_| Vec::new()).collect();
-    let mut probes: Vec<Vec<Arc<dyn crate::channel::gate::UsageProbe>>> =
+    let mut probes: Vec<Vec<Arc<dyn crate::metrics::UsageProbe>>> =
         (0..n_nodes).map(|_| Vec::new()).collect();
     let mut offsets: Vec<Vec<Vec<usize>>> = (0..n_nodes).map(|_| Vec::new()).collect();
     for &h in &heads {
@@ -1148,7 +1152,7 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
     });
     let timer_thread = {
         let ts = timer_service.clone();
-        JoinHandle::spawn(
+        TaskThread::spawn(
             g.config.task_threads_pooled,
             "weir-timers".into(),
             move || ts.run(),
@@ -1169,7 +1173,7 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
     let (coordinator_tx, coordinator_thread) = match storage {
         Some(storage) => {
             let (tx, rx) = std::sync::mpsc::channel();
-            let setup = CoordinatorSetup {
+            let setup = CheckpointCoordinatorSetup {
                 job: checkpoint_cfg.job_name.clone(),
                 storage: Some(storage),
                 mailboxes: mailboxes.clone(),
@@ -1196,10 +1200,10 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
                 next_id: next_checkpoint_id,
                 operator_coordinators: g.coordinators.iter().map(|(_, h)| h.clone()).collect(),
             };
-            let t = JoinHandle::spawn(
+            let t = TaskThread::spawn(
                 g.config.task_threads_pooled,
                 "weir-checkpoints".into(),
-                move || coordinator::run(setup, rx),
+                move || checkpoint_coordinator::run(setup, rx),
             )
             .map_err(|e| {
                 JobError::Internal(format!("cannot start the checkpoint coordinator: {e}"))
@@ -1239,7 +1243,7 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
         };
         let thread_name = format!("weir-{task}");
         let async_runtime = g.runtime.as_ref().map(|r| r.handle().clone());
-        let spawned = JoinHandle::spawn(g.config.task_threads_pooled, thread_name, move || {
+        let spawned = TaskThread::spawn(g.config.task_threads_pooled, thread_name, move || {
             signal.bind_current_thread();
             cell.start();
             let TaskSpec {
@@ -1288,7 +1292,7 @@ fn launch(g: &mut Graph, plan: &Plan, attempt: u32, level: &JobLevel) -> Result<
                 }),
             }
             if let Some(c) = &rt.coordinator {
-                let _ = c.send(CoordinatorMsg::TaskEnded { task: rt.task });
+                let _ = c.send(CheckpointMsg::TaskEnded { task: rt.task });
             }
             task_shared.running.fetch_sub(1, Ordering::AcqRel);
         });
@@ -1362,19 +1366,4 @@ fn reset_coordinators(
         }
     }
     Ok(())
-}
-
-/// The key of a coordinator's state in a checkpoint's metadata.
-pub(crate) fn coordinator_state_key(uid: &str) -> String {
-    format!("coordinator/{uid}")
-}
-
-pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        format!("panicked: {s}")
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("panicked: {s}")
-    } else {
-        "panicked".to_string()
-    }
 }

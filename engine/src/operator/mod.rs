@@ -8,12 +8,18 @@
 //! - [`Source`]: polled by its task; emits a bounded batch per poll and returns, so the task can
 //!   serve its mailbox between polls.
 //! - [`Sink`]: the end of a pipeline.
+//! - [`watermarks`]: the operator that applies a [`watermarks::WatermarkStrategy`] after a
+//!   source.
 //!
 //! Invariants: user code runs only on its task's thread and never concurrently with itself;
 //! emitting never blocks on a full channel (the record completes, then the task stops taking
 //! input) unless one record overflows the overdraft; an error returned (or a panic) fails the
-//! job with the operator's name and subtask. Snapshot and restore hooks arrive with
-//! checkpointing.
+//! job with the operator's name and subtask. Operator state goes into checkpoints through
+//! `snapshot_state` and comes back through `restore_state` (keyed state and timers are
+//! snapshotted by the engine).
+
+pub(crate) mod output;
+pub mod watermarks;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -27,8 +33,8 @@ use crate::coordination::OperatorEvent;
 use crate::data::{Data, Key};
 use crate::error::{TaskError, UserError};
 use crate::fence::CommitFence;
-use crate::task::chain::Input;
-use crate::task::env::TaskEnv;
+use crate::mailbox::env::TaskEnv;
+use crate::operator::output::Output;
 use crate::time::{now_ms, StreamStatus, Timer, Watermark};
 
 /// Who an operator instance is: its name, uid and place among its parallel subtasks.
@@ -51,7 +57,7 @@ pub struct OperatorInfo {
 
 /// What an operator can do while it handles a call: emit, read time, register timers.
 pub struct Context<'a, O> {
-    pub(crate) out: &'a mut dyn Input<O>,
+    pub(crate) out: &'a mut dyn Output<O>,
     pub(crate) coordinator: Option<&'a ToCoordinator>,
     pub(crate) env: &'a mut TaskEnv,
     pub(crate) timers: &'a mut BTreeSet<i64>,
@@ -272,7 +278,7 @@ pub struct KeyedContext<'a, K: Key, O> {
     pub(crate) key: &'a K,
     pub(crate) state: &'a mut KeyedStateBackend<K>,
     pub(crate) timers: &'a mut KeyedTimers<K>,
-    pub(crate) out: &'a mut dyn Input<O>,
+    pub(crate) out: &'a mut dyn Output<O>,
     pub(crate) env: &'a mut TaskEnv,
     pub(crate) info: &'a OperatorInfo,
     pub(crate) watermark: Watermark,
@@ -483,7 +489,7 @@ pub enum SourceStatus {
 
 /// What a source can do while polled.
 pub struct SourceContext<'a, T> {
-    pub(crate) out: &'a mut dyn Input<T>,
+    pub(crate) out: &'a mut dyn Output<T>,
     pub(crate) coordinator: Option<&'a ToCoordinator>,
     pub(crate) env: &'a mut TaskEnv,
     pub(crate) info: &'a OperatorInfo,

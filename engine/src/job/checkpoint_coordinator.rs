@@ -9,7 +9,7 @@
 //! once a task has finished (triggers are then skipped, manual ones refused).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,41 +19,14 @@ use weir_state::checkpoint::{
     StateHandle, SubtaskSnapshot,
 };
 
-use super::stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
-use super::{Barrier, OperatorSubtaskState};
-use crate::coordination::runner::{CoordinatorHandle, RunnerMsg};
+use crate::checkpoint::messages::{coordinator_state_key, CheckpointMsg, TriggerReply};
+use crate::checkpoint::stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
+use crate::checkpoint::{Barrier, OperatorSubtaskState};
+use crate::coordination::event::RunnerMsg;
+use crate::coordination::runner::CoordinatorHandle;
 use crate::error::CheckpointError;
-use crate::task::mailbox::{Control, Mailbox};
+use crate::mailbox::{Control, Mailbox};
 use crate::time::now_ms;
-
-/// A reply to a manual trigger.
-pub(crate) type TriggerReply = Sender<Result<CompletedCheckpoint, CheckpointError>>;
-
-/// What tasks and the job handle tell the coordinator.
-pub(crate) enum CoordinatorMsg {
-    /// A task took checkpoint `id`.
-    Ack {
-        task: usize,
-        id: u64,
-        states: Vec<OperatorSubtaskState>,
-        stats: TaskCheckpointStats,
-    },
-    /// A task could not take checkpoint `id` (an operator's snapshot failed).
-    Decline {
-        task: usize,
-        id: u64,
-        reason: String,
-    },
-    /// A task ended (finished, failed or cancelled).
-    TaskEnded { task: usize },
-    /// Trigger a checkpoint or savepoint now and reply when it completes or fails.
-    Trigger {
-        kind: CheckpointKind,
-        reply: TriggerReply,
-    },
-    /// The job is over.
-    Shutdown,
-}
 
 /// An operator as recorded in metadata.
 #[derive(Debug, Clone)]
@@ -64,7 +37,7 @@ pub(crate) struct OperatorDescription {
 }
 
 /// Everything the coordinator needs.
-pub(crate) struct CoordinatorSetup {
+pub(crate) struct CheckpointCoordinatorSetup {
     pub job: String,
     pub storage: Option<Arc<dyn CheckpointStorage>>,
     pub mailboxes: Vec<Arc<Mailbox>>,
@@ -110,8 +83,8 @@ struct Pending {
     coordinator_states: Vec<(String, Vec<u8>)>,
 }
 
-struct Coordinator {
-    s: CoordinatorSetup,
+struct CheckpointCoordinator {
+    s: CheckpointCoordinatorSetup,
     /// Counted consecutive failures, the ids already counted, and the newest success.
     consecutive_failures: usize,
     counted: std::collections::HashSet<u64>,
@@ -123,9 +96,9 @@ struct Coordinator {
 }
 
 /// Runs the coordinator until `Shutdown` (or every sender is gone).
-pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
+pub(crate) fn run(setup: CheckpointCoordinatorSetup, rx: Receiver<CheckpointMsg>) {
     let next_periodic = setup.interval.map(|i| Instant::now() + i);
-    let mut c = Coordinator {
+    let mut c = CheckpointCoordinator {
         s: setup,
         consecutive_failures: 0,
         counted: HashSet::new(),
@@ -149,21 +122,21 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
             },
         };
         match msg {
-            Some(CoordinatorMsg::Shutdown) => break,
-            Some(CoordinatorMsg::Ack {
+            Some(CheckpointMsg::Shutdown) => break,
+            Some(CheckpointMsg::Ack {
                 task,
                 id,
                 states,
                 stats,
             }) => c.ack(task, id, states, stats),
-            Some(CoordinatorMsg::Decline { task, id, reason }) => c.abort(
+            Some(CheckpointMsg::Decline { task, id, reason }) => c.abort(
                 id,
                 CheckpointError::Declined {
                     id,
                     reason: format!("task {task}: {reason}"),
                 },
             ),
-            Some(CoordinatorMsg::TaskEnded { task }) => {
+            Some(CheckpointMsg::TaskEnded { task }) => {
                 c.ended.insert(task);
                 let unfinishable: Vec<u64> = c
                     .pending
@@ -175,7 +148,7 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
                     c.abort(id, CheckpointError::TasksFinished);
                 }
             }
-            Some(CoordinatorMsg::Trigger { kind, reply }) => c.manual(kind, reply),
+            Some(CheckpointMsg::Trigger { kind, reply }) => c.manual(kind, reply),
             None => {}
         }
         c.switch_timed_out();
@@ -188,7 +161,7 @@ pub(crate) fn run(setup: CoordinatorSetup, rx: Receiver<CoordinatorMsg>) {
     }
 }
 
-impl Coordinator {
+impl CheckpointCoordinator {
     fn next_deadline(&self) -> Option<Instant> {
         // Expiry of pending checkpoints, and alignment timeouts still to announce.
         let expiry = self
@@ -548,7 +521,7 @@ impl Coordinator {
             .collect();
         let mut extra = BTreeMap::new();
         for (uid, bytes) in &p.coordinator_states {
-            let key = crate::job::coordinator_state_key(uid);
+            let key = coordinator_state_key(uid);
             let stem: String = uid
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
