@@ -299,6 +299,10 @@ options! {
     /// Run tasks on the process's shared pool of task threads (reused across jobs) instead of
     /// spawning a thread per task per job.
     task_threads_pooled: bool = true, "execution.task-threads.pooled";
+    /// How channels between tasks carry their messages: `local` (in-process buffers, no copy)
+    /// or `encoded` (every buffer and event crosses a pipe as versioned bytes and is decoded on
+    /// the far side, as a channel between processes would; for testing the transport seam).
+    channel_transport: ChannelTransport = ChannelTransport::Local, "execution.channel-transport";
     /// Completed checkpoints kept in storage; older ones are deleted.
     retained_checkpoints: usize = 1, "execution.checkpointing.num-retained";
     /// Directory of checkpoints and savepoints (empty = no checkpoint storage).
@@ -306,6 +310,32 @@ options! {
     /// Restore from this checkpoint or savepoint directory, or "latest" (the newest valid
     /// checkpoint in the checkpoint directory, if any). Empty = start fresh.
     restore_path: String = String::new(), "execution.state-recovery.path";
+}
+
+/// How channels between tasks carry their messages (`execution.channel-transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelTransport {
+    /// In-process buffers handed over without a copy.
+    Local,
+    /// Every buffer and event encoded into a versioned frame and decoded on the far side.
+    Encoded,
+}
+
+impl OptionValue for ChannelTransport {
+    const EXPECTED: &'static str = "local or encoded";
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" => Some(ChannelTransport::Local),
+            "encoded" => Some(ChannelTransport::Encoded),
+            _ => None,
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            ChannelTransport::Local => "local".into(),
+            ChannelTransport::Encoded => "encoded".into(),
+        }
+    }
 }
 
 /// The kind of restart strategy (`restart-strategy.type`).

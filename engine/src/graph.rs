@@ -8,13 +8,15 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::channel::gate::ChannelSender;
+use crate::channel::encoded::EncodedSender;
 use crate::channel::gate::{GateShared, InputGate};
 use crate::channel::writer::{
     BroadcastPartitioner, ForwardPartitioner, KeyGroupPartitioner, RebalancePartitioner,
     RecordWriter, WriterSettings,
 };
+use crate::channel::ChannelSend;
 use crate::checkpoint::RestoreState;
+use crate::config::ChannelTransport;
 use crate::config::Config;
 use crate::coordination::gateway::ToCoordinator;
 use crate::coordination::runner::CoordinatorHandle;
@@ -46,7 +48,7 @@ pub(crate) trait KeyRouter<T>: Send + 'static {
     fn clone_box(&self) -> Box<dyn KeyRouter<T>>;
     fn writer(
         &self,
-        senders: Vec<ChannelSender<T>>,
+        senders: Vec<Box<dyn ChannelSend<T>>>,
         settings: WriterSettings,
         max_parallelism: usize,
         key: String,
@@ -68,7 +70,7 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyRouter<T> for KeyRouterImpl<K, F>
     }
     fn writer(
         &self,
-        senders: Vec<ChannelSender<T>>,
+        senders: Vec<Box<dyn ChannelSend<T>>>,
         settings: WriterSettings,
         max_parallelism: usize,
         key: String,
@@ -124,6 +126,8 @@ pub(crate) struct EdgeWiring<'a> {
     pub pointwise: bool,
     pub signal: Signal,
     pub settings: WriterSettings,
+    /// How the edge's channels carry their messages.
+    pub transport: ChannelTransport,
     pub max_parallelism: usize,
     /// The edge's name in channel state.
     pub key: String,
@@ -147,11 +151,19 @@ fn gate<T: Data>(g: &dyn Any) -> &Arc<GateShared<T>> {
 
 impl<T: Data> EdgeConnector for TypedEdge<T> {
     fn writer(&self, w: EdgeWiring<'_>) -> Box<dyn Any> {
-        let senders: Vec<ChannelSender<T>> = if w.pointwise {
-            vec![gate::<T>(&*w.gates[w.sender]).sender(w.offsets[w.sender], w.signal.clone())]
+        let transport = w.transport;
+        let sender = |j: usize, channel: usize| -> Box<dyn ChannelSend<T>> {
+            let local = gate::<T>(&*w.gates[j]).sender(channel, w.signal.clone());
+            match transport {
+                ChannelTransport::Local => Box::new(local),
+                ChannelTransport::Encoded => Box::new(EncodedSender::new(local, channel)),
+            }
+        };
+        let senders: Vec<Box<dyn ChannelSend<T>>> = if w.pointwise {
+            vec![sender(w.sender, w.offsets[w.sender])]
         } else {
             (0..w.gates.len())
-                .map(|j| gate::<T>(&*w.gates[j]).sender(w.offsets[j] + w.sender, w.signal.clone()))
+                .map(|j| sender(j, w.offsets[j] + w.sender))
                 .collect()
         };
         let n = senders.len();

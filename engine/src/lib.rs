@@ -105,7 +105,9 @@ pub(crate) mod task;
 pub mod time;
 
 pub use async_io::{AsyncIo, OutputOrder, RetryStrategy};
-pub use config::{CheckpointingMode, Config, ConfigError, MemorySize, RestartStrategyKind};
+pub use config::{
+    ChannelTransport, CheckpointingMode, Config, ConfigError, MemorySize, RestartStrategyKind,
+};
 pub use data::{Data, Key, KeySelector};
 pub use error::{CheckpointError, JobError, Result, UserError, ValidationError};
 pub use fence::{CommitFence, CommitRefused};

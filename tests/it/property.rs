@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use weir::engine::{CheckpointingMode, RestartStrategyKind};
+use weir::engine::{ChannelTransport, CheckpointingMode, RestartStrategyKind};
 use weir::operators::{
     sequence_splits, FileTransactions, KeyedProcessFunction, RangeReader, TwoPhaseCommit,
 };
@@ -135,8 +135,16 @@ impl KeyedProcessFunction<u64, u64, String> for Seen {
     }
 }
 
-fn run_case(mode: &str, seed: u64, splits: bool) -> (Vec<String>, u64, usize) {
-    let root = std::env::temp_dir().join(format!("weir-prop-{mode}-{seed}-{}", std::process::id()));
+fn run_case(
+    mode: &str,
+    seed: u64,
+    splits: bool,
+    transport: ChannelTransport,
+) -> (Vec<String>, u64, usize) {
+    let root = std::env::temp_dir().join(format!(
+        "weir-prop-{mode}-{seed}-{transport:?}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&root);
     let mut rng = Rng(seed);
     let failures = 1 + rng.next() % 3;
@@ -162,6 +170,7 @@ fn run_case(mode: &str, seed: u64, splits: bool) -> (Vec<String>, u64, usize) {
         c.restart_fixed_delay = Duration::from_millis(2);
         c.max_records_per_buffer = 64;
         c.buffer_timeout = Duration::from_millis(2);
+        c.channel_transport = transport;
         match mode {
             "aligned" => {}
             "unaligned" => c.unaligned = true,
@@ -267,7 +276,8 @@ fn random_failures_never_change_the_committed_output() {
     let (mut restarts, mut write_failures) = (0, 0);
     for mode in ["aligned", "unaligned", "aligned-timeout", "at-least-once"] {
         for seed in 1..=6u64 {
-            let (got, failed_writes, r) = run_case(mode, seed * 7919, false);
+            let (got, failed_writes, r) =
+                run_case(mode, seed * 7919, false, ChannelTransport::Local);
             restarts += r;
             write_failures += failed_writes;
             assert!(
@@ -283,6 +293,25 @@ fn random_failures_never_change_the_committed_output() {
         ASYNC_ERRORS.load(Ordering::Relaxed) > 0,
         "no error was injected into the async stage"
     );
+}
+
+/// The same over channels that carry every buffer, event and barrier as encoded frames and
+/// decode them on the far side (`execution.channel-transport = encoded`, the transport seam a
+/// channel between processes uses): in every checkpoint mode the committed output is the
+/// failure-free output.
+#[test]
+fn random_failures_never_change_the_committed_output_over_encoded_channels() {
+    let expected = expected_output();
+    for mode in ["aligned", "unaligned", "aligned-timeout", "at-least-once"] {
+        for seed in 1..=3u64 {
+            let (got, _, r) = run_case(mode, seed * 6_151, false, ChannelTransport::Encoded);
+            assert!(
+                r >= 1,
+                "{mode} seed {seed}: a planned failure did not happen"
+            );
+            check(mode, seed, &got, &expected);
+        }
+    }
 }
 
 /// The failure-free output, sorted.
@@ -335,7 +364,7 @@ fn the_split_source_reads_every_split_once_under_random_failures() {
     let mut restarts = 0;
     for mode in ["aligned", "unaligned", "aligned-timeout", "at-least-once"] {
         for seed in 1..=3u64 {
-            let (got, _, r) = run_case(mode, seed * 104_729, true);
+            let (got, _, r) = run_case(mode, seed * 104_729, true, ChannelTransport::Local);
             restarts += r;
             assert!(
                 r >= 1,

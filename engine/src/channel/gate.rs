@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Event, Message};
+use super::{ChannelError, ChannelSend, Event, Message, SendOutcome};
 use crate::mailbox::signal::Signal;
 use crate::mailbox::Mailbox;
 use crate::metrics::{GateUsage, UsageProbe};
@@ -129,14 +129,6 @@ impl<T> GateShared<T> {
     pub(crate) fn channels(&self) -> usize {
         self.state.lock().channels.len()
     }
-}
-
-/// The outcome of a send attempt.
-pub(crate) struct SendOutcome {
-    /// Some message could not be sent for lack of credit.
-    pub blocked: bool,
-    /// Records buffers that were sent.
-    pub sent_buffers: usize,
 }
 
 /// The sending end of one channel.
@@ -277,6 +269,24 @@ impl<T> ChannelSender<T> {
             Some(m) => m.raise_priority_input(),
             None => self.gate.receiver.notify(),
         }
+    }
+}
+
+/// The in-process channel: messages move into the receiver's gate under its lock; it never
+/// fails.
+impl<T: Clone + Send> ChannelSend<T> for ChannelSender<T> {
+    fn send(
+        &self,
+        pending: &mut VecDeque<Message<T>>,
+        spare: &mut Option<VecDeque<T>>,
+        forced: usize,
+    ) -> Result<SendOutcome, ChannelError> {
+        Ok(ChannelSender::send(self, pending, spare, forced))
+    }
+
+    fn send_priority(&self, event: Event) -> Result<(), ChannelError> {
+        ChannelSender::send_priority(self, event);
+        Ok(())
     }
 }
 
@@ -445,19 +455,30 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Random sends and polls on three channels: the gate never holds more buffers than its
-        /// credit, every channel is FIFO (records and watermarks), and after a drain every
-        /// record sent was received exactly once.
+        /// Random sends and polls on three channels, in-process or through encoded frames: the
+        /// gate never holds more buffers than its credit, every channel is FIFO (records and
+        /// watermarks), and after a drain every record sent was received exactly once.
         #[test]
         fn credit_bound_fifo_and_no_loss(
             ops in proptest::collection::vec((0usize..3, 0u8..5), 1..400),
             exclusive in 1usize..3,
             floating in 0usize..4,
+            encoded in any::<bool>(),
         ) {
             const CH: usize = 3;
             let gate = GateShared::<u64>::new(CH, exclusive, floating, Signal::new());
             let capacity = CH * exclusive + floating;
-            let senders: Vec<_> = (0..CH).map(|i| gate.sender(i, Signal::new())).collect();
+            let senders: Vec<Box<dyn ChannelSend<u64>>> = (0..CH)
+                .map(|i| -> Box<dyn ChannelSend<u64>> {
+                    let local = gate.sender(i, Signal::new());
+                    if encoded {
+                        Box::new(crate::channel::encoded::EncodedSender::new(local, i))
+                    } else {
+                        Box::new(local)
+                    }
+                })
+                .collect();
+            let fail = |e: ChannelError| TestCaseError::fail(e.to_string());
             let mut pending: Vec<VecDeque<Message<u64>>> = (0..CH).map(|_| VecDeque::new()).collect();
             let mut next = [0u64; CH];
             let mut next_wm = [0i64; CH];
@@ -499,12 +520,12 @@ mod tests {
                             .collect();
                         sent += buf.len() as u64;
                         pending[ch].push_back(Message::Records(buf));
-                        senders[ch].send(&mut pending[ch], &mut spare, 0);
+                        senders[ch].send(&mut pending[ch], &mut spare, 0).map_err(fail)?;
                     }
                     3 => {
                         next_wm[ch] += 1;
                         pending[ch].push_back(Message::Event(Event::Watermark(Watermark(next_wm[ch]))));
-                        senders[ch].send(&mut pending[ch], &mut spare, 0);
+                        senders[ch].send(&mut pending[ch], &mut spare, 0).map_err(fail)?;
                     }
                     _ => {
                         check(rx.poll(spare.take()), &mut received)?;
@@ -515,7 +536,7 @@ mod tests {
             // Drain: keep sending what waits for credit and polling until both are empty.
             loop {
                 for ch in 0..CH {
-                    senders[ch].send(&mut pending[ch], &mut spare, 0);
+                    senders[ch].send(&mut pending[ch], &mut spare, 0).map_err(fail)?;
                 }
                 let mut progressed = false;
                 while check(rx.poll(None), &mut received)? {

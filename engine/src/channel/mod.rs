@@ -18,16 +18,27 @@
 //!
 //! Empty buffers are recycled from receiver to sender through the gate, so a steady stream
 //! allocates nothing per buffer.
+//!
+//! **The transport seam**: a record writer sends through [`ChannelSend`], never through a
+//! concrete channel. The in-process channel ([`gate::ChannelSender`]) is one implementation;
+//! [`encoded::EncodedSender`] is another, which carries every buffer and event across a pipe
+//! as versioned bytes and decodes it on the far side before it enters the receiver's gate (how
+//! a channel between processes behaves; `execution.channel-transport = encoded`). A channel to
+//! another process is one more implementation of [`ChannelSend`] and its receiving half; the
+//! task loop and the writer do not change.
 
+pub(crate) mod encoded;
 pub(crate) mod gate;
 pub(crate) mod writer;
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use crate::time::{StreamStatus, Watermark};
 
 /// An in-band event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// Event time has advanced.
     Watermark(Watermark),
@@ -44,4 +55,58 @@ pub enum Event {
 pub(crate) enum Message<T> {
     Records(VecDeque<T>),
     Event(Event),
+}
+
+/// The outcome of a send attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SendOutcome {
+    /// Some message could not be sent for lack of credit.
+    pub blocked: bool,
+    /// Records buffers that were sent.
+    pub sent_buffers: usize,
+}
+
+/// A channel could not carry a message (a transport that encodes or crosses a process
+/// boundary; the in-process channel never fails).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("channel {channel}: {reason}")]
+pub(crate) struct ChannelError {
+    /// The channel's index in the receiving gate.
+    pub channel: usize,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// The sending half of one channel, as a record writer uses it: normal sends of buffers and
+/// events under credit, and the priority lane of unaligned barriers.
+///
+/// Credit is the channel's: a buffer moves only with a credit of the receiver (an exclusive
+/// buffer of the channel or a floating buffer of its gate); a sender without credit keeps the
+/// buffer in `pending` and is woken through its task's signal when credit returns. Events need
+/// no credit. Whatever an implementation does with the bytes, the receiver sees exactly the
+/// messages sent, in order, and never holds more buffers than its credit allows.
+pub(crate) trait ChannelSend<T>: Send {
+    /// Moves the leading messages of `pending` into the channel while credit allows; events go
+    /// without credit, and so do the first `forced` messages (the buffers ahead of a barrier,
+    /// bounded by the writer's overdraft). Takes a recycled empty buffer into `spare` when one
+    /// is free.
+    ///
+    /// # Errors
+    /// [`ChannelError`] when the transport cannot carry a message; what was not sent stays in
+    /// `pending`.
+    fn send(
+        &self,
+        pending: &mut VecDeque<Message<T>>,
+        spare: &mut Option<VecDeque<T>>,
+        forced: usize,
+    ) -> Result<SendOutcome, ChannelError>;
+
+    /// Sends `event` through the priority lane, ahead of every buffer queued in the channel
+    /// (unaligned checkpoint barriers). The records it overtakes are captured at this moment and
+    /// handed to the receiver with the event, so the receiver learns exactly which queued
+    /// records precede it (they become channel state).
+    ///
+    /// # Errors
+    /// [`ChannelError`] when the transport cannot carry the event.
+    fn send_priority(&self, event: Event) -> Result<(), ChannelError>;
 }

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 
 use weir_state::key_group::{key_group_for_hash, key_hash, operator_index_for_key_group};
 
-use super::gate::ChannelSender;
+use super::ChannelSend;
 use super::{Event, Message};
 use crate::checkpoint::Barrier;
 use crate::data::{Data, Key, KeySelector};
@@ -101,7 +101,7 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> Partitioner<T> for KeyGroupPartition
 }
 
 struct ChannelOut<T> {
-    sender: ChannelSender<T>,
+    sender: Box<dyn ChannelSend<T>>,
     current: VecDeque<T>,
     pending: VecDeque<Message<T>>,
     pending_buffers: usize,
@@ -131,7 +131,7 @@ pub(crate) struct RecordWriter<T, P> {
 
 impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
     pub(crate) fn new(
-        senders: Vec<ChannelSender<T>>,
+        senders: Vec<Box<dyn ChannelSend<T>>>,
         partitioner: P,
         settings: WriterSettings,
     ) -> Self {
@@ -178,11 +178,11 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record
         {
             self.seal(idx, env);
-            self.send(idx, env);
+            self.send(idx, env)?;
             // Overdraft exhausted inside one record: wait for credit right here.
             while self.channels[idx].pending_buffers > self.settings.max_overdraft {
                 env.wait_for_credit()?;
-                self.send(idx, env);
+                self.send(idx, env)?;
             }
         }
         Ok(())
@@ -220,19 +220,19 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             ch.pending.pop_back();
         }
         ch.pending.push_back(Message::Event(event));
-        self.send(idx, env);
+        self.send(idx, env)?;
         while self.channels[idx].pending_buffers > self.settings.max_overdraft {
             env.wait_for_credit()?;
-            self.send(idx, env);
+            self.send(idx, env)?;
         }
         Ok(())
     }
 
     /// Sends what credit allows on channel `idx`, keeping `env`'s counters right.
-    fn send(&mut self, idx: usize, env: &mut TaskEnv) {
+    fn send(&mut self, idx: usize, env: &mut TaskEnv) -> Result<(), TaskError> {
         let ch = &mut self.channels[idx];
         if ch.pending.is_empty() {
-            return;
+            return Ok(());
         }
         // An aligned barrier takes the (few, overdraft-bounded) buffers ahead of it into the
         // receiver's gate without credit, so it never waits in this task: a receiver whose
@@ -242,7 +242,10 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             .iter()
             .rposition(|m| matches!(m, Message::Event(Event::Barrier(_))))
             .map_or(0, |i| i + 1);
-        let outcome = ch.sender.send(&mut ch.pending, &mut ch.spare, forced);
+        let outcome = ch
+            .sender
+            .send(&mut ch.pending, &mut ch.spare, forced)
+            .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
         if outcome.sent_buffers > 0 {
             let left: usize = ch
                 .pending
@@ -270,6 +273,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                 env.blocked_channels -= 1;
             }
         }
+        Ok(())
     }
 
     /// Queues `event` on every channel behind its data.
@@ -305,7 +309,14 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
     /// through every channel's priority lane. Per channel, because a replay must put each
     /// record back on the channel it waited for, not route it again (a broadcast record waits
     /// on each channel separately).
-    pub(crate) fn overtake(&mut self, barrier: Barrier) -> Vec<(usize, Vec<T>)> {
+    ///
+    /// # Errors
+    /// The transport could not carry the barrier.
+    pub(crate) fn overtake(
+        &mut self,
+        barrier: Barrier,
+        env: &TaskEnv,
+    ) -> Result<Vec<(usize, Vec<T>)>, TaskError> {
         let mut in_flight: Vec<(usize, Vec<T>)> = Vec::new();
         for (idx, ch) in self.channels.iter().enumerate() {
             let mut records: Vec<T> = Vec::new();
@@ -320,9 +331,11 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             }
         }
         for ch in &self.channels {
-            ch.sender.send_priority(Event::Barrier(barrier));
+            ch.sender
+                .send_priority(Event::Barrier(barrier))
+                .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
         }
-        in_flight
+        Ok(in_flight)
     }
 
     /// Sends restored output channel state again (`records` per channel), before anything
@@ -352,13 +365,17 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
     }
 
     /// Sends pending buffers as credit allows; with `partial`, seals partial ones first.
-    pub(crate) fn flush(&mut self, partial: bool, env: &mut TaskEnv) {
+    ///
+    /// # Errors
+    /// The transport could not carry a buffer.
+    pub(crate) fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
         for idx in 0..self.channels.len() {
             if partial {
                 self.seal(idx, env);
             }
-            self.send(idx, env);
+            self.send(idx, env)?;
         }
+        Ok(())
     }
 
     /// The output records to send again first after a restore (once).

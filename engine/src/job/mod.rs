@@ -777,6 +777,7 @@ impl Builder<'_> {
                     pointwise: pw,
                     signal: signal.clone(),
                     settings,
+                    transport: self.g.config.channel_transport,
                     max_parallelism: self.plan.max_parallelism[c],
                     key,
                     replay,

@@ -63,7 +63,7 @@ impl<T: Data, P: Partitioner<T>> Output<T> for NetworkOutput<T, P> {
         if !barrier.unaligned {
             return self.writer.broadcast_event(Event::Barrier(barrier), env);
         }
-        let in_flight = self.writer.overtake(barrier);
+        let in_flight = self.writer.overtake(barrier, env)?;
         if !in_flight.is_empty() {
             let bytes = weir_state::checkpoint::format::encode(&in_flight)
                 .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
@@ -87,7 +87,6 @@ impl<T: Data, P: Partitioner<T>> Output<T> for NetworkOutput<T, P> {
     }
 
     fn flush(&mut self, partial: bool, env: &mut TaskEnv) -> Result<(), TaskError> {
-        self.writer.flush(partial, env);
-        Ok(())
+        self.writer.flush(partial, env)
     }
 }
