@@ -40,7 +40,7 @@ static NEXT_ENV: AtomicUsize = AtomicUsize::new(1);
 
 /// The environment a job is built in, and from which it runs.
 pub struct StreamEnv {
-    graph: Rc<RefCell<Graph>>,
+    pub(crate) graph: Rc<RefCell<Graph>>,
 }
 
 impl Default for StreamEnv {
@@ -337,7 +337,7 @@ where
 /// A stream of records of type `T`: the output of an operator, a union of streams, or a
 /// repartitioned stream.
 pub struct DataStream<T: Data> {
-    graph: Rc<RefCell<Graph>>,
+    pub(crate) graph: Rc<RefCell<Graph>>,
     inputs: Vec<(usize, Partition<T>)>,
     node: Option<usize>,
     what: &'static str,
@@ -681,7 +681,7 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> KeyedStream<T, K, F> {
 
 /// The handle of a sink node, to name it or set its parallelism.
 pub struct DataStreamSink {
-    graph: Rc<RefCell<Graph>>,
+    pub(crate) graph: Rc<RefCell<Graph>>,
     node: usize,
 }
 

@@ -8,6 +8,7 @@
 //! notify. So a task with no input, or with no credit, still serves its mailbox: timers fire,
 //! barriers pass and completions are applied under full backpressure.
 
+pub(crate) mod alignment;
 pub(crate) mod chain;
 pub(crate) mod network_output;
 pub(crate) mod run;

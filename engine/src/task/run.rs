@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 
+use super::alignment::{since_trigger, Aligned, Aligner};
 use crate::channel::gate::{InputGate, Polled};
 use crate::channel::{Event, Message};
 use crate::checkpoint::messages::CheckpointMsg;
@@ -104,11 +104,6 @@ impl TaskRuntime {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// Milliseconds from the trigger of `b` until now (clocks of one machine).
-fn since_trigger(b: &Barrier) -> f64 {
-    (now_ms() - b.timestamp_ms).max(0) as f64
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -538,131 +533,6 @@ impl<S: Source> TaskBody for SourceTask<S> {
         let closed_source = source.close().map_err(|e| TaskError::user(0, e));
         let closed_chain = chain.close(env);
         result.and(closed_source).and(closed_chain)
-    }
-}
-
-/// Barrier handling at a task's input gate.
-///
-/// Exactly-once: a channel is blocked once it delivered the barrier of the checkpoint being
-/// aligned, until every channel delivered it (or ended); barriers arrive in id order on every
-/// channel, so at most one checkpoint aligns at a time. At-least-once: nothing is blocked; a
-/// checkpoint is taken when its barrier arrived on every channel, several may be in flight, and
-/// completing one drops older incomplete ones.
-struct Aligner {
-    mode: CheckpointingMode,
-    /// Per checkpoint: its barrier, which channels delivered it, when the first one came and
-    /// how long after the trigger.
-    pending: BTreeMap<u64, (Barrier, Vec<bool>, Instant, f64)>,
-    ended: Vec<bool>,
-}
-
-/// A checkpoint whose barriers all arrived at an aligning task.
-struct Aligned {
-    barrier: Barrier,
-    first_barrier: Instant,
-    start_delay_ms: f64,
-}
-
-impl Aligner {
-    fn new(mode: CheckpointingMode, channels: usize) -> Self {
-        Aligner {
-            mode,
-            pending: BTreeMap::new(),
-            ended: vec![false; channels],
-        }
-    }
-
-    fn unblock_all<T>(&self, gate: &mut InputGate<T>) {
-        if self.mode == CheckpointingMode::ExactlyOnce {
-            for ch in 0..self.ended.len() {
-                gate.set_blocked(ch, false);
-            }
-        }
-    }
-
-    /// A barrier arrived on `ch`: returns the checkpoint whose alignment completed, if any.
-    fn barrier<T>(&mut self, ch: usize, b: Barrier, gate: &mut InputGate<T>) -> Option<Aligned> {
-        if self
-            .pending
-            .keys()
-            .next_back()
-            .is_some_and(|&last| b.id < last)
-            && !self.pending.contains_key(&b.id)
-        {
-            return None; // a barrier of a checkpoint already given up here
-        }
-        if self.mode == CheckpointingMode::ExactlyOnce {
-            // Barriers come in id order on every channel, so a newer checkpoint's barrier
-            // means older alignments can never complete here (their checkpoint was given up
-            // upstream): drop them and release their channels.
-            let older: Vec<u64> = self.pending.range(..b.id).map(|(id, _)| *id).collect();
-            if !older.is_empty() {
-                for id in older {
-                    self.pending.remove(&id);
-                }
-                self.unblock_all(gate);
-            }
-        }
-        let n = self.ended.len();
-        let entry = self
-            .pending
-            .entry(b.id)
-            .or_insert_with(|| (b, vec![false; n], Instant::now(), since_trigger(&b)));
-        entry.1[ch] = true;
-        if self.mode == CheckpointingMode::ExactlyOnce {
-            gate.set_blocked(ch, true);
-        }
-        self.complete(gate)
-    }
-
-    /// Channel `ch` ended: it no longer holds any alignment back.
-    fn ended<T>(&mut self, ch: usize, gate: &mut InputGate<T>) -> Option<Aligned> {
-        self.ended[ch] = true;
-        self.complete(gate)
-    }
-
-    fn complete<T>(&mut self, gate: &mut InputGate<T>) -> Option<Aligned> {
-        let done = self.pending.iter().find_map(|(id, (_, arrived, _, _))| {
-            arrived
-                .iter()
-                .zip(&self.ended)
-                .all(|(a, e)| *a || *e)
-                .then_some(*id)
-        })?;
-        let (barrier, _, first_barrier, start_delay_ms) = self.pending.remove(&done)?;
-        // Older checkpoints can no longer complete here.
-        self.pending.retain(|id, _| *id > done);
-        if self.pending.is_empty() {
-            self.unblock_all(gate);
-        }
-        Some(Aligned {
-            barrier,
-            first_barrier,
-            start_delay_ms,
-        })
-    }
-
-    /// Stops aligning checkpoint `id` (it switches to unaligned) and returns which channels
-    /// had delivered its barrier.
-    fn take(&mut self, id: u64, gate: &mut InputGate<impl Sized>) -> Vec<bool> {
-        let arrived = self
-            .pending
-            .get(&id)
-            .map(|p| p.1.clone())
-            .unwrap_or_else(|| vec![false; self.ended.len()]);
-        // Older alignments (say, a savepoint) can no longer complete here once `id` is taken.
-        self.pending.retain(|p, _| *p > id);
-        if self.pending.is_empty() {
-            self.unblock_all(gate);
-        }
-        arrived
-    }
-
-    /// Checkpoint `id` was aborted: stop aligning it.
-    fn abort<T>(&mut self, id: u64, gate: &mut InputGate<T>) {
-        if self.pending.remove(&id).is_some() && self.pending.is_empty() {
-            self.unblock_all(gate);
-        }
     }
 }
 
