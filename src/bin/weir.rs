@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use weir::prelude::*;
 
@@ -152,114 +152,130 @@ enum Command {
 enum BenchCommand {
     /// Checkpoint durations under full backpressure: generator -> key_by -> stages -> a sink
     /// costing --record-cost per record, checkpoints every --interval for --duration.
-    Backpressure {
-        /// aligned | unaligned | aligned-timeout=<duration> | at-least-once
-        #[arg(long, default_value = "aligned")]
-        mode: weir::bench::backpressure::Mode,
-        /// Parallelism of every operator.
-        #[arg(long, default_value_t = 2)]
-        parallelism: usize,
-        /// Stages between key_by and the sink.
-        #[arg(long, default_value_t = 3)]
-        stages: usize,
-        /// Time the sink spends per record.
-        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
-        record_cost: Duration,
-        /// Checkpoint interval.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        interval: Duration,
-        /// How long to run.
-        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Backpressure(BackpressureArgs),
     /// Round trip of coordinator events (subtask -> coordinator -> subtask) with several
     /// subtasks pinging at once.
-    Coordinator {
-        /// Parallelisms to measure, comma-separated.
-        #[arg(long, default_value = "1,2,4,8,16", value_delimiter = ',')]
-        subtasks: Vec<usize>,
-        /// Round trips per subtask.
-        #[arg(long, default_value_t = 2000)]
-        round_trips: usize,
-        /// Print one JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Coordinator(CoordinatorArgs),
     /// Many short jobs (word count) on one session runtime from concurrent clients, with and
     /// without high availability: jobs/s and latency p50/p99.
-    ShortJobs {
-        /// Jobs to time (after a warm-up of 2 x clients jobs).
-        #[arg(long, default_value_t = 300)]
-        jobs: usize,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 4)]
-        clients: usize,
-        /// Lines of input per job.
-        #[arg(long, default_value_t = 1000)]
-        records: usize,
-        /// Parallelism of each job.
-        #[arg(long, default_value_t = 4)]
-        parallelism: usize,
-        /// none | sqlite | postgres
-        #[arg(long, default_value = "none")]
-        ha: String,
-        /// on | off: persist jobs so that a new leader recovers them.
-        #[arg(long, default_value = "off")]
-        job_recovery: String,
-        /// Run a thread per task per job instead of the shared task pool.
-        #[arg(long)]
-        no_pool: bool,
-        /// Run every mode (none, none without pool, sqlite off/on, postgres off/on when a URL
-        /// is known) in alternating rounds and report ratios to no-HA.
-        #[arg(long)]
-        compare: bool,
-        /// Rounds of --compare (the median round of each mode is reported).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// PostgreSQL URL for --ha postgres.
-        #[arg(long, env = "WEIR_POSTGRES_URL")]
-        postgres_url: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    ShortJobs(ShortJobsArgs),
     /// Async I/O throughput against Little's law (capacity / latency · parallelism):
     /// generator -> async_io (a tokio timer of --latency per request) -> sink, optionally with
     /// checkpoints every --interval.
-    Async {
-        /// Bound on requests in flight per subtask.
-        #[arg(long, default_value_t = 100)]
-        capacity: usize,
-        /// Latency of one request.
-        #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
-        latency: Duration,
-        /// Parallelism of every operator.
-        #[arg(long, default_value_t = 2)]
-        parallelism: usize,
-        /// ordered | unordered
-        #[arg(long, default_value = "ordered")]
-        order: String,
-        /// What stands in for the remote call: precise (a thread answering each call at its
-        /// deadline) | tokio-timer (tokio::time::sleep, about 1 ms late)
-        #[arg(long, default_value = "precise")]
-        service: weir::bench::async_io::Service,
-        /// How long to run (the first fifth, at most 2 s, is warm-up).
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        /// Checkpoint interval (default: no checkpoints).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        interval: Option<Duration>,
-        /// Barrier mode with --interval: aligned | unaligned | aligned-timeout=<duration> |
-        /// at-least-once
-        #[arg(long, default_value = "aligned")]
-        mode: weir::bench::backpressure::Mode,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Async(AsyncArgs),
+}
+
+/// Arguments of `weir bench backpressure`.
+#[derive(Args)]
+struct BackpressureArgs {
+    /// aligned | unaligned | aligned-timeout=<duration> | at-least-once
+    #[arg(long, default_value = "aligned")]
+    mode: weir::bench::backpressure::Mode,
+    /// Parallelism of every operator.
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Stages between key_by and the sink.
+    #[arg(long, default_value_t = 3)]
+    stages: usize,
+    /// Time the sink spends per record.
+    #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+    record_cost: Duration,
+    /// Checkpoint interval.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// How long to run.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `weir bench coordinator`.
+#[derive(Args)]
+struct CoordinatorArgs {
+    /// Parallelisms to measure, comma-separated.
+    #[arg(long, default_value = "1,2,4,8,16", value_delimiter = ',')]
+    subtasks: Vec<usize>,
+    /// Round trips per subtask.
+    #[arg(long, default_value_t = 2000)]
+    round_trips: usize,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `weir bench short-jobs`.
+#[derive(Args)]
+struct ShortJobsArgs {
+    /// Jobs to time (after a warm-up of 2 x clients jobs).
+    #[arg(long, default_value_t = 300)]
+    jobs: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Lines of input per job.
+    #[arg(long, default_value_t = 1000)]
+    records: usize,
+    /// Parallelism of each job.
+    #[arg(long, default_value_t = 4)]
+    parallelism: usize,
+    /// none | sqlite | postgres
+    #[arg(long, default_value = "none")]
+    ha: String,
+    /// on | off: persist jobs so that a new leader recovers them.
+    #[arg(long, default_value = "off")]
+    job_recovery: String,
+    /// Run a thread per task per job instead of the shared task pool.
+    #[arg(long)]
+    no_pool: bool,
+    /// Run every mode (none, none without pool, sqlite off/on, postgres off/on when a URL
+    /// is known) in alternating rounds and report ratios to no-HA.
+    #[arg(long)]
+    compare: bool,
+    /// Rounds of --compare (the median round of each mode is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// PostgreSQL URL for --ha postgres.
+    #[arg(long, env = "WEIR_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `weir bench async`.
+#[derive(Args)]
+struct AsyncArgs {
+    /// Bound on requests in flight per subtask.
+    #[arg(long, default_value_t = 100)]
+    capacity: usize,
+    /// Latency of one request.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Parallelism of every operator.
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// ordered | unordered
+    #[arg(long, default_value = "ordered")]
+    order: String,
+    /// What stands in for the remote call: precise (a thread answering each call at its
+    /// deadline) | tokio-timer (tokio::time::sleep, about 1 ms late)
+    #[arg(long, default_value = "precise")]
+    service: weir::bench::async_io::Service,
+    /// How long to run (the first fifth, at most 2 s, is warm-up).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Checkpoint interval (default: no checkpoints).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interval: Option<Duration>,
+    /// Barrier mode with --interval: aligned | unaligned | aligned-timeout=<duration> |
+    /// at-least-once
+    #[arg(long, default_value = "aligned")]
+    mode: weir::bench::backpressure::Mode,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() {
@@ -317,191 +333,200 @@ fn run(cli: Cli) -> Result<()> {
             job_id,
             ha_options,
             address,
-        } => {
-            let client = client(&ha_options, address)?;
-            println!("{}", serde_json::to_string(&client.status(&job_id)?)?);
-            Ok(())
-        }
-        Command::Bench {
-            which:
-                BenchCommand::ShortJobs {
-                    jobs,
-                    clients,
-                    records,
-                    parallelism,
-                    ha,
-                    job_recovery,
-                    no_pool,
-                    compare,
-                    rounds,
-                    postgres_url,
-                    json,
-                },
-        } => {
-            use weir::bench::short_jobs::{self, Mode};
-            use weir::ha::HaType;
-            if jobs == 0 || clients == 0 || records == 0 || parallelism == 0 {
-                bail!("--jobs, --clients, --records and --parallelism must be at least 1");
-            }
-            let settings = short_jobs::Settings {
-                jobs,
-                clients,
-                records,
-                parallelism,
-                postgres_url: postgres_url.clone(),
-                dir: std::env::temp_dir(),
-            };
-            let modes = if compare {
-                short_jobs::comparison_modes(postgres_url.is_some())
-            } else {
-                let ha = match ha.as_str() {
-                    "none" => HaType::None,
-                    "sqlite" => HaType::Sqlite,
-                    "postgres" => HaType::Postgres,
-                    other => bail!("unknown --ha '{other}': use none, sqlite or postgres"),
-                };
-                let job_recovery = match job_recovery.as_str() {
-                    "on" => true,
-                    "off" => false,
-                    other => bail!("unknown --job-recovery '{other}': use on or off"),
-                };
-                vec![Mode {
-                    ha,
-                    job_recovery,
-                    pooled: !no_pool,
-                }]
-            };
-            if !json {
-                eprintln!(
-                    "{jobs} word-count jobs ({records} lines, parallelism {parallelism}) from {clients} clients per mode{} ...",
-                    if compare { format!(", {rounds} alternating rounds") } else { String::new() }
-                );
-            }
-            let reports = short_jobs::compare(&settings, &modes, if compare { rounds } else { 1 })
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if json {
-                println!("{}", short_jobs::json(&reports));
-            } else {
-                print!("{}", short_jobs::table(&reports));
-            }
-            Ok(())
-        }
+        } => job_status(&job_id, &ha_options, address),
         Command::Maintain { config, once, json } => maintain(&config, once, json),
-        Command::Bench {
-            which:
-                BenchCommand::Backpressure {
-                    mode,
-                    parallelism,
-                    stages,
-                    record_cost,
-                    interval,
-                    duration,
-                    json,
-                },
-        } => {
-            if parallelism == 0 || stages == 0 {
-                bail!("--parallelism and --stages must be at least 1");
-            }
-            if interval.is_zero() || duration.is_zero() {
-                bail!("--interval and --duration must be positive");
-            }
-            let settings = weir::bench::backpressure::Settings {
-                mode,
-                parallelism,
-                stages,
-                record_cost,
-                interval,
-                duration,
-            };
-            if !json {
-                eprintln!(
-                    "running {mode}: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, for {} ...",
-                    humantime::format_duration(record_cost),
-                    humantime::format_duration(interval),
-                    humantime::format_duration(duration)
-                );
-            }
-            let report = weir::bench::backpressure::run(&settings)?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", report.table());
-            }
-            Ok(())
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Coordinator {
-                    subtasks,
-                    round_trips,
-                    json,
-                },
-        } => {
-            if subtasks.contains(&0) || round_trips == 0 {
-                bail!("--subtasks and --round-trips must be at least 1");
-            }
-            let rows = weir::bench::coordinator::run(&subtasks, round_trips)?;
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                print!("{}", weir::bench::coordinator::table(&rows));
-            }
-            Ok(())
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Async {
-                    capacity,
-                    latency,
-                    parallelism,
-                    order,
-                    service,
-                    duration,
-                    interval,
-                    mode,
-                    json,
-                },
-        } => {
-            if capacity == 0 || parallelism == 0 {
-                bail!("--capacity and --parallelism must be at least 1");
-            }
-            if latency.is_zero() || duration.is_zero() || interval.is_some_and(|i| i.is_zero()) {
-                bail!("--latency, --duration and --interval must be positive");
-            }
-            let ordered = match order.as_str() {
-                "ordered" => true,
-                "unordered" => false,
-                other => bail!("unknown --order '{other}': use ordered or unordered"),
-            };
-            let settings = weir::bench::async_io::Settings {
-                service,
-                capacity,
-                latency,
-                parallelism,
-                ordered,
-                duration,
-                interval,
-                mode,
-            };
-            if !json {
-                eprintln!(
-                    "running {order}: capacity {capacity}, latency {}, parallelism {parallelism}, for {}{} ...",
-                    humantime::format_duration(latency),
-                    humantime::format_duration(duration),
-                    interval
-                        .map(|i| format!(", {mode} checkpoints every {}", humantime::format_duration(i)))
-                        .unwrap_or_default()
-                );
-            }
-            let report = weir::bench::async_io::run(&settings)?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", report.table());
-            }
-            Ok(())
-        }
+        Command::Bench { which } => match which {
+            BenchCommand::Backpressure(args) => bench_backpressure(args),
+            BenchCommand::Coordinator(args) => bench_coordinator(args),
+            BenchCommand::ShortJobs(args) => bench_short_jobs(args),
+            BenchCommand::Async(args) => bench_async(args),
+        },
     }
+}
+
+/// `weir bench backpressure`.
+fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
+    let BackpressureArgs {
+        mode,
+        parallelism,
+        stages,
+        record_cost,
+        interval,
+        duration,
+        json,
+    } = args;
+    if parallelism == 0 || stages == 0 {
+        bail!("--parallelism and --stages must be at least 1");
+    }
+    if interval.is_zero() || duration.is_zero() {
+        bail!("--interval and --duration must be positive");
+    }
+    let settings = weir::bench::backpressure::Settings {
+        mode,
+        parallelism,
+        stages,
+        record_cost,
+        interval,
+        duration,
+    };
+    if !json {
+        eprintln!(
+                "running {mode}: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, for {} ...",
+                humantime::format_duration(record_cost),
+                humantime::format_duration(interval),
+                humantime::format_duration(duration)
+            );
+    }
+    let report = weir::bench::backpressure::run(&settings)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `weir bench coordinator`.
+fn bench_coordinator(args: CoordinatorArgs) -> Result<()> {
+    let CoordinatorArgs {
+        subtasks,
+        round_trips,
+        json,
+    } = args;
+    if subtasks.contains(&0) || round_trips == 0 {
+        bail!("--subtasks and --round-trips must be at least 1");
+    }
+    let rows = weir::bench::coordinator::run(&subtasks, round_trips)?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        print!("{}", weir::bench::coordinator::table(&rows));
+    }
+    Ok(())
+}
+
+/// `weir bench short-jobs`.
+fn bench_short_jobs(args: ShortJobsArgs) -> Result<()> {
+    let ShortJobsArgs {
+        jobs,
+        clients,
+        records,
+        parallelism,
+        ha,
+        job_recovery,
+        no_pool,
+        compare,
+        rounds,
+        postgres_url,
+        json,
+    } = args;
+    use weir::bench::short_jobs::{self, Mode};
+    use weir::ha::HaType;
+    if jobs == 0 || clients == 0 || records == 0 || parallelism == 0 {
+        bail!("--jobs, --clients, --records and --parallelism must be at least 1");
+    }
+    let settings = short_jobs::Settings {
+        jobs,
+        clients,
+        records,
+        parallelism,
+        postgres_url: postgres_url.clone(),
+        dir: std::env::temp_dir(),
+    };
+    let modes = if compare {
+        short_jobs::comparison_modes(postgres_url.is_some())
+    } else {
+        let ha = match ha.as_str() {
+            "none" => HaType::None,
+            "sqlite" => HaType::Sqlite,
+            "postgres" => HaType::Postgres,
+            other => bail!("unknown --ha '{other}': use none, sqlite or postgres"),
+        };
+        let job_recovery = match job_recovery.as_str() {
+            "on" => true,
+            "off" => false,
+            other => bail!("unknown --job-recovery '{other}': use on or off"),
+        };
+        vec![Mode {
+            ha,
+            job_recovery,
+            pooled: !no_pool,
+        }]
+    };
+    if !json {
+        eprintln!(
+                "{jobs} word-count jobs ({records} lines, parallelism {parallelism}) from {clients} clients per mode{} ...",
+                if compare { format!(", {rounds} alternating rounds") } else { String::new() }
+            );
+    }
+    let reports = short_jobs::compare(&settings, &modes, if compare { rounds } else { 1 })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        println!("{}", short_jobs::json(&reports));
+    } else {
+        print!("{}", short_jobs::table(&reports));
+    }
+    Ok(())
+}
+
+/// `weir bench async`.
+fn bench_async(args: AsyncArgs) -> Result<()> {
+    let AsyncArgs {
+        capacity,
+        latency,
+        parallelism,
+        order,
+        service,
+        duration,
+        interval,
+        mode,
+        json,
+    } = args;
+    if capacity == 0 || parallelism == 0 {
+        bail!("--capacity and --parallelism must be at least 1");
+    }
+    if latency.is_zero() || duration.is_zero() || interval.is_some_and(|i| i.is_zero()) {
+        bail!("--latency, --duration and --interval must be positive");
+    }
+    let ordered = match order.as_str() {
+        "ordered" => true,
+        "unordered" => false,
+        other => bail!("unknown --order '{other}': use ordered or unordered"),
+    };
+    let settings = weir::bench::async_io::Settings {
+        service,
+        capacity,
+        latency,
+        parallelism,
+        ordered,
+        duration,
+        interval,
+        mode,
+    };
+    if !json {
+        eprintln!(
+                "running {order}: capacity {capacity}, latency {}, parallelism {parallelism}, for {}{} ...",
+                humantime::format_duration(latency),
+                humantime::format_duration(duration),
+                interval
+                    .map(|i| format!(", {mode} checkpoints every {}", humantime::format_duration(i)))
+                    .unwrap_or_default()
+            );
+    }
+    let report = weir::bench::async_io::run(&settings)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// `weir job-status ID`: asks the leader (or `address`) for a job's status.
+fn job_status(job_id: &str, ha_options: &[String], address: Option<String>) -> Result<()> {
+    let client = client(ha_options, address)?;
+    println!("{}", serde_json::to_string(&client.status(job_id)?)?);
+    Ok(())
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config> {
