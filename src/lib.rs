@@ -28,8 +28,6 @@
 //! assert_eq!(last[&3], (0..1000).filter(|x| x % 10 == 3).sum::<u64>());
 //! ```
 
-#![warn(missing_docs)]
-
 pub mod bench;
 pub mod demo;
 pub mod jobs;

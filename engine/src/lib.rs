@@ -81,8 +81,6 @@
 //!     [`JobHandle`], [`JobResult`];
 //! 12. [`stream`] — the typed job API: [`StreamEnv`], [`DataStream`], [`KeyedStream`].
 
-#![warn(missing_docs)]
-
 pub mod async_io;
 pub mod channel;
 pub mod checkpoint;

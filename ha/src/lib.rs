@@ -143,7 +143,7 @@ pub struct JobGraphRecord {
     /// Configuration options set for the job (key → value).
     pub config: BTreeMap<String, String>,
     /// When it was submitted (milliseconds since the Unix epoch).
-    pub submitted_ms: u64,
+    pub submitted_ms: i64,
 }
 
 /// How a job ended.
@@ -167,7 +167,7 @@ pub struct JobResultRecord {
     /// How it ended.
     pub outcome: JobOutcome,
     /// When it ended (milliseconds since the Unix epoch).
-    pub finished_ms: u64,
+    pub finished_ms: i64,
 }
 
 /// A job result store entry: the result and whether the job's HA data was cleaned up.
@@ -603,13 +603,8 @@ pub fn decode_record<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -
     format::decode(what, payload).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch (weir's one clock).
+pub use weir_state::now_ms;
 
 #[cfg(test)]
 mod tests {

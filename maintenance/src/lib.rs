@@ -29,8 +29,6 @@
 //! metadata, Parquet data files) that pyiceberg reads, and tables pyiceberg made in the same
 //! SQLite catalog are read and written here.
 
-#![warn(missing_docs)]
-
 pub mod catalog;
 pub mod error;
 pub mod expire;

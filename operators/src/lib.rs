@@ -30,8 +30,6 @@
 //! Invariant: built-in operators hold no hidden state outside the engine's keyed state, so the
 //! checkpointing issue can snapshot them without special cases.
 
-#![warn(missing_docs)]
-
 pub mod keyed;
 pub mod sink;
 pub mod source;

@@ -30,7 +30,14 @@
 //! Invariant: every piece of keyed state and every keyed timer belongs to exactly one key, and
 //! so to exactly one key group; nothing here is shared between keys.
 
-#![warn(missing_docs)]
+/// Wall-clock milliseconds since the Unix epoch: the one clock of every weir crate (processing
+/// time, checkpoint timestamps, HA records, lock leases). 0 if the system clock is before 1970.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 pub mod checkpoint;
 pub mod error;

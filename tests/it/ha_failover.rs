@@ -241,10 +241,10 @@ fn failover(kind: &str, dir: PathBuf, mut ha: Vec<String>) {
             r["checkpoint"].as_u64().is_some(),
             "{table}: resumed from a checkpoint: {r}"
         );
-        recovered_ms = recovered_ms.max(r["at_ms"].as_u64().unwrap());
+        recovered_ms = recovered_ms.max(r["at_ms"].as_i64().unwrap());
     }
-    let takeover = leading["at_ms"].as_u64().unwrap().saturating_sub(killed_ms);
-    let running = recovered_ms.saturating_sub(killed_ms);
+    let takeover = (leading["at_ms"].as_i64().unwrap() - killed_ms).max(0);
+    let running = (recovered_ms - killed_ms).max(0);
     eprintln!(
         "failover ({kind}): leader killed → standby leads after {takeover} ms, jobs running again after {running} ms (lease 2 s)"
     );

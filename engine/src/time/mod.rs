@@ -11,8 +11,6 @@
 
 pub mod valve;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
 /// A watermark: event time (milliseconds) up to which the stream is complete.
@@ -57,10 +55,5 @@ pub struct Timer {
     pub domain: TimeDomain,
 }
 
-/// The current processing time: milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The current processing time: milliseconds since the Unix epoch (weir's one clock).
+pub use weir_state::now_ms;

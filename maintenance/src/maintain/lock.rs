@@ -342,12 +342,7 @@ impl std::fmt::Debug for SqlLock {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use weir_state::now_ms;
 
 impl SqlLock {
     /// Connects to `url` (creating the lock table if missing); the lock is `lock_id`, taken in
