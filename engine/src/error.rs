@@ -148,10 +148,27 @@ pub enum JobError {
         /// The last failure's reason.
         last: String,
     },
-    /// A checkpoint or savepoint could not be restored.
+    /// A checkpoint or savepoint cannot be restored into this job.
     #[error("cannot restore: {0}")]
     Restore(String),
-    /// A thread could not be started or joined.
+    /// A checkpoint or savepoint could not be read for a restore (missing, corrupt, of an
+    /// unknown format).
+    #[error("cannot restore: {source}")]
+    RestoreRead {
+        /// What the checkpoint storage reported.
+        #[source]
+        source: weir_state::StateError,
+    },
+    /// A thread or runtime of the job could not be started.
+    #[error("internal error: cannot start the {what}: {source}")]
+    Start {
+        /// What could not be started.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread ended unexpectedly, or the job was joined twice.
     #[error("internal error: {0}")]
     Internal(String),
 }

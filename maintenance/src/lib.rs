@@ -1,7 +1,7 @@
 //! # weir-maintenance: Apache Iceberg tables for weir
 //!
-//! Table access for weir jobs and, built on it, table maintenance (later: maintenance chains
-//! as operator topologies). This crate owns:
+//! Table access for weir jobs and, built on it, table maintenance as operator topologies
+//! (monitor, trigger manager, lock, rewrite/expire/orphans/manifests tasks). This crate owns:
 //! - [`catalog`]: opening catalogs — the SQL catalog on SQLite (the embedded default,
 //!   `./warehouse/catalog.db` with the warehouse `./warehouse`) or PostgreSQL, and the
 //!   in-memory catalog for unit tests;

@@ -6,7 +6,7 @@
 //! - [`key_group`]: keys map to *key groups* (`0..max_parallelism`) through a hash that is stable
 //!   across processes and builds, and contiguous key-group ranges map to subtasks, exactly as
 //!   Apache Flink does. A key therefore always reaches the same subtask for a given parallelism,
-//!   and keyed state can later be rescaled by moving whole key groups.
+//!   and keyed state rescales (a restore into another parallelism) by moving whole key groups.
 //! - [`keyed`]: the keyed state backend of one subtask: value, list and map states registered by
 //!   name and always accessed for one key at a time.
 //! - [`timers`]: per-key event-time and processing-time timers, deduplicated per (key, time).

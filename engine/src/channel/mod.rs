@@ -3,7 +3,7 @@
 //! A *channel* joins one upstream subtask to one downstream subtask; the channels that end at one
 //! subtask form its *input gate*. Records travel in *buffers*: batches bounded by a record count
 //! and by bytes (`taskmanager.memory.segment-size`). Events (watermarks, stream status, end of
-//! input; barriers later) travel in-band, in order with the buffers.
+//! input, checkpoint barriers) travel in-band, in order with the buffers.
 //!
 //! Credit: a sender may put a buffer into a channel only with a credit, which is one of the
 //! channel's *exclusive* buffers (`buffers-per-channel`, default 2) or one of the gate's

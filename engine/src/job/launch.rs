@@ -333,7 +333,10 @@ pub(super) fn launch(
             "weir-timers".into(),
             move || ts.run(),
         )
-        .map_err(|e| JobError::Internal(format!("cannot start the timer thread: {e}")))?
+        .map_err(|e| JobError::Start {
+            what: "timer thread",
+            source: e,
+        })?
     };
     let checkpoint_stats = level.checkpoint_stats.clone();
     let pending_checkpoints = level.pending_checkpoints.clone();
@@ -460,8 +463,9 @@ pub(super) fn start_checkpoint_coordinator(
                 "weir-checkpoints".into(),
                 move || checkpoint_coordinator::run(setup, rx),
             )
-            .map_err(|e| {
-                JobError::Internal(format!("cannot start the checkpoint coordinator: {e}"))
+            .map_err(|e| JobError::Start {
+                what: "checkpoint coordinator",
+                source: e,
             })?;
             (Some(tx), Some(t))
         }
@@ -572,9 +576,10 @@ pub(super) fn spawn_tasks(
                 for (_, _, ch) in coordinated.iter().filter(|(t, _, _)| *t == task) {
                     ch.end("not started");
                 }
-                shared.fail(JobError::Internal(format!(
-                    "cannot start a task thread: {e}"
-                )));
+                shared.fail(JobError::Start {
+                    what: "task thread",
+                    source: e,
+                });
                 shared.running.fetch_sub(1, Ordering::AcqRel);
             }
         }

@@ -29,7 +29,7 @@ pub(super) fn restore_states(
     let read = |h: &weir_state::checkpoint::StateHandle, kind| {
         storage
             .read_state(checkpoint, h, kind)
-            .map_err(|e| JobError::Restore(e.to_string()))
+            .map_err(|e| JobError::RestoreRead { source: e })
     };
     let has_channel_state = meta
         .operators
@@ -124,7 +124,7 @@ pub(super) fn reset_coordinators(
                     Some(
                         reader
                             .read_state(c, handle, FileKind::OperatorState)
-                            .map_err(|e| JobError::Restore(e.to_string()))?,
+                            .map_err(|e| JobError::RestoreRead { source: e })?,
                     )
                 }
                 None => None,
@@ -198,7 +198,9 @@ pub(super) fn restore_point(g: &Graph, plan: &Plan, restore_latest: bool) -> Res
         match (restore_path, &storage) {
             ("latest", None) if restore_latest => None, // no checkpoints: restart from scratch
             ("", _) => None,
-            ("latest", Some(s)) => s.latest().map_err(|e| JobError::Restore(e.to_string()))?,
+            ("latest", Some(s)) => s
+                .latest()
+                .map_err(|e| JobError::RestoreRead { source: e })?,
             ("latest", None) => return Err(ConfigError::InvalidValue {
                 key: "execution.state-recovery.path".into(),
                 value: "latest".into(),
@@ -209,7 +211,7 @@ pub(super) fn restore_point(g: &Graph, plan: &Plan, restore_latest: bool) -> Res
             (path, _) => Some(
                 LocalCheckpointStorage::new(path)
                     .load(path)
-                    .map_err(|e| JobError::Restore(e.to_string()))?,
+                    .map_err(|e| JobError::RestoreRead { source: e })?,
             ),
         };
     let restores = match &restored {
@@ -227,7 +229,7 @@ pub(super) fn restore_point(g: &Graph, plan: &Plan, restore_latest: bool) -> Res
         let highest = match &storage {
             Some(s) => s
                 .highest_id()
-                .map_err(|e| JobError::Restore(e.to_string()))?,
+                .map_err(|e| JobError::RestoreRead { source: e })?,
             None => None,
         };
         highest

@@ -41,7 +41,10 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     if g.async_io {
         g.runtime = Some(
             crate::async_io::runtime(g.config.async_io_worker_threads).map_err(|e| {
-                JobError::Internal(format!("cannot start the async I/O runtime: {e}"))
+                JobError::Start {
+                    what: "async I/O runtime",
+                    source: e,
+                }
             })?,
         );
     }
@@ -67,7 +70,10 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         lv.done.store(true, Ordering::Release);
         r
     })
-    .map_err(|e| JobError::Internal(format!("cannot start the job supervisor: {e}")))?;
+    .map_err(|e| JobError::Start {
+        what: "job supervisor",
+        source: e,
+    })?;
     match first_rx.recv() {
         Ok(Ok(())) => Ok(JobHandle {
             level,

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Every file is written to a temporary name, synced and renamed, so a crash leaves either the
-//! old state or the new one, never half a file. Locations are strings so that an object store can
-//! implement the same trait later.
+//! old state or the new one, never half a file. Locations are strings, so that another storage
+//! (an object store, or the HA storage of the session runtime) implements the same trait.
 
 use std::fs;
 use std::io::Write;
