@@ -378,12 +378,7 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
             );
     }
     let report = weir::bench::backpressure::run(&settings)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    print_report(json, &report, || report.table())
 }
 
 /// `weir bench coordinator`.
@@ -397,12 +392,7 @@ fn bench_coordinator(args: CoordinatorArgs) -> Result<()> {
         bail!("--subtasks and --round-trips must be at least 1");
     }
     let rows = weir::bench::coordinator::run(&subtasks, round_trips)?;
-    if json {
-        println!("{}", serde_json::to_string(&rows)?);
-    } else {
-        print!("{}", weir::bench::coordinator::table(&rows));
-    }
-    Ok(())
+    print_report(json, &rows, || weir::bench::coordinator::table(&rows))
 }
 
 /// `weir bench short-jobs`.
@@ -514,18 +504,27 @@ fn bench_async(args: AsyncArgs) -> Result<()> {
             );
     }
     let report = weir::bench::async_io::run(&settings)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    print_report(json, &report, || report.table())
 }
 
 /// `weir job-status ID`: asks the leader (or `address`) for a job's status.
 fn job_status(job_id: &str, ha_options: &[String], address: Option<String>) -> Result<()> {
     let client = client(ha_options, address)?;
     println!("{}", serde_json::to_string(&client.status(job_id)?)?);
+    Ok(())
+}
+
+/// Prints a bench report: one JSON line with `json`, else its table.
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    table: impl FnOnce() -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", table());
+    }
     Ok(())
 }
 

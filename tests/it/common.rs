@@ -185,12 +185,32 @@ pub fn join_within(handle: JobHandle, timeout: Duration) -> Result<JobResult, Jo
 #[path = "../support/provision.rs"]
 mod support_provision;
 
-/// Runs a provisioning script of the repository (`script`, relative to its root) and returns
-/// the one line it prints; an error says `what` failed, with the script's error output.
-pub fn provision(script: &str, what: &str) -> Result<String, String> {
-    support_provision::provision(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-        script,
-        what,
-    )
+/// `$env_var` if set, else what the repository's provisioning script `script` (relative to its
+/// root) prints; the script runs once per test binary and script, and its failure fails every
+/// test that asks, naming `what` and the script's error output.
+pub fn provisioned(env_var: &str, script: &'static str, what: &str) -> String {
+    type Cell = std::sync::Arc<std::sync::OnceLock<Result<String, String>>>;
+    type Cells = parking_lot::Mutex<std::collections::HashMap<&'static str, Cell>>;
+    static MADE: std::sync::OnceLock<Cells> = std::sync::OnceLock::new();
+    if let Ok(v) = std::env::var(env_var) {
+        return v;
+    }
+    // One cell per script: different scripts provision side by side.
+    let cell = MADE
+        .get_or_init(Default::default)
+        .lock()
+        .entry(script)
+        .or_default()
+        .clone();
+    let r = cell.get_or_init(|| {
+        support_provision::provision(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+            script,
+            what,
+        )
+    });
+    match r {
+        Ok(v) => v.clone(),
+        Err(e) => panic!("{e}"),
+    }
 }

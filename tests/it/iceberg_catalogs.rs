@@ -19,17 +19,11 @@ use crate::iceberg_interop::{ids, pyiceberg_with, python, temp_dir};
 /// The test PostgreSQL server's URL: `$WEIR_POSTGRES_URL`, else the one `.ci/postgres.sh` starts
 /// (once; the script serialises concurrent callers). Asked once per test binary.
 pub(crate) fn postgres_url() -> String {
-    static URL: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
-    let started = URL.get_or_init(|| {
-        if let Ok(u) = std::env::var("WEIR_POSTGRES_URL") {
-            return Ok(u);
-        }
-        crate::common::provision(".ci/postgres.sh", "starting PostgreSQL")
-    });
-    match started {
-        Ok(u) => u.clone(),
-        Err(e) => panic!("{e}"),
-    }
+    crate::common::provisioned(
+        "WEIR_POSTGRES_URL",
+        ".ci/postgres.sh",
+        "starting PostgreSQL",
+    )
 }
 
 /// The shared scenario on `config` (python `py_catalog` opens the same catalog as `cat`).

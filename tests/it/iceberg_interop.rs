@@ -14,18 +14,12 @@ use weir::maintenance::{table_io, CatalogConfig, IcebergRuntime};
 /// (once, in ~/.cache; the script serialises concurrent callers and repairs a half-made venv).
 /// Asked once per test binary.
 pub(crate) fn python() -> PathBuf {
-    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    let made = PYTHON.get_or_init(|| {
-        if let Ok(p) = std::env::var("WEIR_PYICEBERG_PYTHON") {
-            return Ok(p.into());
-        }
-        crate::common::provision(".ci/pyiceberg-venv.sh", "making the pyiceberg venv")
-            .map(Into::into)
-    });
-    match made {
-        Ok(p) => p.clone(),
-        Err(e) => panic!("{e}"),
-    }
+    crate::common::provisioned(
+        "WEIR_PYICEBERG_PYTHON",
+        ".ci/pyiceberg-venv.sh",
+        "making the pyiceberg venv",
+    )
+    .into()
 }
 
 /// Runs python code with the catalog `weir` of `dir` opened as `cat`; returns its stdout.
