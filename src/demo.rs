@@ -163,6 +163,15 @@ fn live_files(catalog: &CatalogConfig, table: &TableIdent) -> Result<(usize, usi
 }
 
 /// Runs the demo; `progress` is updated as it goes.
+///
+/// # Errors
+///
+/// Returns a boxed error when `settings.dir` is not a demo directory ([`is_demo_dir`]; nothing
+/// is deleted then) or cannot be resolved or emptied ([`std::io::Error`]), when the
+/// catalog or table cannot be opened, created or read
+/// ([`MaintenanceError`](weir_maintenance::MaintenanceError) or
+/// [`iceberg::Error`](weir_maintenance::iceberg::Error)), or with the
+/// [`JobError`](weir_engine::JobError) of the ingest job or of the final maintenance pass.
 pub fn run(settings: &DemoSettings, progress: Arc<DemoProgress>) -> Result<DemoSummary, Error> {
     let started = Instant::now();
     let dir = if settings.dir.is_absolute() {

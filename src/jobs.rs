@@ -130,6 +130,11 @@ pub fn registry() -> JobRegistry {
 }
 
 /// The schema of `iceberg-ingest` tables: `id` (long), `note` (string).
+///
+/// # Errors
+///
+/// Returns the schema builder's [`iceberg::Error`](weir_maintenance::iceberg::Error) as a
+/// [`UserError`]; the fields are fixed, with distinct ids and names, so this does not happen.
 pub fn ingest_schema() -> Result<Schema, UserError> {
     Ok(Schema::builder()
         .with_fields(vec![

@@ -198,6 +198,12 @@ macro_rules! options {
 
             /// Sets an option by its dotted name from text (a few other common names are accepted
             /// as aliases, see [`ALIASES`]).
+            ///
+            /// # Errors
+            ///
+            /// Returns [`ConfigError::UnknownOption`] when `key` names no option (nor an alias),
+            /// and [`ConfigError::InvalidValue`] when `value` does not parse as the option's type
+            /// or is out of the option's range.
             pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
                 let key = ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key, |(_, k)| *k);
                 match key {
@@ -216,6 +222,11 @@ macro_rules! options {
             }
 
             /// The current value of an option by name, as text.
+            ///
+            /// # Errors
+            ///
+            /// Returns [`ConfigError::UnknownOption`] when `key` names no option (aliases are not
+            /// accepted here).
             pub fn get(&self, key: &str) -> Result<String, ConfigError> {
                 match key {
                     $( $key => Ok(OptionValue::show(&self.$field)), )*
@@ -485,6 +496,13 @@ impl Config {
     }
 
     /// Checks every option's range (used when a job starts: fields may have been set directly).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::InvalidValue`] for the first option out of its range, or for options
+    /// that do not go together: unaligned checkpoints with `AT_LEAST_ONCE` or more than one
+    /// concurrent checkpoint, an aligned-checkpoint timeout without unaligned checkpoints, or no
+    /// async I/O worker thread.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for o in Config::options() {
             self.check(o.key)?;
@@ -521,6 +539,12 @@ impl Config {
     }
 
     /// Loads a TOML file over the defaults.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::Io`] when the file cannot be read, [`ConfigError::Toml`] when it is
+    /// not valid TOML, and [`ConfigError::UnknownOption`] or [`ConfigError::InvalidValue`] for an
+    /// option, as [`Config::set`] reports them.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let mut c = Config::default();
         c.merge_toml_file(path)?;
@@ -528,6 +552,12 @@ impl Config {
     }
 
     /// Applies a TOML file's options over this configuration.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::Io`] when the file cannot be read, [`ConfigError::Toml`] when it is
+    /// not valid TOML, and [`ConfigError::UnknownOption`] or [`ConfigError::InvalidValue`] for an
+    /// option, as [`Config::set`] reports them; the options before a failing one stay applied.
     pub fn merge_toml_file(&mut self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -544,6 +574,12 @@ impl Config {
     }
 
     /// Applies TOML text's options over this configuration.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::Toml`] (with the path `<string>`) when `text` is not valid TOML, and
+    /// [`ConfigError::UnknownOption`] or [`ConfigError::InvalidValue`] for an option, as
+    /// [`Config::set`] reports them; the options before a failing one stay applied.
     pub fn merge_toml_str(&mut self, text: &str) -> Result<(), ConfigError> {
         let table: toml::Table = text
             .parse()

@@ -3,6 +3,8 @@
 //! User errors (a bad job, a bad option, a failing user function) are reported with the name
 //! of what was wrong; internal errors say so explicitly.
 
+use std::sync::Arc;
+
 use crate::config::ConfigError;
 
 /// The error type user code returns from operators, sources and sinks.
@@ -188,7 +190,10 @@ impl CheckpointError {
 }
 
 /// Why a checkpoint or savepoint did not complete.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Equality compares the variants' fields; [`CheckpointError::Storage`] compares its checkpoint
+/// id and its source's message (the storage error itself is not comparable).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CheckpointError {
     /// No checkpoint storage is configured.
     #[error("no checkpoint storage: set execution.checkpointing.dir")]
@@ -210,13 +215,15 @@ pub enum CheckpointError {
         /// Why.
         reason: String,
     },
-    /// Writing the checkpoint failed.
-    #[error("checkpoint {id} could not be written: {reason}")]
+    /// Writing the checkpoint (a state file or its metadata) failed; the storage's error is
+    /// the [`source`](std::error::Error::source).
+    #[error("checkpoint {id} could not be written")]
     Storage {
         /// The checkpoint id.
         id: u64,
-        /// The storage error.
-        reason: String,
+        /// The checkpoint storage's error (shared, so that the error stays `Clone`).
+        #[source]
+        source: Arc<weir_state::StateError>,
     },
     /// The job ended before the checkpoint completed.
     #[error("the job ended before the checkpoint completed")]
@@ -228,6 +235,43 @@ pub enum CheckpointError {
         /// The checkpoint in progress.
         pending: u64,
     },
+}
+
+impl PartialEq for CheckpointError {
+    fn eq(&self, other: &Self) -> bool {
+        use CheckpointError::*;
+        match (self, other) {
+            (NoStorage, NoStorage) | (TasksFinished, TasksFinished) | (JobEnded, JobEnded) => true,
+            (Expired { id: a }, Expired { id: b }) => a == b,
+            (Declined { id: a, reason: r }, Declined { id: b, reason: q }) => a == b && r == q,
+            (Storage { id: a, source: s }, Storage { id: b, source: t }) => {
+                a == b && (Arc::ptr_eq(s, t) || s.to_string() == t.to_string())
+            }
+            (Busy { pending: a }, Busy { pending: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CheckpointError {}
+
+/// `e` and its sources as one line, outermost first (`checkpoint 7 could not be stored: cannot
+/// write …: <the io error>`), for the places that keep an error only as text: checkpoint
+/// statistics, `JobError::CheckpointFailures`, task results, log lines and answers to clients.
+/// A source whose text already ends the line (some errors print their own source last) is not
+/// repeated.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 /// The result type of the engine.
@@ -278,5 +322,38 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         format!("panicked: {s}")
     } else {
         "panicked".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_error_keeps_its_cause_as_source() {
+        let cause = || weir_state::StateError::Encode("disk full".into());
+        let e = CheckpointError::Storage {
+            id: 7,
+            source: Arc::new(cause()),
+        };
+        assert_eq!(e.to_string(), "checkpoint 7 could not be written");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(source.to_string(), cause().to_string());
+        assert_eq!(
+            report(&e),
+            format!("checkpoint 7 could not be written: {}", cause())
+        );
+        let same = CheckpointError::Storage {
+            id: 7,
+            source: Arc::new(cause()),
+        };
+        assert_eq!(e, same);
+        assert_eq!(e.clone(), e);
+        let other = CheckpointError::Storage {
+            id: 8,
+            source: Arc::new(cause()),
+        };
+        assert_ne!(e, other);
+        assert_ne!(e, CheckpointError::Expired { id: 7 });
     }
 }

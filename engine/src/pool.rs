@@ -89,6 +89,11 @@ impl TaskPool {
     }
 
     /// Runs `f` on a pooled thread (an idle one, or a new one); it starts at once.
+    ///
+    /// # Errors
+    ///
+    /// Returns the [`std::io::Error`] of [`std::thread::Builder::spawn`] when no thread is idle and
+    /// a new one cannot be started; `f` is then not run.
     pub fn spawn<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -156,6 +161,10 @@ pub struct PoolJoinHandle<T> {
 
 impl<T> PoolJoinHandle<T> {
     /// Waits until the job ended; its panic, if it panicked.
+    ///
+    /// # Errors
+    ///
+    /// Returns the job's panic payload if it panicked, like [`std::thread::JoinHandle::join`].
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
         let mut r = self.slot.result.lock();
         loop {

@@ -154,6 +154,18 @@ impl StreamEnv {
     }
 
     /// Starts the job on its own threads and returns a handle to it.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`JobError::Validation`](crate::JobError::Validation) or
+    /// [`JobError::Config`](crate::JobError::Config) when the job or its configuration is invalid,
+    /// [`JobError::RestoreRead`](crate::JobError::RestoreRead) or
+    /// [`JobError::Restore`](crate::JobError::Restore) when the checkpoint of
+    /// `execution.state-recovery.path` cannot be read or does not fit the job,
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) when an operator
+    /// coordinator fails to start, and [`JobError::Start`](crate::JobError::Start) (for an
+    /// operator coordinator's thread, [`JobError::Internal`](crate::JobError::Internal)) when a
+    /// thread cannot be started.
     pub fn start(self) -> Result<JobHandle> {
         let graph = Rc::try_unwrap(self.graph)
             .map(RefCell::into_inner)
@@ -176,6 +188,11 @@ impl StreamEnv {
     }
 
     /// Runs the job to completion and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`StreamEnv::start`] when the job cannot start, then those of
+    /// [`JobHandle::join`] when it fails and is not restarted.
     pub fn execute(self) -> Result<JobResult> {
         self.start()?.join()
     }

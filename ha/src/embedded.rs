@@ -40,6 +40,11 @@ impl LocalFence {
     }
     /// Refuses a write of `write` under `token` unless it is the current token; the returned
     /// guard keeps the token from changing until the write is done.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HaError::Fenced`] when `token` is 0 or not the current token (this process does
+    /// not lead under it).
     pub fn check(
         &self,
         token: FencingToken,

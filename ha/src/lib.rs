@@ -60,16 +60,28 @@ pub enum HaError {
     Unreachable {
         /// The store (a URL without its password, or a path).
         store: String,
-        /// Why.
+        /// What failed (`cannot connect`), or the whole message when there is no [`source`].
+        ///
+        /// [`source`]: std::error::Error::source
         reason: String,
+        /// The error of the database driver or the file system, if one caused this.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// A request to the store failed.
     #[error("the HA store {store} failed: {reason}")]
     Store {
         /// The store.
         store: String,
-        /// Why.
+        /// What was being done (`reading the job graphs`), and why when there is no [`source`]
+        /// (`… no answer within 30s`).
+        ///
+        /// [`source`]: std::error::Error::source
         reason: String,
+        /// The error of the database driver (or, for a job that cannot be recovered, the error
+        /// of the HA services), if one caused this.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// A write carried a fencing token that is not the current leader's: the writer was
     /// deposed. Nothing was written.
@@ -87,13 +99,16 @@ pub enum HaError {
     /// A job id the runtime does not know.
     #[error("no job with id '{0}'")]
     NoSuchJob(String),
-    /// A stored record is corrupt or of an unknown format.
+    /// A stored record is corrupt or of an unknown format (or a record cannot be encoded).
     #[error("corrupt HA record {what}: {reason}")]
     Corrupt {
         /// Which record.
         what: String,
         /// Why it cannot be read.
         reason: String,
+        /// The framing or decoding error ([`weir_state::StateError`]), if one caused this.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -115,8 +130,18 @@ pub struct LeaderInfo {
 pub trait LeaderElection: Send + Sync {
     /// Becomes leader if no one leads (or the lease of the last leader ran out), or renews
     /// this contender's lease; publishes `address`. `Some(token)` while this contender leads.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Store`] (or [`HaError::Unreachable`]) when the request to
+    /// the shared store fails or is not answered in time; not leading is `Ok(None)`, not an error.
     fn try_lead(&self, address: &str) -> Result<Option<FencingToken>>;
     /// Gives leadership up (clean shutdown), if this contender still holds `token`.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Store`] when the request to the shared store fails; a
+    /// `token` this contender no longer holds is not an error (nothing changes).
     fn resign(&self, token: FencingToken) -> Result<()>;
     /// How long a lease lasts after it was taken or renewed.
     fn lease(&self) -> Duration;
@@ -125,6 +150,10 @@ pub trait LeaderElection: Send + Sync {
 /// Finds the current leader of a cluster.
 pub trait LeaderRetrieval: Send + Sync {
     /// The current leader, if one holds an unexpired lease.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Store`] when the request to the shared store fails.
     fn leader(&self) -> Result<Option<LeaderInfo>>;
 }
 
@@ -191,14 +220,39 @@ pub struct CheckpointPointer {
 /// Submitted jobs, so that a new leader can recover them.
 pub trait JobGraphStore: Send + Sync {
     /// Adds (or replaces) a job graph.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), [`HaError::Corrupt`] when the record cannot be encoded, and [`HaError::Store`]
+    /// when the store fails.
     fn put(&self, token: FencingToken, graph: &JobGraphRecord) -> Result<()>;
     /// Removes a job graph (no error if absent).
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), and [`HaError::Store`] when the store fails.
     fn remove(&self, token: FencingToken, job_id: &str) -> Result<()>;
     /// The ids of every stored job graph.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Store`] when the store fails.
     fn job_ids(&self) -> Result<Vec<String>>;
     /// The job graph of `job_id` (a row that cannot be read is an error naming it).
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Corrupt`] when the stored record fails its checks, does
+    /// not decode, or holds another job's graph, and [`HaError::Store`] when the store fails.
     fn get(&self, job_id: &str) -> Result<Option<JobGraphRecord>>;
     /// Every stored job graph (an error if any cannot be read).
+    ///
+    /// # Errors
+    ///
+    /// Returns the first error of [`job_ids`](Self::job_ids) or [`get`](Self::get): a
+    /// [`HaError::Corrupt`] graph fails the whole call.
     fn graphs(&self) -> Result<Vec<JobGraphRecord>> {
         let mut out = Vec::new();
         for id in self.job_ids()? {
@@ -213,12 +267,34 @@ pub trait JobGraphStore: Send + Sync {
 /// Terminal results of jobs: a job with a result is never run again.
 pub trait JobResultStore: Send + Sync {
     /// Records a result as dirty (its HA data not yet cleaned up).
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), [`HaError::Corrupt`] when the record cannot be encoded, and [`HaError::Store`]
+    /// when the store fails.
     fn put_dirty(&self, token: FencingToken, result: &JobResultRecord) -> Result<()>;
     /// Marks the result of `job_id` clean.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), [`HaError::NoSuchJob`] when `job_id` has no result, and [`HaError::Store`] when
+    /// the store fails.
     fn mark_clean(&self, token: FencingToken, job_id: &str) -> Result<()>;
     /// The result of `job_id`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Corrupt`] when the stored record fails its checks, does
+    /// not decode, or holds another job's result, and [`HaError::Store`] when the store fails.
     fn get(&self, job_id: &str) -> Result<Option<JobResultEntry>>;
     /// Every dirty result.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Corrupt`] when a stored result cannot be read (the whole
+    /// call fails), and [`HaError::Store`] when the store fails.
     fn dirty(&self) -> Result<Vec<JobResultEntry>>;
 }
 
@@ -226,6 +302,12 @@ pub trait JobResultStore: Send + Sync {
 pub trait CompletedCheckpointStore: Send + Sync {
     /// Records a completed checkpoint of `job_id` and advances the job's checkpoint-id counter
     /// to at least its id; keeps the newest `retain` pointers.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), [`HaError::Corrupt`] when the pointer cannot be encoded, and [`HaError::Store`]
+    /// when the store fails (or, for SQL stores, the id exceeds `i64::MAX`).
     fn add(
         &self,
         token: FencingToken,
@@ -234,20 +316,48 @@ pub trait CompletedCheckpointStore: Send + Sync {
         retain: usize,
     ) -> Result<()>;
     /// The newest completed checkpoint of `job_id`.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Corrupt`] when the stored pointer fails its checks, does
+    /// not decode, or names another checkpoint id, and [`HaError::Store`] when the store fails.
     fn latest(&self, job_id: &str) -> Result<Option<CheckpointPointer>>;
     /// The checkpoint-id counter: the highest checkpoint id `job_id` used (0 if none).
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Store`] when the store fails.
     fn highest_id(&self, job_id: &str) -> Result<u64>;
     /// Removes every pointer and the counter of `job_id`.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), and [`HaError::Store`] when the store fails.
     fn remove_job(&self, token: FencingToken, job_id: &str) -> Result<()>;
 }
 
 /// Artifacts of jobs (for example their input), by job and name.
 pub trait BlobStore: Send + Sync {
     /// Stores an artifact.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), and [`HaError::Store`] when the store fails.
     fn put(&self, token: FencingToken, job_id: &str, name: &str, bytes: &[u8]) -> Result<()>;
     /// Reads an artifact.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Store`] when the store fails.
     fn get(&self, job_id: &str, name: &str) -> Result<Option<Vec<u8>>>;
     /// Removes every artifact of `job_id`.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return [`HaError::Fenced`] when `token` is not the current leader's (nothing
+    /// is written), and [`HaError::Store`] when the store fails.
     fn remove_job(&self, token: FencingToken, job_id: &str) -> Result<()>;
 }
 
@@ -367,6 +477,11 @@ pub const OPTIONS: &[(&str, &str, &str)] = &[
 
 impl HaOptions {
     /// Sets one option from its text form; an unknown key or a bad value is an error naming it.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HaError::InvalidOption`] when `key` is not one of [`OPTIONS`] or `value` is not
+    /// valid for it (nothing is changed then).
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |expected: &str| HaError::InvalidOption {
             key: key.to_string(),
@@ -442,6 +557,10 @@ impl HaOptions {
     }
 
     /// Where checkpoints of recoverable jobs go: `storageDir/checkpoints`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HaError::InvalidOption`] when `high-availability.storageDir` is not set.
     pub fn checkpoint_root(&self) -> Result<PathBuf> {
         if self.storage_dir.is_empty() {
             return Err(HaError::InvalidOption {
@@ -454,6 +573,12 @@ impl HaOptions {
     }
 
     /// The database URL of the SQL types.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HaError::InvalidOption`] when the type is `none`, when it is `sqlite` and neither
+    /// `high-availability.sqlite.path` nor `high-availability.storageDir` is set, or when it is
+    /// `postgres` and `high-availability.postgres.url` is not set.
     pub fn database_url(&self) -> Result<String> {
         match self.kind {
             HaType::None => Err(HaError::InvalidOption {
@@ -500,6 +625,12 @@ pub struct HaServices {
 impl HaServices {
     /// Makes the services of contender `contender` (a name unique among the cluster's
     /// processes). A database that cannot be reached is an error naming it.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HaError::InvalidOption`] when job recovery is on without
+    /// `high-availability.storageDir`, or the database URL cannot be made from the options, and the
+    /// errors of [`sql::SqlHaStore::connect`] ([`HaError::Unreachable`], [`HaError::Store`]).
     pub fn open(options: &HaOptions, contender: &str) -> Result<HaServices> {
         let fence = Arc::new(embedded::LocalFence::default());
         let local = Arc::new(embedded::EmbeddedPersistence::new(fence.clone()));
@@ -553,6 +684,12 @@ impl HaServices {
 
 impl HaServices {
     /// Leader retrieval alone (for clients): who leads the cluster of `options`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`HaError::InvalidOption`] when the type is `none` or the database URL cannot be
+    /// made from the options, [`HaError::Unreachable`] when the SQLite file does not exist (a
+    /// client never creates it), and the errors of [`sql::SqlHaStore::connect`].
     pub fn retrieval(options: &HaOptions) -> Result<Arc<dyn LeaderRetrieval>> {
         if options.kind == HaType::None {
             return Err(HaError::InvalidOption {
@@ -570,6 +707,7 @@ impl HaServices {
                     reason: "no such database file (is high-availability.storageDir or \
                              high-availability.sqlite.path the one the runtimes use?)"
                         .into(),
+                    source: None,
                 });
             }
         }
@@ -584,23 +722,34 @@ impl HaServices {
 }
 
 /// Frames a record for a store (format version and checksum).
+///
+/// # Errors
+///
+/// Returns [`HaError::Corrupt`] when the value cannot be encoded.
 pub fn encode_record<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let payload = format::encode(value).map_err(|e| HaError::Corrupt {
         what: "(encoding)".into(),
-        reason: e.to_string(),
+        reason: "it cannot be encoded".into(),
+        source: Some(Arc::new(e)),
     })?;
     Ok(format::frame(FileKind::HaRecord, &payload))
 }
 
 /// Reads a framed record; `what` names it in errors.
+///
+/// # Errors
+///
+/// Returns [`HaError::Corrupt`] (naming `what`) when `bytes` fails its framing checks (magic,
+/// version, kind, length, checksum) or its payload does not decode into a `T`.
 pub fn decode_record<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    let corrupt = |reason: String| HaError::Corrupt {
+    let corrupt = |reason: &str, e: weir_state::StateError| HaError::Corrupt {
         what: what.to_string(),
-        reason,
+        reason: reason.into(),
+        source: Some(Arc::new(e)),
     };
     let payload = format::unframe(std::path::Path::new(what), FileKind::HaRecord, bytes)
-        .map_err(|e| corrupt(e.to_string()))?;
-    format::decode(what, payload).map_err(|e| corrupt(e.to_string()))
+        .map_err(|e| corrupt("its frame is invalid", e))?;
+    format::decode(what, payload).map_err(|e| corrupt("its payload does not decode", e))
 }
 
 /// Milliseconds since the Unix epoch (weir's one clock).
@@ -649,6 +798,14 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         let e = decode_record::<JobResultRecord>("job result 'j'", &bytes).unwrap_err();
-        assert!(e.to_string().contains("checksum"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "corrupt HA record job result 'j': its frame is invalid"
+        );
+        let cause = std::error::Error::source(&e).map(|s| s.to_string());
+        assert!(
+            cause.as_deref().unwrap_or("").contains("checksum"),
+            "{cause:?}"
+        );
     }
 }

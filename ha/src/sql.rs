@@ -242,6 +242,42 @@ fn redact(url: &str) -> (String, Vec<String>) {
     (out, secrets)
 }
 
+/// The cause of an error: the driver's (or the file system's) error, shared so that
+/// [`HaError`] stays `Clone`.
+type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// `e` as the cause of an error.
+fn cause(e: impl std::error::Error + Send + Sync + 'static) -> Option<Cause> {
+    Some(Arc::new(e))
+}
+
+/// The reason and source of an error of a store whose URL held `secrets`: `cause` stays the
+/// source unless its text (any level, or its `Debug`) shows a password; then its text is
+/// appended to the reason with every password replaced by `***`, and there is no source.
+fn scrubbed(secrets: &[String], reason: String, cause: Option<Cause>) -> (String, Option<Cause>) {
+    let scrub = |text: String| {
+        secrets
+            .iter()
+            .fold(text, |t, s| t.replace(s.as_str(), "***"))
+    };
+    let Some(cause) = cause else {
+        return (scrub(reason), None);
+    };
+    let mut chain = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&*cause);
+    while let Some(e) = next {
+        chain.push(e.to_string());
+        next = e.source();
+    }
+    let debug = format!("{cause:?}");
+    let leaks = |t: &str| secrets.iter().any(|s| t.contains(s.as_str()));
+    if leaks(&debug) || chain.iter().any(|t| leaks(t)) {
+        (scrub(format!("{reason}: {}", chain.join(": "))), None)
+    } else {
+        (scrub(reason), Some(cause))
+    }
+}
+
 /// The HA services of one contender on one SQL database (SQLite or PostgreSQL): leader
 /// election and retrieval, and the job graph, job result, completed checkpoint and blob
 /// stores, every write fenced by the leader's token (see the [module documentation](self)).
@@ -279,8 +315,12 @@ impl SqlHaStore {
     /// the SQLite file (and its directory) and the tables when missing. `lease` is how long a
     /// lease lasts after each [`LeaderElection::try_lead`].
     ///
-    /// A database that cannot be opened or does not answer within 5 s is an
-    /// [`HaError::Unreachable`] naming the URL (without its password).
+    /// # Errors
+    ///
+    /// Returns [`HaError::Unreachable`] (naming the URL without its password) when the URL is
+    /// neither `sqlite:` nor `postgres://`, the SQLite directory cannot be created, or the database
+    /// refuses the connection or does not answer within 5 s; [`HaError::Store`] when creating the
+    /// tables fails; and [`HaError::InvalidOption`] when `lease` is zero.
     pub fn connect(
         url: &str,
         cluster_id: &str,
@@ -288,14 +328,13 @@ impl SqlHaStore {
         lease: Duration,
     ) -> Result<Arc<SqlHaStore>> {
         let (store, secrets) = redact(url);
-        let scrub = |reason: String| {
-            secrets
-                .iter()
-                .fold(reason, |r, s| r.replace(s.as_str(), "***"))
-        };
-        let unreachable = |reason: String| HaError::Unreachable {
-            store: store.clone(),
-            reason: scrub(reason),
+        let unreachable = |(reason, cause): (String, Option<Cause>)| {
+            let (reason, source) = scrubbed(&secrets, reason, cause);
+            HaError::Unreachable {
+                store: store.clone(),
+                reason,
+                source,
+            }
         };
         let (dialect, url) = if url.starts_with("sqlite:") {
             (
@@ -305,9 +344,10 @@ impl SqlHaStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Dialect::Postgres, url.to_string())
         } else {
-            return Err(unreachable(
+            return Err(unreachable((
                 "not a sqlite:// or postgres:// URL".to_string(),
-            ));
+                None,
+            )));
         };
         if lease.is_zero() {
             return Err(HaError::InvalidOption {
@@ -322,21 +362,28 @@ impl SqlHaStore {
             .thread_name("weir-ha-sql")
             .enable_all()
             .build()
-            .map_err(|e| unreachable(format!("cannot start its I/O runtime: {e}")))?;
+            .map_err(|e| unreachable(("cannot start its I/O runtime".into(), cause(e))))?;
         let pool = rt.block_on(async {
             let mut conn = Self::probe(&url).await.map_err(&unreachable)?;
             let prepared = tokio::time::timeout(REQUEST_TIMEOUT, Self::prepare(dialect, &mut conn))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(format!(
-                        "no answer within {}",
-                        humantime::format_duration(REQUEST_TIMEOUT)
+                    Err((
+                        format!(
+                            "creating the HA tables: no answer within {}",
+                            humantime::format_duration(REQUEST_TIMEOUT)
+                        ),
+                        None,
                     ))
                 });
             let _ = conn.close().await;
-            prepared.map_err(|reason| HaError::Store {
-                store: store.clone(),
-                reason: scrub(format!("creating the HA tables: {reason}")),
+            prepared.map_err(|(reason, cause)| {
+                let (reason, source) = scrubbed(&secrets, reason, cause);
+                HaError::Store {
+                    store: store.clone(),
+                    reason,
+                    source,
+                }
             })?;
             // SQLite takes one writer at a time: this process's requests queue for one
             // connection instead of waking each other through the busy handler's sleeps
@@ -365,7 +412,7 @@ impl SqlHaStore {
             }
             options
                 .connect_lazy(&url)
-                .map_err(|e| unreachable(e.to_string()))
+                .map_err(|e| unreachable(("cannot set up the connection pool".into(), cause(e))))
         })?;
         Ok(Arc::new(SqlHaStore {
             pool,
@@ -382,7 +429,7 @@ impl SqlHaStore {
 
     /// The connection URL of a SQLite file: its directory is created, and the file is created
     /// on open (`mode=rwc`) unless the URL sets a mode.
-    fn sqlite_url(url: &str) -> std::result::Result<String, String> {
+    fn sqlite_url(url: &str) -> std::result::Result<String, (String, Option<Cause>)> {
         let (path, query) = match url.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (url, None),
@@ -391,12 +438,16 @@ impl SqlHaStore {
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:");
         if file.is_empty() || file == ":memory:" {
-            return Err("a SQLite HA store needs a database file".to_string());
+            return Err(("a SQLite HA store needs a database file".to_string(), None));
         }
         if let Some(dir) = std::path::Path::new(file).parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    (
+                        format!("cannot create directory {}", dir.display()),
+                        cause(e),
+                    )
+                })?;
             }
         }
         Ok(match query {
@@ -407,28 +458,33 @@ impl SqlHaStore {
     }
 
     /// Opens one connection, within [`CONNECT_TIMEOUT`].
-    async fn probe(url: &str) -> std::result::Result<AnyConnection, String> {
+    async fn probe(url: &str) -> std::result::Result<AnyConnection, (String, Option<Cause>)> {
         match tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(url)).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(CONNECT_TIMEOUT)
+            Ok(Err(e)) => Err(("cannot connect".into(), cause(e))),
+            Err(_) => Err((
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(CONNECT_TIMEOUT)
+                ),
+                None,
             )),
         }
     }
 
-    /// Sets the database up (SQLite: WAL mode) and creates the tables.
+    /// Sets the database up (SQLite: WAL mode) and creates the tables; an error says what
+    /// failed and keeps the driver's error as its cause.
     async fn prepare(
         dialect: Dialect,
         conn: &mut AnyConnection,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), (String, Option<Cause>)> {
+        let failed = |e: sqlx::Error| ("creating the HA tables".to_string(), cause(e));
         match dialect {
             Dialect::Sqlite => {
                 sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
                     .execute(&mut *conn)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(failed)?;
                 // Switching to WAL needs an exclusive lock that the busy timeout does not wait
                 // for: retry while another process holds the file (it is WAL once switched).
                 let deadline = Instant::now() + Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS);
@@ -439,39 +495,33 @@ impl SqlHaStore {
                     {
                         Ok(_) => break,
                         Err(e) if Instant::now() >= deadline => {
-                            return Err(format!("cannot switch to WAL mode: {e}"))
+                            return Err((
+                                "creating the HA tables: cannot switch to WAL mode".into(),
+                                cause(e),
+                            ))
                         }
                         Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                     }
                 }
-                let mut tx = conn
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
                 for ddl in dialect.schema() {
-                    sqlx::query(&ddl)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    sqlx::query(&ddl).execute(&mut *tx).await.map_err(failed)?;
                 }
-                tx.commit().await.map_err(|e| e.to_string())
+                tx.commit().await.map_err(failed)
             }
             Dialect::Postgres => {
                 // CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE of the
                 // same table in PostgreSQL: serialize with an advisory lock.
-                let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+                let mut tx = conn.begin().await.map_err(failed)?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(PG_SCHEMA_LOCK)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(failed)?;
                 for ddl in dialect.schema() {
-                    sqlx::query(&ddl)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    sqlx::query(&ddl).execute(&mut *tx).await.map_err(failed)?;
                 }
-                tx.commit().await.map_err(|e| e.to_string())
+                tx.commit().await.map_err(failed)
             }
         }
     }
@@ -486,14 +536,14 @@ impl SqlHaStore {
         &self.contender
     }
 
-    fn store_err(&self, op: &str, e: impl std::fmt::Display) -> HaError {
-        let reason = self
-            .secrets
-            .iter()
-            .fold(format!("{op}: {e}"), |r, s| r.replace(s.as_str(), "***"));
+    /// A [`HaError::Store`] of this store: `reason` says what was being done, `cause` is the
+    /// driver's error, if there is one (see [`scrubbed`]).
+    fn store_err(&self, reason: String, cause: Option<Cause>) -> HaError {
+        let (reason, source) = scrubbed(&self.secrets, reason, cause);
         HaError::Store {
             store: self.store.clone(),
             reason,
+            source,
         }
     }
 
@@ -506,13 +556,13 @@ impl SqlHaStore {
         let rt = self.rt.as_ref().expect("the runtime lives until drop");
         match rt.block_on(async { tokio::time::timeout(REQUEST_TIMEOUT, fut).await }) {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.store_err(op, e)),
+            Ok(Err(e)) => Err(self.store_err(op.to_string(), cause(e))),
             Err(_) => Err(self.store_err(
-                op,
                 format!(
-                    "no answer within {}",
+                    "{op}: no answer within {}",
                     humantime::format_duration(REQUEST_TIMEOUT)
                 ),
+                None,
             )),
         }
     }
@@ -527,7 +577,8 @@ impl SqlHaStore {
     where
         T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
     {
-        row.try_get(i).map_err(|e| self.store_err(op, e))
+        row.try_get(i)
+            .map_err(|e| self.store_err(op.to_string(), cause(e)))
     }
 
     /// Begins a write transaction that holds off any change of the leader row until it ends
@@ -591,9 +642,8 @@ impl SqlHaStore {
 
     /// A number of the API as a BIGINT.
     fn big(&self, v: u64, what: &str) -> Result<i64> {
-        i64::try_from(v).map_err(|_| HaError::Store {
-            store: self.store.clone(),
-            reason: format!("{what} {v} is out of the range of a BIGINT"),
+        i64::try_from(v).map_err(|_| {
+            self.store_err(format!("{what} {v} is out of the range of a BIGINT"), None)
         })
     }
 
@@ -757,6 +807,7 @@ impl JobGraphStore for SqlHaStore {
             return Err(HaError::Corrupt {
                 what,
                 reason: format!("it holds the job graph of '{}'", graph.job_id),
+                source: None,
             });
         }
         Ok(Some(graph))
@@ -774,6 +825,7 @@ impl SqlHaStore {
             return Err(HaError::Corrupt {
                 what,
                 reason: format!("it holds the result of '{}'", result.job_id),
+                source: None,
             });
         }
         Ok(JobResultEntry {
@@ -904,6 +956,7 @@ impl CompletedCheckpointStore for SqlHaStore {
             return Err(HaError::Corrupt {
                 what,
                 reason: format!("it points to checkpoint {}", pointer.checkpoint_id),
+                source: None,
             });
         }
         Ok(Some(pointer))
@@ -1576,8 +1629,16 @@ mod tests {
         let e = SqlHaStore::connect("postgres://postgres@127.0.0.1:1/weir", "c", "a", LONG)
             .unwrap_err();
         match &e {
-            HaError::Unreachable { store, .. } => {
-                assert_eq!(store, "postgres://postgres@127.0.0.1:1/weir")
+            HaError::Unreachable {
+                store,
+                reason,
+                source,
+            } => {
+                assert_eq!(store, "postgres://postgres@127.0.0.1:1/weir");
+                // The driver's error is the source, not part of the message.
+                assert_eq!(reason, "cannot connect");
+                let source = source.as_ref().expect("the driver's error");
+                assert!(!e.to_string().contains(&source.to_string()), "{e}");
             }
             other => panic!("expected unreachable, got {other:?}"),
         }
@@ -1599,6 +1660,28 @@ mod tests {
         assert!(
             e.to_string().contains("sqlite:///proc/weir-no/ha.db"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cause_showing_a_password_is_kept_as_scrubbed_text() {
+        let secrets = vec!["hunter2".to_string()];
+        let (reason, source) = scrubbed(
+            &secrets,
+            "cannot connect".into(),
+            cause(std::io::Error::other("bad url postgres://u:hunter2@h")),
+        );
+        assert_eq!(reason, "cannot connect: bad url postgres://u:***@h");
+        assert!(source.is_none());
+        let (reason, source) = scrubbed(
+            &secrets,
+            "cannot connect".into(),
+            cause(std::io::Error::other("connection refused")),
+        );
+        assert_eq!(reason, "cannot connect");
+        assert_eq!(
+            source.map(|s| s.to_string()).as_deref(),
+            Some("connection refused")
         );
     }
 

@@ -113,22 +113,33 @@ impl CatalogConfig {
     /// Opens the catalog (must run inside a tokio runtime, e.g. in
     /// [`IcebergRuntime::block_on`](crate::IcebergRuntime::block_on)). Creates the warehouse
     /// directory and a missing SQLite database.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Io`] when the warehouse directory or the SQLite database's
+    /// directory cannot be created, and [`MaintenanceError::Catalog`] when the catalog cannot
+    /// be opened or (PostgreSQL, REST) does not answer.
     pub async fn open(&self) -> Result<Arc<dyn Catalog>> {
-        let err = |message: String| MaintenanceError::Catalog {
-            catalog: self.describe(),
-            message,
+        let err = |message: &str, e: iceberg::Error| {
+            MaintenanceError::catalog(self.describe(), message, e)
         };
-        std::fs::create_dir_all(&self.warehouse).map_err(|e| MaintenanceError::Io {
-            path: self.warehouse.display().to_string(),
-            message: format!("cannot create the warehouse directory: {e}"),
+        std::fs::create_dir_all(&self.warehouse).map_err(|e| {
+            MaintenanceError::io(
+                self.warehouse.display(),
+                "cannot create the warehouse directory",
+                e,
+            )
         })?;
         let warehouse = format!("file://{}", self.warehouse.display());
         let (uri, bind) = match &self.kind {
             CatalogKind::Sqlite { path } => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| MaintenanceError::Io {
-                        path: parent.display().to_string(),
-                        message: format!("cannot create the catalog's directory: {e}"),
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        MaintenanceError::io(
+                            parent.display(),
+                            "cannot create the catalog's directory",
+                            e,
+                        )
                     })?;
                 }
                 (format!("sqlite://{}?mode=rwc", path.display()), "QMark")
@@ -141,7 +152,13 @@ impl CatalogConfig {
                     .acquire_timeout(std::time::Duration::from_secs(5))
                     .connect(url)
                     .await
-                    .map_err(|e| err(format!("cannot connect to PostgreSQL: {e}")))?;
+                    .map_err(|e| {
+                        MaintenanceError::catalog(
+                            self.describe(),
+                            "cannot connect to PostgreSQL",
+                            e,
+                        )
+                    })?;
                 probe.close().await;
                 (url.clone(), "DollarNumeric")
             }
@@ -156,13 +173,13 @@ impl CatalogConfig {
                         ]),
                     )
                     .await
-                    .map_err(|e| err(e.to_string()))?;
+                    .map_err(|e| err("cannot set up the REST catalog client", e))?;
                 // The client connects lazily: ask the server now, so an unreachable catalog
                 // is reported here, by name.
                 catalog
                     .list_namespaces(None)
                     .await
-                    .map_err(|e| err(format!("the REST catalog does not answer: {e}")))?;
+                    .map_err(|e| err("the REST catalog does not answer", e))?;
                 return Ok(Arc::new(catalog));
             }
             CatalogKind::Memory => {
@@ -173,7 +190,7 @@ impl CatalogConfig {
                         HashMap::from([("warehouse".to_string(), warehouse)]),
                     )
                     .await
-                    .map_err(|e| err(e.to_string()))?;
+                    .map_err(|e| err("cannot create the in-memory catalog", e))?;
                 return Ok(Arc::new(catalog));
             }
         };
@@ -186,7 +203,7 @@ impl CatalogConfig {
             .with_storage_factory(Arc::new(LocalFsStorageFactory))
             .load(&self.name, props)
             .await
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err("cannot open the SQL catalog", e))?;
         Ok(Arc::new(catalog))
     }
 }

@@ -36,10 +36,13 @@ pub struct ExpireSettings {
 }
 
 /// Every file the table's snapshots reach: manifest lists, manifests, live data/delete files.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when a manifest list or manifest cannot be read.
 pub async fn reachable_files(table: &Table) -> Result<BTreeSet<String>> {
-    let err = |e: iceberg::Error| MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message: format!("cannot read its manifests: {e}"),
+    let err = |e: iceberg::Error| {
+        MaintenanceError::table(table.identifier(), "cannot read its manifests", e)
     };
     let mut files = BTreeSet::new();
     let mut manifests_seen = BTreeSet::new();
@@ -72,6 +75,12 @@ pub async fn reachable_files(table: &Table) -> Result<BTreeSet<String>> {
 
 /// Expires snapshots of `ident` as `settings` say, then deletes the files that became
 /// unreachable.
+///
+/// # Errors
+///
+/// Returns what [`expire_metadata`] returns (then nothing is deleted), and
+/// [`MaintenanceError::Io`] naming the first file that cannot be deleted (the expiry is
+/// committed by then; the files after it stay).
 pub async fn expire_snapshots(
     catalog: &dyn Catalog,
     ident: &TableIdent,
@@ -93,16 +102,20 @@ pub async fn expire_snapshots(
 /// the files it left unreachable (inside the table location: a file outside it is never
 /// returned) and the table after the commit. Deleting the files is up to the caller (in
 /// parallel batches, say); nothing reaches them any more.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table cannot be loaded, its manifests cannot
+/// be read (before or after the expiry), or the expiry cannot be committed.
 pub async fn expire_metadata(
     catalog: &dyn Catalog,
     ident: &TableIdent,
     settings: ExpireSettings,
 ) -> Result<(Vec<i64>, Vec<String>, Table)> {
-    let err = |e: iceberg::Error| MaintenanceError::Table {
-        table: ident.to_string(),
-        message: e.to_string(),
-    };
-    let before = catalog.load_table(ident).await.map_err(err)?;
+    let before = catalog
+        .load_table(ident)
+        .await
+        .map_err(|e| MaintenanceError::table(ident, "cannot load the table", e))?;
     let reachable_before = reachable_files(&before).await?;
     let ids_before: BTreeSet<i64> = before
         .metadata()
@@ -115,8 +128,11 @@ pub async fn expire_metadata(
         .expire_older_than_ms(settings.older_than_ms)
         .retain_last(settings.retain_last.max(1))
         .apply(tx)
-        .map_err(err)?;
-    let after = tx.commit(catalog).await.map_err(err)?;
+        .map_err(|e| MaintenanceError::table(ident, "cannot expire snapshots", e))?;
+    let after = tx
+        .commit(catalog)
+        .await
+        .map_err(|e| MaintenanceError::table(ident, "cannot commit the snapshot expiry", e))?;
     let ids_after: BTreeSet<i64> = after
         .metadata()
         .snapshots()
@@ -144,13 +160,14 @@ pub async fn expire_metadata(
 }
 
 /// Deletes one file of `table` (an error names it).
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Io`] naming `path` when the file cannot be deleted.
 pub async fn delete_file(table: &Table, path: &str) -> Result<()> {
     table
         .file_io()
         .delete(path)
         .await
-        .map_err(|e| MaintenanceError::Io {
-            path: path.to_string(),
-            message: format!("cannot delete an expired file: {e}"),
-        })
+        .map_err(|e| MaintenanceError::io(path, "cannot delete an expired file", e))
 }

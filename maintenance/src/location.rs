@@ -23,6 +23,11 @@ pub struct ListedFile {
 /// Lists every file below a location, recursively.
 pub trait LocationLister: Send + Sync {
     /// The files below `location`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Io`] when the location, or a directory below it, cannot be
+    /// listed (for [`LocalLister`], a location that does not exist has no files).
     fn list(&self, location: &str) -> Result<Vec<ListedFile>>;
 }
 
@@ -44,10 +49,7 @@ impl LocationLister for LocalLister {
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<ListedFile>) -> Result<()> {
-    let io = |e: std::io::Error| MaintenanceError::Io {
-        path: dir.display().to_string(),
-        message: format!("cannot list: {e}"),
-    };
+    let io = |e: std::io::Error| MaintenanceError::io(dir.display(), "cannot list", e);
     if !dir.exists() {
         return Ok(());
     }

@@ -69,16 +69,23 @@ impl Default for ManifestSettings {
 impl ManifestSettings {
     /// The defaults with the target size of the table property
     /// [`TARGET_SIZE_PROPERTY`] when the table sets it (an error if it is not a number).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Table`] when the table sets [`TARGET_SIZE_PROPERTY`] to
+    /// something other than a whole number of bytes.
     pub fn for_table(table: &Table) -> Result<Self> {
         let mut settings = ManifestSettings::default();
         if let Some(v) = table.metadata().properties().get(TARGET_SIZE_PROPERTY) {
-            settings.target_manifest_size =
-                v.trim().parse().map_err(|_| MaintenanceError::Table {
-                    table: table.identifier().to_string(),
-                    message: format!(
+            settings.target_manifest_size = v.trim().parse().map_err(|e| {
+                MaintenanceError::table(
+                    table.identifier(),
+                    format!(
                         "table property {TARGET_SIZE_PROPERTY} = '{v}' is not a number of bytes"
                     ),
-                })?;
+                    e,
+                )
+            })?;
         }
         Ok(settings)
     }
@@ -100,6 +107,13 @@ pub struct ManifestReport {
 
 /// Merges the small data manifests of the current snapshot of `ident` (see the module docs),
 /// retrying lost commit races up to `attempts` times with backoff.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table or its manifests cannot be read, the new
+/// manifests cannot be written, it is not a format version 2 table (once there is something
+/// to rewrite) or all `attempts` lost their race; [`MaintenanceError::Catalog`] when the
+/// catalog cannot take the commit. Nothing is committed then.
 pub async fn rewrite_manifests(
     config: &CatalogConfig,
     catalog: &dyn Catalog,
@@ -112,7 +126,7 @@ pub async fn rewrite_manifests(
         let table = catalog
             .load_table(ident)
             .await
-            .map_err(|e| table_err(ident, e))?;
+            .map_err(table_err(ident, "cannot load the table"))?;
         match try_rewrite(config, &table, settings).await? {
             Attempt::Done(report) => {
                 if let Some(id) = report.snapshot_id {
@@ -128,10 +142,10 @@ pub async fn rewrite_manifests(
             }
         }
     }
-    Err(MaintenanceError::Table {
-        table: ident.to_string(),
-        message: format!("manifest rewrite lost {attempts} commit races in a row"),
-    })
+    Err(MaintenanceError::table_msg(
+        ident,
+        format!("manifest rewrite lost {attempts} commit races in a row"),
+    ))
 }
 
 enum Attempt {
@@ -163,7 +177,6 @@ async fn try_rewrite(
     settings: &ManifestSettings,
 ) -> Result<Attempt> {
     let ident = table.identifier();
-    let e = |e: iceberg::Error| table_err(ident, e);
     let metadata = table.metadata();
     let file_io = table.file_io();
     let Some(current) = metadata.current_snapshot() else {
@@ -173,7 +186,7 @@ async fn try_rewrite(
         .manifest_list_reader(current)
         .load()
         .await
-        .map_err(e)?;
+        .map_err(table_err(ident, "cannot read the manifest list"))?;
     let before = list.entries().len();
     let nothing = ManifestReport {
         snapshot_id: None,
@@ -210,7 +223,10 @@ async fn try_rewrite(
             tracing::warn!(%ident, manifest = %mf.manifest_path, "keeping a manifest whose partition spec does not bind to the current schema");
             continue;
         };
-        let manifest = mf.load_manifest(file_io).await.map_err(e)?;
+        let manifest = mf
+            .load_manifest(file_io)
+            .await
+            .map_err(table_err(ident, "cannot read a manifest"))?;
         let planned: Option<Vec<Planned>> = manifest
             .entries()
             .iter()
@@ -252,9 +268,13 @@ async fn try_rewrite(
     // Cut each spec's entries into manifests of about the target size.
     let mut chunks: Vec<(i32, Vec<Planned>)> = Vec::new();
     for (spec_id, group) in &mut groups {
-        let (header, entry_size) = sizes(&schema, &group.spec, &group.clusters)
-            .await
-            .map_err(e)?;
+        let (header, entry_size) =
+            sizes(&schema, &group.spec, &group.clusters)
+                .await
+                .map_err(table_err(
+                    ident,
+                    "cannot estimate the size of manifest entries",
+                ))?;
         let mut chunk: Vec<Planned> = Vec::new();
         let mut size = header;
         for p in group.clusters.drain(..).flatten() {
@@ -273,13 +293,13 @@ async fn try_rewrite(
         return Ok(Attempt::Done(nothing));
     }
     if metadata.format_version() != FormatVersion::V2 {
-        return Err(MaintenanceError::Table {
-            table: ident.to_string(),
-            message: format!(
+        return Err(MaintenanceError::table_msg(
+            ident,
+            format!(
                 "rewriting manifests supports format version 2 tables; this one is {}",
                 metadata.format_version()
             ),
-        });
+        ));
     }
 
     // Write the new manifests and the manifest list.
@@ -288,6 +308,8 @@ async fn try_rewrite(
     let location = metadata.location().trim_end_matches('/').to_string();
     let commit_uuid = uuid::Uuid::new_v4();
     let mut written = Vec::new();
+    let e = table_err(ident, "cannot write the new manifests");
+    let e_list = table_err(ident, "cannot write the manifest list");
     let result = async {
         let mut manifests = Vec::new();
         for (k, (spec_id, chunk)) in chunks.into_iter().enumerate() {
@@ -296,7 +318,7 @@ async fn try_rewrite(
                 .map(|g| g.spec.clone())
                 .ok_or_else(|| MaintenanceError::Internal("spec group missing".into()))?;
             let path = format!("{location}/metadata/{commit_uuid}-rewrite-m{k}.avro");
-            let output = file_io.new_output(&path).map_err(e)?;
+            let output = file_io.new_output(&path).map_err(&e)?;
             written.push(path);
             let mut w = ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec)
                 .build_v2_data();
@@ -307,9 +329,9 @@ async fn try_rewrite(
                     p.sequence_number,
                     Some(p.file_sequence_number),
                 )
-                .map_err(e)?;
+                .map_err(&e)?;
             }
-            manifests.push(w.write_manifest_file().await.map_err(e)?);
+            manifests.push(w.write_manifest_file().await.map_err(&e)?);
         }
         let created = manifests.len();
         let kept: Vec<ManifestFile> = list
@@ -321,16 +343,16 @@ async fn try_rewrite(
         let kept_count = kept.len();
         manifests.extend(kept);
         let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro");
-        let out = file_io.new_output(&list_path).map_err(e)?;
+        let out = file_io.new_output(&list_path).map_err(&e_list)?;
         written.push(list_path.clone());
         let mut lw = ManifestListWriter::v2(
-            out.writer().await.map_err(e)?,
+            out.writer().await.map_err(&e_list)?,
             snapshot_id,
             Some(current.snapshot_id()),
             sequence_number,
         );
-        lw.add_manifests(manifests.into_iter()).map_err(e)?;
-        lw.close().await.map_err(e)?;
+        lw.add_manifests(manifests.into_iter()).map_err(&e_list)?;
+        lw.close().await.map_err(&e_list)?;
         Ok::<_, MaintenanceError>((list_path, created, kept_count))
     }
     .await;
@@ -373,10 +395,9 @@ async fn try_rewrite(
         .await
         .map_err(|err| match err {
             ReplaceError::Other(e) => e,
-            ReplaceError::Conflict { table, file } => MaintenanceError::Table {
-                table,
-                message: format!("{file} is no longer live"),
-            },
+            ReplaceError::Conflict { table, file } => {
+                MaintenanceError::table_msg(table, format!("{file} is no longer live"))
+            }
         })?;
     if !committed {
         return Ok(Attempt::Lost { written });
@@ -454,9 +475,10 @@ async fn remove_written(table: &Table, written: &[String]) {
     }
 }
 
-fn table_err(ident: &TableIdent, e: iceberg::Error) -> MaintenanceError {
-    MaintenanceError::Table {
-        table: ident.to_string(),
-        message: e.to_string(),
-    }
+/// Maps an Iceberg error to a [`MaintenanceError::Table`] saying what could not be done.
+fn table_err<'a>(
+    ident: &'a TableIdent,
+    message: &'a str,
+) -> impl Fn(iceberg::Error) -> MaintenanceError + 'a {
+    move |e| MaintenanceError::table(ident, message, e)
 }

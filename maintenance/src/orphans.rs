@@ -76,7 +76,15 @@ pub struct OrphanReport {
 }
 
 /// Finds the orphans below the table location (or `settings.location`) of `table`, listed with
-/// `lister`, as of `now`, and deletes them unless `settings.dry_run`.
+/// `lister`, as of `now`, and deletes them unless `settings.dry_run`. A file that cannot be
+/// deleted is logged and not counted, not an error.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when a location cannot be interpreted, the one to clean
+/// is outside the table location, the manifests cannot be read, or listed files are referenced
+/// with another scheme or authority (nothing is deleted then); and the `lister`'s error (e.g.
+/// [`MaintenanceError::Io`]) when the location cannot be listed.
 pub async fn delete_orphan_files(
     table: &Table,
     lister: &dyn LocationLister,
@@ -86,24 +94,28 @@ pub async fn delete_orphan_files(
     let ident = table.identifier().to_string();
     let metadata = table.metadata();
     let table_location = metadata.location();
-    let table_loc = Loc::parse(table_location).ok_or_else(|| MaintenanceError::Table {
-        table: ident.clone(),
-        message: format!("cannot interpret the table location '{table_location}'"),
+    let table_loc = Loc::parse(table_location).ok_or_else(|| {
+        MaintenanceError::table_msg(
+            &ident,
+            format!("cannot interpret the table location '{table_location}'"),
+        )
     })?;
     let (listed_location, list_loc) = match &settings.location {
         None => (table_location.to_string(), table_loc.clone()),
         Some(location) => {
-            let loc = Loc::parse(location).ok_or_else(|| MaintenanceError::Table {
-                table: ident.clone(),
-                message: format!("cannot interpret the location '{location}' to clean"),
+            let loc = Loc::parse(location).ok_or_else(|| {
+                MaintenanceError::table_msg(
+                    &ident,
+                    format!("cannot interpret the location '{location}' to clean"),
+                )
             })?;
             if !loc.is_within(&table_loc) {
-                return Err(MaintenanceError::Table {
-                    table: ident.clone(),
-                    message: format!(
+                return Err(MaintenanceError::table_msg(
+                    &ident,
+                    format!(
                         "the location '{location}' to clean is not the table location '{table_location}' nor below it"
                     ),
-                });
+                ));
             }
             (location.clone(), loc)
         }
@@ -153,13 +165,13 @@ pub async fn delete_orphan_files(
         }
     }
     if let Some(first) = conflicts.first() {
-        return Err(MaintenanceError::Table {
-            table: ident,
-            message: format!(
+        return Err(MaintenanceError::table_msg(
+            ident,
+            format!(
                 "cannot tell whether {} files are orphans: their paths are referenced with another scheme or authority (e.g. {first}); nothing deleted",
                 conflicts.len()
             ),
-        });
+        ));
     }
     report.orphans.sort();
     if settings.dry_run {

@@ -47,6 +47,14 @@ pub enum ReplaceError {
 
 /// Replaces `removed` (paths of live data files) by `added` in one REPLACE snapshot, retrying
 /// lost compare-and-swap races up to `attempts` times. Returns the new snapshot's id.
+///
+/// # Errors
+///
+/// Returns [`ReplaceError::Conflict`] when a file of `removed` is no longer live (or deletes
+/// were committed after planning). Returns [`ReplaceError::Other`] holding a
+/// [`MaintenanceError::Table`] when the table has no snapshot, is not format version 2, cannot
+/// be read or written, or lost all `attempts` races, and a [`MaintenanceError::Catalog`] when
+/// the catalog cannot take the commit. Nothing is committed then.
 pub async fn commit_replace(
     config: &CatalogConfig,
     catalog: &dyn Catalog,
@@ -58,7 +66,10 @@ pub async fn commit_replace(
 ) -> std::result::Result<i64, ReplaceError> {
     let mut delay = Duration::from_millis(20);
     for attempt in 1..=attempts.max(1) {
-        let table = catalog.load_table(ident).await.map_err(|e| tbl(ident, e))?;
+        let table = catalog
+            .load_table(ident)
+            .await
+            .map_err(tbl(ident, "cannot load the table"))?;
         match try_replace(
             config,
             &table,
@@ -77,17 +88,18 @@ pub async fn commit_replace(
             Err(e) => return Err(e),
         }
     }
-    Err(ReplaceError::Other(MaintenanceError::Table {
-        table: ident.to_string(),
-        message: format!("REPLACE commit lost {attempts} compare-and-swap races in a row"),
-    }))
+    Err(ReplaceError::Other(MaintenanceError::table_msg(
+        ident,
+        format!("REPLACE commit lost {attempts} compare-and-swap races in a row"),
+    )))
 }
 
-pub(crate) fn tbl(ident: &TableIdent, e: iceberg::Error) -> ReplaceError {
-    ReplaceError::Other(MaintenanceError::Table {
-        table: ident.to_string(),
-        message: e.to_string(),
-    })
+/// Maps an Iceberg error to a [`MaintenanceError::Table`] saying what could not be done.
+fn tbl<'a>(
+    ident: &'a TableIdent,
+    message: &'a str,
+) -> impl Fn(iceberg::Error) -> ReplaceError + 'a {
+    move |e| ReplaceError::Other(MaintenanceError::table(ident, message, e))
 }
 
 /// One attempt: `Ok(None)` if the compare-and-swap found the table changed.
@@ -99,21 +111,15 @@ async fn try_replace(
     starting_sequence_number: i64,
 ) -> std::result::Result<Option<i64>, ReplaceError> {
     let ident = table.identifier();
-    let e = |e: iceberg::Error| tbl(ident, e);
     let metadata = table.metadata();
     let file_io = table.file_io();
     let current = metadata.current_snapshot().ok_or_else(|| {
-        ReplaceError::Other(MaintenanceError::Table {
-            table: ident.to_string(),
-            message: "the table has no snapshot to rewrite".into(),
-        })
+        ReplaceError::Other(MaintenanceError::table_msg(
+            ident,
+            "the table has no snapshot to rewrite",
+        ))
     })?;
-    let other = |message: String| {
-        ReplaceError::Other(MaintenanceError::Table {
-            table: ident.to_string(),
-            message,
-        })
-    };
+    let other = |message: String| ReplaceError::Other(MaintenanceError::table_msg(ident, message));
     if metadata.format_version() != iceberg::spec::FormatVersion::V2 {
         return Err(other(format!(
             "REPLACE commits support format version 2 tables only (this one is {})",
@@ -132,7 +138,8 @@ async fn try_replace(
         .manifest_list_reader(current)
         .load()
         .await
-        .map_err(e)?;
+        .map_err(tbl(ident, "cannot read the manifest list"))?;
+    let e = tbl(ident, "cannot write the REPLACE snapshot's manifests");
     let mut manifests = Vec::new();
     let mut found = BTreeSet::new();
     let (mut removed_records, mut removed_size) = (0u64, 0u64);
@@ -147,7 +154,10 @@ async fn try_replace(
                 file: mf.manifest_path.clone(),
             });
         }
-        let manifest = mf.load_manifest(file_io).await.map_err(e)?;
+        let manifest = mf
+            .load_manifest(file_io)
+            .await
+            .map_err(tbl(ident, "cannot read a manifest"))?;
         let touches = mf.content == ManifestContentType::Data
             && manifest.entries().iter().any(|en| {
                 en.status() != ManifestStatus::Deleted && removed.contains(en.file_path())
@@ -164,7 +174,7 @@ async fn try_replace(
             )));
         }
         let path = format!("{location}/metadata/{commit_uuid}-m{i}.avro");
-        let output = file_io.new_output(&path).map_err(e)?;
+        let output = file_io.new_output(&path).map_err(&e)?;
         let mut w =
             ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
                 .build_v2_data();
@@ -179,14 +189,14 @@ async fn try_replace(
                 removed_records += en.data_file().record_count();
                 removed_size += en.data_file().file_size_in_bytes();
                 w.add_delete_file(en.data_file().clone(), seq, file_seq)
-                    .map_err(e)?;
+                    .map_err(&e)?;
             } else {
                 let sid = en.snapshot_id().unwrap_or(current.snapshot_id());
                 w.add_existing_file(en.data_file().clone(), sid, seq, file_seq)
-                    .map_err(e)?;
+                    .map_err(&e)?;
             }
         }
-        manifests.push(w.write_manifest_file().await.map_err(e)?);
+        manifests.push(w.write_manifest_file().await.map_err(&e)?);
     }
     if let Some(gone) = removed.iter().find(|f| !found.contains(*f)) {
         return Err(ReplaceError::Conflict {
@@ -202,25 +212,26 @@ async fn try_replace(
     );
     if !added.is_empty() {
         let path = format!("{location}/metadata/{commit_uuid}-m-added.avro");
-        let output = file_io.new_output(&path).map_err(e)?;
+        let output = file_io.new_output(&path).map_err(&e)?;
         let mut w =
             ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone())
                 .build_v2_data();
         for f in added {
-            w.add_file(f, starting_sequence_number).map_err(e)?;
+            w.add_file(f, starting_sequence_number).map_err(&e)?;
         }
-        manifests.push(w.write_manifest_file().await.map_err(e)?);
+        manifests.push(w.write_manifest_file().await.map_err(&e)?);
     }
     let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{commit_uuid}.avro");
-    let out = file_io.new_output(&list_path).map_err(e)?;
+    let e = tbl(ident, "cannot write the manifest list");
+    let out = file_io.new_output(&list_path).map_err(&e)?;
     let mut lw = ManifestListWriter::v2(
-        out.writer().await.map_err(e)?,
+        out.writer().await.map_err(&e)?,
         snapshot_id,
         Some(current.snapshot_id()),
         sequence_number,
     );
-    lw.add_manifests(manifests.into_iter()).map_err(e)?;
-    lw.close().await.map_err(e)?;
+    lw.add_manifests(manifests.into_iter()).map_err(&e)?;
+    lw.close().await.map_err(&e)?;
 
     let summary = Summary {
         operation: Operation::Replace,
@@ -259,7 +270,7 @@ pub(crate) async fn commit_snapshot(
     snapshot: Snapshot,
 ) -> std::result::Result<bool, ReplaceError> {
     let ident = table.identifier();
-    let e = |e: iceberg::Error| tbl(ident, e);
+    let e = tbl(ident, "cannot build the new table metadata");
     let metadata = table.metadata();
     let reference = SnapshotReference::new(
         snapshot.snapshot_id(),
@@ -289,25 +300,25 @@ pub(crate) async fn commit_snapshot(
         ];
         return rest_commit(config, uri, ident, requirements, updates).await;
     }
-    let old_location = table.metadata_location_result().map_err(e)?.to_string();
+    let old_location = table.metadata_location_result().map_err(&e)?.to_string();
     let new_metadata = metadata
         .clone()
         .into_builder(Some(old_location.clone()))
         .add_snapshot(snapshot)
-        .map_err(e)?
+        .map_err(&e)?
         .set_ref(MAIN_BRANCH, reference)
-        .map_err(e)?
+        .map_err(&e)?
         .build()
-        .map_err(e)?
+        .map_err(&e)?
         .metadata;
-    let old: MetadataLocation = old_location.parse().map_err(e)?;
+    let old: MetadataLocation = old_location.parse().map_err(&e)?;
     // A new file (next version, new uuid): the current metadata file is never touched, so
     // readers never see a half-written file and a lost race leaves the table as it was.
     let new_location = old.with_next_version().with_new_metadata(&new_metadata);
     new_metadata
         .write_to(table.file_io(), &new_location)
         .await
-        .map_err(e)?;
+        .map_err(tbl(ident, "cannot write the new metadata file"))?;
     compare_and_swap(config, ident, &old_location, &new_location.to_string()).await
 }
 
@@ -350,24 +361,21 @@ async fn compare_and_swap(
         CatalogKind::Sqlite { path } => (format!("sqlite://{}", path.display()), ["?"; 6]),
         CatalogKind::Postgres { url } => (url.clone(), ["$1", "$2", "$3", "$4", "$5", "$6"]),
         CatalogKind::Rest { .. } | CatalogKind::Memory => {
-            return Err(ReplaceError::Other(MaintenanceError::Catalog {
-                catalog: config.describe(),
-                message: "REPLACE commits need a SQL or REST catalog".into(),
-            }))
+            return Err(ReplaceError::Other(MaintenanceError::catalog_msg(
+                config.describe(),
+                "REPLACE commits need a SQL or REST catalog",
+            )))
         }
     };
-    let err = |e: sqlx::Error| {
-        ReplaceError::Other(MaintenanceError::Catalog {
-            catalog: config.describe(),
-            message: e.to_string(),
-        })
+    let err = |message: &str, e: sqlx::Error| {
+        ReplaceError::Other(MaintenanceError::catalog(config.describe(), message, e))
     };
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()
         .max_connections(1)
         .connect(&uri)
         .await
-        .map_err(err)?;
+        .map_err(|e| err("cannot connect to the catalog database", e))?;
     let sql = format!(
         "UPDATE iceberg_tables SET metadata_location = {}, previous_metadata_location = {} \
          WHERE catalog_name = {} AND table_namespace = {} AND table_name = {} AND metadata_location = {}",
@@ -383,7 +391,12 @@ async fn compare_and_swap(
         .bind(old)
         .execute(&pool)
         .await
-        .map_err(err)?;
+        .map_err(|e| {
+            err(
+                &format!("cannot swap the metadata location of '{ident}'"),
+                e,
+            )
+        })?;
     pool.close().await;
     Ok(done.rows_affected() == 1)
 }
@@ -398,16 +411,16 @@ async fn rest_commit(
     updates: Vec<TableUpdate>,
 ) -> std::result::Result<bool, ReplaceError> {
     let err = |message: String| {
-        ReplaceError::Other(MaintenanceError::Catalog {
-            catalog: config.describe(),
-            message,
-        })
+        ReplaceError::Other(MaintenanceError::catalog_msg(config.describe(), message))
+    };
+    let caused = |message: &str, e: Box<dyn std::error::Error + Send + Sync>| {
+        ReplaceError::Other(MaintenanceError::catalog(config.describe(), message, e))
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| err(format!("REST client: {e}")))?;
-    let base = reqwest::Url::parse(uri).map_err(|e| err(format!("bad REST catalog URL: {e}")))?;
+        .map_err(|e| caused("cannot build the REST client", e.into()))?;
+    let base = reqwest::Url::parse(uri).map_err(|e| caused("bad REST catalog URL", e.into()))?;
     let url_of = |segments: &[&str]| {
         let mut url = base.clone();
         url.path_segments_mut()
@@ -422,10 +435,10 @@ async fn rest_commit(
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| err(format!("REST config: {e}")))?
+        .map_err(|e| caused("cannot get the REST catalog's config", e.into()))?
         .json()
         .await
-        .map_err(|e| err(format!("REST config: {e}")))?;
+        .map_err(|e| caused("cannot read the REST catalog's config", e.into()))?;
     let prefix = ["overrides", "defaults"]
         .iter()
         .find_map(|k| config[k]["prefix"].as_str())
@@ -442,12 +455,12 @@ async fn rest_commit(
         "requirements": requirements,
         "updates": updates,
     });
-    let response = client
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| err(format!("REST commit of '{ident}' failed: {e}")))?;
+    let response = client.post(url).json(&body).send().await.map_err(|e| {
+        caused(
+            &format!("cannot send the REST commit of '{ident}'"),
+            e.into(),
+        )
+    })?;
     let status = response.status();
     if status == reqwest::StatusCode::CONFLICT {
         return Ok(false);
@@ -463,10 +476,14 @@ async fn rest_commit(
 
 /// The data files of the current snapshot, with the snapshot's sequence number (what a rewrite
 /// plans on).
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the manifest list or a data manifest of the
+/// current snapshot cannot be read.
 pub async fn live_data_files(table: &Table) -> Result<(i64, Vec<DataFile>)> {
-    let err = |e: iceberg::Error| MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message: e.to_string(),
+    let err = |e: iceberg::Error| {
+        MaintenanceError::table(table.identifier(), "cannot read its manifests", e)
     };
     let Some(current) = table.metadata().current_snapshot() else {
         return Ok((0, Vec::new()));

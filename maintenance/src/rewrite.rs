@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use iceberg::table::Table;
-use iceberg::{Catalog, TableIdent};
+use iceberg::Catalog;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::catalog::CatalogConfig;
@@ -74,6 +74,13 @@ impl RewriteResult {
 
 /// Rewrites each group of `planned` (planned on its current snapshot) into files of
 /// `target_file_size` bytes (`None`: the table's target), one REPLACE commit per group.
+/// A group that conflicts is skipped ([`GroupOutcome::Conflict`]), not an error.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when a group's files cannot be read or its new files
+/// written, and the [`ReplaceError::Other`] errors of [`commit_replace`]; the groups committed
+/// before the failing one stay committed.
 pub async fn rewrite_groups(
     config: &CatalogConfig,
     catalog: &dyn Catalog,
@@ -128,15 +135,22 @@ pub async fn rewrite_groups(
 /// files applied** (position and equality deletes), columns matched by field id — read by
 /// iceberg-rust's scan reader — as batches of the table's current schema. A path that is not
 /// live any more is an error naming it (its group would conflict at commit anyway).
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table has no snapshot, a path is not a live
+/// data file, the scan cannot be planned or read, or a column cannot be cast to the table's
+/// type.
 pub async fn read_data_files(table: &Table, paths: &[String]) -> Result<Vec<RecordBatch>> {
     use futures::{StreamExt, TryStreamExt};
-    let e = |e: iceberg::Error| err(table.identifier(), e);
+    let ident = table.identifier();
     if table.metadata().current_snapshot().is_none() {
-        return Err(MaintenanceError::Table {
-            table: table.identifier().to_string(),
-            message: "the table has no snapshot".into(),
-        });
+        return Err(MaintenanceError::table_msg(
+            ident,
+            "the table has no snapshot",
+        ));
     }
+    let e = |e: iceberg::Error| MaintenanceError::table(ident, "cannot plan the scan", e);
     let wanted: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
     let tasks: Vec<iceberg::scan::FileScanTask> = table
         .scan()
@@ -149,13 +163,14 @@ pub async fn read_data_files(table: &Table, paths: &[String]) -> Result<Vec<Reco
         .try_collect()
         .await
         .map_err(e)?;
+    let e = |e: iceberg::Error| MaintenanceError::table(ident, "cannot read the data files", e);
     let found: std::collections::HashSet<&str> =
         tasks.iter().map(|t| t.data_file_path.as_str()).collect();
     if let Some(gone) = paths.iter().find(|p| !found.contains(p.as_str())) {
-        return Err(MaintenanceError::Table {
-            table: table.identifier().to_string(),
-            message: format!("{gone} is no longer live"),
-        });
+        return Err(MaintenanceError::table_msg(
+            ident,
+            format!("{gone} is no longer live"),
+        ));
     }
     let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
     let batches: Vec<RecordBatch> = table
@@ -172,63 +187,60 @@ pub async fn read_data_files(table: &Table, paths: &[String]) -> Result<Vec<Reco
 
 /// `batch` with the table's Arrow schema: columns by name, cast strictly to the table's types.
 fn to_table_schema(table: &Table, batch: &RecordBatch) -> Result<RecordBatch> {
-    let io = |message: String| MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message,
-    };
-    let schema: arrow_schema::SchemaRef = std::sync::Arc::new(
-        table
-            .metadata()
-            .current_schema()
-            .as_ref()
-            .try_into()
-            .map_err(|e| err(table.identifier(), e))?,
-    );
+    let ident = table.identifier();
+    let schema: arrow_schema::SchemaRef = std::sync::Arc::new(arrow_schema(table)?);
     let columns = schema
         .fields()
         .iter()
         .map(|f| {
-            let c = batch
-                .column_by_name(f.name())
-                .ok_or_else(|| io(format!("the scan returned no column '{}'", f.name())))?;
+            let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                MaintenanceError::table_msg(
+                    ident,
+                    format!("the scan returned no column '{}'", f.name()),
+                )
+            })?;
             let options = arrow_cast::CastOptions {
                 safe: false,
                 ..Default::default()
             };
-            arrow_cast::cast_with_options(c, f.data_type(), &options).map_err(|e| io(e.to_string()))
+            arrow_cast::cast_with_options(c, f.data_type(), &options).map_err(|e| {
+                MaintenanceError::table(
+                    ident,
+                    format!("cannot cast column '{}' to {}", f.name(), f.data_type()),
+                    e,
+                )
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(schema, columns).map_err(|e| io(e.to_string()))
+    RecordBatch::try_new(schema, columns).map_err(|e| {
+        MaintenanceError::table(ident, "cannot assemble a batch of the table's schema", e)
+    })
 }
 
 /// The rows of one data file, as batches of the table's current schema (deletes NOT applied:
 /// see [`read_data_files`]).
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Io`] naming `path` when the file cannot be read, is not a
+/// readable Parquet file, lacks a column of the table or holds a value that does not fit the
+/// table's type, and [`MaintenanceError::Table`] when the table's schema has no Arrow form.
 pub async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch>> {
-    let io = |message: String| MaintenanceError::Io {
-        path: path.to_string(),
-        message,
-    };
     let bytes = table
         .file_io()
         .new_input(path)
-        .map_err(|e| io(e.to_string()))?
+        .map_err(|e| MaintenanceError::io(path, "cannot open the file", e))?
         .read()
         .await
-        .map_err(|e| io(e.to_string()))?;
+        .map_err(|e| MaintenanceError::io(path, "cannot read the file", e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.with_batch_size(8192).build())
-        .map_err(|e| io(format!("not a readable Parquet file: {e}")))?;
-    let schema: arrow_schema::SchemaRef = std::sync::Arc::new(
-        table
-            .metadata()
-            .current_schema()
-            .as_ref()
-            .try_into()
-            .map_err(|e| err(table.identifier(), e))?,
-    );
+        .map_err(|e| MaintenanceError::io(path, "not a readable Parquet file", e))?;
+    let schema: arrow_schema::SchemaRef = std::sync::Arc::new(arrow_schema(table)?);
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| io(e.to_string()))?;
+        let batch =
+            batch.map_err(|e| MaintenanceError::io(path, "cannot decode a row group", e))?;
         // Other writers use other Arrow types for the same Iceberg type (large strings, say):
         // cast by name to the table's types.
         let columns = schema
@@ -236,28 +248,47 @@ pub async fn read_data_file(table: &Table, path: &str) -> Result<Vec<RecordBatch
             .iter()
             .map(|f| {
                 let c = batch.column_by_name(f.name()).ok_or_else(|| {
-                    io(format!(
-                        "no column '{}' (schema evolution is not supported yet)",
-                        f.name()
-                    ))
+                    MaintenanceError::io_msg(
+                        path,
+                        format!(
+                            "no column '{}' (schema evolution is not supported yet)",
+                            f.name()
+                        ),
+                    )
                 })?;
                 // A value that does not fit is an error, never a silent null.
                 let options = arrow_cast::CastOptions {
                     safe: false,
                     ..Default::default()
                 };
-                arrow_cast::cast_with_options(c, f.data_type(), &options)
-                    .map_err(|e| io(e.to_string()))
+                arrow_cast::cast_with_options(c, f.data_type(), &options).map_err(|e| {
+                    MaintenanceError::io(
+                        path,
+                        format!("cannot cast column '{}' to {}", f.name(), f.data_type()),
+                        e,
+                    )
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| io(e.to_string()))?);
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
+            MaintenanceError::io(path, "cannot assemble a batch of the table's schema", e)
+        })?);
     }
     Ok(out)
 }
 
-fn err(ident: &TableIdent, e: iceberg::Error) -> MaintenanceError {
-    MaintenanceError::Table {
-        table: ident.to_string(),
-        message: e.to_string(),
-    }
+/// The table's current schema in Arrow form (field ids attached).
+fn arrow_schema(table: &Table) -> Result<arrow_schema::Schema> {
+    table
+        .metadata()
+        .current_schema()
+        .as_ref()
+        .try_into()
+        .map_err(|e: iceberg::Error| {
+            MaintenanceError::table(
+                table.identifier(),
+                "cannot convert the table schema to Arrow",
+                e,
+            )
+        })
 }

@@ -41,6 +41,13 @@ fn delete_schema() -> arrow_schema::SchemaRef {
 
 /// Deletes the rows at `positions` (0-based row numbers) of each data file in `deletes`, as
 /// one snapshot with position delete files; returns its id.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table has no snapshot, a path is not a live
+/// data file or has no row at a position, the table or its manifests cannot be read or written,
+/// or the commit conflicts or lost `attempts` races; [`MaintenanceError::Io`] when a delete
+/// file cannot be written; [`MaintenanceError::Catalog`] when the catalog cannot take the commit.
 pub async fn delete_rows_by_position(
     config: &CatalogConfig,
     catalog: &dyn Catalog,
@@ -48,13 +55,15 @@ pub async fn delete_rows_by_position(
     deletes: &BTreeMap<String, Vec<u64>>,
     attempts: u32,
 ) -> Result<i64> {
-    let tbl = |message: String| MaintenanceError::Table {
-        table: ident.to_string(),
-        message,
+    let tbl = |message: String| MaintenanceError::table_msg(ident, message);
+    let write = |e: iceberg::Error| {
+        MaintenanceError::table(ident, "cannot write the position delete snapshot", e)
     };
-    let e = |e: iceberg::Error| tbl(e.to_string());
     for attempt in 1..=attempts.max(1) {
-        let table = catalog.load_table(ident).await.map_err(e)?;
+        let table = catalog
+            .load_table(ident)
+            .await
+            .map_err(|e| MaintenanceError::table(ident, "cannot load the table", e))?;
         let meta = table.metadata();
         let current = meta
             .current_snapshot()
@@ -106,13 +115,16 @@ pub async fn delete_rows_by_position(
             }
             let file_path = format!("{location}/data/weir-{commit}-{i}-deletes.parquet");
             let size = bytes.len() as u64;
+            let io = |e: iceberg::Error| {
+                MaintenanceError::io(&file_path, "cannot write the position delete file", e)
+            };
             table
                 .file_io()
                 .new_output(&file_path)
-                .map_err(e)?
+                .map_err(io)?
                 .write(bytes.into())
                 .await
-                .map_err(e)?;
+                .map_err(io)?;
             records += positions.len() as u64;
             let delete = DataFileBuilder::default()
                 .content(DataContentType::PositionDeletes)
@@ -130,33 +142,33 @@ pub async fn delete_rows_by_position(
         let n = delete_files.len();
         let manifest_path = format!("{location}/metadata/{commit}-m-deletes.avro");
         let mut w = ManifestWriterBuilder::new(
-            table.file_io().new_output(&manifest_path).map_err(e)?,
+            table.file_io().new_output(&manifest_path).map_err(write)?,
             Some(snapshot_id),
             schema.clone(),
             spec,
         )
         .build_v2_deletes();
         for d in delete_files {
-            w.add_file(d, sequence_number).map_err(e)?;
+            w.add_file(d, sequence_number).map_err(write)?;
         }
-        let manifest = w.write_manifest_file().await.map_err(e)?;
+        let manifest = w.write_manifest_file().await.map_err(write)?;
         let list = table
             .manifest_list_reader(current)
             .load()
             .await
-            .map_err(e)?;
+            .map_err(|e| MaintenanceError::table(ident, "cannot read the manifest list", e))?;
         let mut manifests: Vec<_> = list.entries().to_vec();
         manifests.push(manifest);
         let list_path = format!("{location}/metadata/snap-{snapshot_id}-1-{commit}.avro");
-        let out = table.file_io().new_output(&list_path).map_err(e)?;
+        let out = table.file_io().new_output(&list_path).map_err(write)?;
         let mut lw = ManifestListWriter::v2(
-            out.writer().await.map_err(e)?,
+            out.writer().await.map_err(write)?,
             snapshot_id,
             Some(current.snapshot_id()),
             sequence_number,
         );
-        lw.add_manifests(manifests.into_iter()).map_err(e)?;
-        lw.close().await.map_err(e)?;
+        lw.add_manifests(manifests.into_iter()).map_err(write)?;
+        lw.close().await.map_err(write)?;
         let snapshot = Snapshot::builder()
             .with_snapshot_id(snapshot_id)
             .with_parent_snapshot_id(Some(current.snapshot_id()))

@@ -12,6 +12,11 @@ pub struct IcebergRuntime {
 
 impl IcebergRuntime {
     /// A runtime with `threads` worker threads.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Internal`] when the runtime cannot be built (e.g. no
+    /// thread can be spawned).
     pub fn new(threads: usize) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))

@@ -32,6 +32,7 @@ use weir_engine::checkpoint::{decode_state, encode_state};
 use weir_engine::{Context, Operator, UserError};
 
 use crate::catalog::CatalogConfig;
+use crate::error::{report, user};
 use crate::runtime::IcebergRuntime;
 use crate::table_writer::TableWriter;
 
@@ -134,10 +135,6 @@ impl IcebergSinkConfig {
     }
 }
 
-fn user<E: std::fmt::Display>(e: E) -> UserError {
-    e.to_string().into()
-}
-
 struct Open {
     rt: IcebergRuntime,
     catalog: Arc<dyn Catalog>,
@@ -194,7 +191,7 @@ impl IcebergWriter {
                 Err(e) => {
                     // The rows of the closed files are lost to this attempt: a declined
                     // checkpoint must not let later checkpoints commit without them.
-                    let e = format!("closing the data files failed: {e}");
+                    let e = format!("closing the data files failed: {}", report(&e));
                     self.failed = Some(e.clone());
                     return Err(e.into());
                 }

@@ -18,14 +18,20 @@ use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use crate::error::{MaintenanceError, Result};
 use crate::table_writer::TableWriter;
 
-fn table_err(table: &TableIdent) -> impl Fn(iceberg::Error) -> MaintenanceError + '_ {
-    move |e| MaintenanceError::Table {
-        table: table.to_string(),
-        message: e.to_string(),
-    }
+/// Maps an Iceberg error to a [`MaintenanceError::Table`] saying what could not be done.
+fn table_err<'a>(
+    table: &'a TableIdent,
+    message: &'a str,
+) -> impl Fn(iceberg::Error) -> MaintenanceError + 'a {
+    move |e| MaintenanceError::table(table, message, e)
 }
 
 /// Loads `ident`, creating it (and its namespace) with `schema` if it does not exist.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the catalog cannot tell whether the table or its
+/// namespace exists, or the table cannot be loaded or created (nor its namespace).
 pub async fn create_table_if_missing(
     catalog: &dyn Catalog,
     ident: &TableIdent,
@@ -36,6 +42,12 @@ pub async fn create_table_if_missing(
 
 /// Loads `ident`, creating it (and its namespace) with `schema` and the partition spec `spec`
 /// (`None`: unpartitioned) if it does not exist.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the catalog cannot tell whether the table or its
+/// namespace exists, or the table cannot be loaded or created (nor its namespace), e.g.
+/// because `spec` does not fit `schema`.
 pub async fn create_partitioned_table_if_missing(
     catalog: &dyn Catalog,
     ident: &TableIdent,
@@ -47,6 +59,11 @@ pub async fn create_partitioned_table_if_missing(
 
 /// Loads `ident`, creating it (and its namespace) with `schema`, `spec` and table `properties`
 /// (e.g. `write.parquet.compression-codec`) if it does not exist.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the catalog cannot tell whether the table or its
+/// namespace exists, or the table cannot be loaded or created (nor its namespace).
 pub async fn create_table_with_properties_if_missing(
     catalog: &dyn Catalog,
     ident: &TableIdent,
@@ -54,16 +71,25 @@ pub async fn create_table_with_properties_if_missing(
     spec: Option<UnboundPartitionSpec>,
     properties: HashMap<String, String>,
 ) -> Result<Table> {
-    let err = table_err(ident);
-    if catalog.table_exists(ident).await.map_err(&err)? {
-        return catalog.load_table(ident).await.map_err(&err);
+    if catalog
+        .table_exists(ident)
+        .await
+        .map_err(table_err(ident, "cannot check whether the table exists"))?
+    {
+        return catalog
+            .load_table(ident)
+            .await
+            .map_err(table_err(ident, "cannot load the table"));
     }
     let ns: &NamespaceIdent = ident.namespace();
-    if !catalog.namespace_exists(ns).await.map_err(&err)? {
+    if !catalog.namespace_exists(ns).await.map_err(table_err(
+        ident,
+        "cannot check whether its namespace exists",
+    ))? {
         catalog
             .create_namespace(ns, HashMap::new())
             .await
-            .map_err(&err)?;
+            .map_err(table_err(ident, "cannot create its namespace"))?;
     }
     let creation = TableCreation::builder()
         .name(ident.name().to_string())
@@ -71,21 +97,25 @@ pub async fn create_table_with_properties_if_missing(
         .partition_spec_opt(spec)
         .properties(properties)
         .build();
-    catalog.create_table(ns, creation).await.map_err(&err)
+    catalog
+        .create_table(ns, creation)
+        .await
+        .map_err(table_err(ident, "cannot create the table"))
 }
 
 /// The batch with the table's Arrow schema (field ids attached), or a clear mismatch error.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::SchemaMismatch`] when the batch's columns differ from the
+/// table's in number, name or type, or a required column has nulls, and
+/// [`MaintenanceError::Table`] when the table's schema has no Arrow form.
 pub fn conform(table: &Table, batch: &RecordBatch) -> Result<RecordBatch> {
     let ident = table.identifier();
     let schema = table.metadata().current_schema();
-    let arrow: arrow_schema::Schema =
-        schema
-            .as_ref()
-            .try_into()
-            .map_err(|e: iceberg::Error| MaintenanceError::Table {
-                table: ident.to_string(),
-                message: format!("cannot convert the table schema to Arrow: {e}"),
-            })?;
+    let arrow: arrow_schema::Schema = schema.as_ref().try_into().map_err(|e: iceberg::Error| {
+        MaintenanceError::table(ident, "cannot convert the table schema to Arrow", e)
+    })?;
     let mismatch = |message: String| MaintenanceError::SchemaMismatch {
         table: ident.to_string(),
         message,
@@ -137,6 +167,12 @@ pub fn conform(table: &Table, batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// Writes `batches` as Parquet data files of `table` (not committed yet): the files a
 /// snapshot will add, partitioned by the table's spec and rolled at its target file size.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::SchemaMismatch`] when a batch does not match the table's
+/// schema (nothing is written then), and [`MaintenanceError::Table`] when the table's write
+/// properties are invalid or a data file cannot be written.
 pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<Vec<DataFile>> {
     // Check every batch before writing anything.
     for b in batches {
@@ -151,14 +187,22 @@ pub async fn write_data_files(table: &Table, batches: &[RecordBatch]) -> Result<
 
 /// Appends `batches` to `ident` as one snapshot whose summary carries `summary`; returns the
 /// new snapshot's id (`None` if there was nothing to write).
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::SchemaMismatch`] when a batch does not match the table's
+/// schema (nothing is written then), and [`MaintenanceError::Table`] when the table cannot be
+/// loaded, a data file cannot be written or the snapshot cannot be committed.
 pub async fn append(
     catalog: &dyn Catalog,
     ident: &TableIdent,
     batches: &[RecordBatch],
     summary: HashMap<String, String>,
 ) -> Result<Option<i64>> {
-    let err = table_err(ident);
-    let table = catalog.load_table(ident).await.map_err(&err)?;
+    let table = catalog
+        .load_table(ident)
+        .await
+        .map_err(table_err(ident, "cannot load the table"))?;
     let files = write_data_files(&table, batches).await?;
     if files.is_empty() {
         return Ok(None);
@@ -169,15 +213,25 @@ pub async fn append(
         .add_data_files(files)
         .set_snapshot_properties(summary)
         .apply(tx)
-        .map_err(&err)?;
-    let table = tx.commit(catalog).await.map_err(&err)?;
+        .map_err(table_err(ident, "cannot build the append"))?;
+    let table = tx
+        .commit(catalog)
+        .await
+        .map_err(table_err(ident, "cannot commit the append"))?;
     Ok(table.metadata().current_snapshot().map(|s| s.snapshot_id()))
 }
 
 /// Every row of the table's current snapshot.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table cannot be loaded or scanned.
 pub async fn read_all(catalog: &dyn Catalog, ident: &TableIdent) -> Result<Vec<RecordBatch>> {
-    let err = table_err(ident);
-    let table = catalog.load_table(ident).await.map_err(&err)?;
+    let table = catalog
+        .load_table(ident)
+        .await
+        .map_err(table_err(ident, "cannot load the table"))?;
+    let err = table_err(ident, "cannot scan the table");
     if table.metadata().current_snapshot().is_none() {
         return Ok(Vec::new());
     }

@@ -66,6 +66,11 @@ pub struct TableWriter {
 impl TableWriter {
     /// A writer of `table`'s data files rolling at `target_file_size` bytes (`None`: the table's
     /// `write.target-file-size-bytes`, 512 MB unless set).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Table`] when `target_file_size` is `None` and the table's
+    /// properties cannot be parsed.
     pub fn new(table: &Table, target_file_size: Option<usize>) -> Result<Self> {
         let target_file_size = match target_file_size {
             Some(t) => t.max(1),
@@ -73,7 +78,7 @@ impl TableWriter {
                 table
                     .metadata()
                     .table_properties()
-                    .map_err(|e| err(table, e))?
+                    .map_err(|e| err(table, "cannot read the table properties", e))?
                     .write_target_file_size_bytes
             }
         };
@@ -104,7 +109,8 @@ impl TableWriter {
             parquet,
             self.target_file_size,
             t.file_io().clone(),
-            DefaultLocationGenerator::new(meta).map_err(|e| err(t, e))?,
+            DefaultLocationGenerator::new(meta)
+                .map_err(|e| err(t, "cannot find the data location", e))?,
             DefaultFileNameGenerator::new(
                 format!("weir-{}", uuid::Uuid::new_v4()),
                 None,
@@ -114,14 +120,17 @@ impl TableWriter {
         let files = DataFileWriterBuilder::new(rolling);
         let spec = meta.default_partition_spec();
         if spec.is_unpartitioned() {
-            let w = files.build(None).await.map_err(|e| err(t, e))?;
+            let w = files
+                .build(None)
+                .await
+                .map_err(|e| err(t, "cannot start a data file", e))?;
             return Ok(Open::Unpartitioned(Box::new(w)));
         }
         let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
             schema,
             Arc::new(spec.as_ref().clone()),
         )
-        .map_err(|e| err(t, e))?;
+        .map_err(|e| err(t, "cannot partition by the table's spec", e))?;
         Ok(Open::Partitioned {
             splitter: Box::new(splitter),
             fanout: Box::new(FanoutWriter::new(files)),
@@ -129,6 +138,12 @@ impl TableWriter {
     }
 
     /// Writes `batch` (checked against the table's schema first: a mismatch writes nothing).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::SchemaMismatch`] when `batch` does not match the table's
+    /// schema, and [`MaintenanceError::Table`] when the table's write properties are invalid
+    /// or the rows cannot be partitioned or written.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let batch = conform(&self.table, batch)?;
         if batch.num_rows() == 0 {
@@ -138,11 +153,15 @@ impl TableWriter {
             self.open = Some(self.start().await?);
         }
         let t = &self.table;
+        let write = |e| err(t, "cannot write data files", e);
         match self.open.as_mut() {
-            Some(Open::Unpartitioned(w)) => w.write(batch.clone()).await.map_err(|e| err(t, e))?,
+            Some(Open::Unpartitioned(w)) => w.write(batch.clone()).await.map_err(write)?,
             Some(Open::Partitioned { splitter, fanout }) => {
-                for (key, part) in splitter.split(&batch).map_err(|e| err(t, e))? {
-                    fanout.write(key, part).await.map_err(|e| err(t, e))?;
+                for (key, part) in splitter
+                    .split(&batch)
+                    .map_err(|e| err(t, "cannot partition the rows", e))?
+                {
+                    fanout.write(key, part).await.map_err(write)?;
                 }
             }
             None => {}
@@ -153,19 +172,30 @@ impl TableWriter {
 
     /// Closes the open files and returns every file written since the last close (none if
     /// nothing was written). The writer can be used again afterwards.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Table`] when an open data file cannot be finished (its
+    /// rows are lost to this writer).
     pub async fn close(&mut self) -> Result<Vec<DataFile>> {
         self.rows = 0;
         let t = &self.table;
+        let close = |e| err(t, "cannot close data files", e);
         match self.open.take() {
             None => Ok(Vec::new()),
-            Some(Open::Unpartitioned(mut w)) => w.close().await.map_err(|e| err(t, e)),
-            Some(Open::Partitioned { fanout, .. }) => fanout.close().await.map_err(|e| err(t, e)),
+            Some(Open::Unpartitioned(mut w)) => w.close().await.map_err(close),
+            Some(Open::Partitioned { fanout, .. }) => fanout.close().await.map_err(close),
         }
     }
 }
 
 /// The Parquet writer properties of `table`: its `write.parquet.compression-codec` (Iceberg's
 /// default: zstd) and `write.parquet.compression-level`; the parquet crate's defaults otherwise.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the codec is not supported, or the level is not
+/// an integer or out of the codec's range.
 pub fn writer_properties(table: &Table) -> Result<WriterProperties> {
     use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
     let props = table.metadata().properties();
@@ -174,37 +204,43 @@ pub fn writer_properties(table: &Table) -> Result<WriterProperties> {
         .map(|c| c.to_ascii_lowercase())
         .unwrap_or_else(|| "zstd".into());
     let level: Option<i32> = match props.get("write.parquet.compression-level") {
-        Some(l) => Some(l.parse().map_err(|_| MaintenanceError::Table {
-            table: table.identifier().to_string(),
-            message: format!("write.parquet.compression-level '{l}' is not an integer"),
+        Some(l) => Some(l.parse().map_err(|e| {
+            MaintenanceError::table(
+                table.identifier(),
+                format!("write.parquet.compression-level '{l}' is not an integer"),
+                e,
+            )
         })?),
         None => None,
     };
-    let bad = |e: parquet::errors::ParquetError| MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message: format!("write.parquet.compression-level: {e}"),
+    let bad = |l: i32, e: parquet::errors::ParquetError| {
+        MaintenanceError::table(
+            table.identifier(),
+            format!("write.parquet.compression-level {l} is not valid for {codec}"),
+            e,
+        )
     };
     let compression = match codec.as_str() {
         "zstd" => Compression::ZSTD(match level {
-            Some(l) => ZstdLevel::try_new(l).map_err(bad)?,
+            Some(l) => ZstdLevel::try_new(l).map_err(|e| bad(l, e))?,
             None => ZstdLevel::default(),
         }),
         "gzip" => Compression::GZIP(match level {
-            Some(l) => GzipLevel::try_new(l.max(0) as u32).map_err(bad)?,
+            Some(l) => GzipLevel::try_new(l.max(0) as u32).map_err(|e| bad(l, e))?,
             None => GzipLevel::default(),
         }),
         "brotli" => Compression::BROTLI(match level {
-            Some(l) => BrotliLevel::try_new(l.max(0) as u32).map_err(bad)?,
+            Some(l) => BrotliLevel::try_new(l.max(0) as u32).map_err(|e| bad(l, e))?,
             None => BrotliLevel::default(),
         }),
         "snappy" => Compression::SNAPPY,
         "lz4" => Compression::LZ4_RAW,
         "uncompressed" | "none" => Compression::UNCOMPRESSED,
         other => {
-            return Err(MaintenanceError::Table {
-                table: table.identifier().to_string(),
-                message: format!("write.parquet.compression-codec '{other}' is not supported (zstd, gzip, brotli, snappy, lz4, uncompressed)"),
-            })
+            return Err(MaintenanceError::table_msg(
+                table.identifier(),
+                format!("write.parquet.compression-codec '{other}' is not supported (zstd, gzip, brotli, snappy, lz4, uncompressed)"),
+            ))
         }
     };
     Ok(WriterProperties::builder()
@@ -212,9 +248,7 @@ pub fn writer_properties(table: &Table) -> Result<WriterProperties> {
         .build())
 }
 
-fn err(table: &Table, e: iceberg::Error) -> MaintenanceError {
-    MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message: e.to_string(),
-    }
+/// A [`MaintenanceError::Table`] of `table`: `message` (what could not be done) caused by `e`.
+fn err(table: &Table, message: &str, e: iceberg::Error) -> MaintenanceError {
+    MaintenanceError::table(table.identifier(), message, e)
 }

@@ -65,16 +65,32 @@ impl<K: Key, T: Data, F: FnMut(T, T) -> T + Send + 'static> KeyedOperator for Re
 /// both time domains (Flink's `KeyedProcessFunction`). Cloned once per subtask.
 pub trait KeyedProcessFunction<K: Key, I: Data, O: Data>: Clone + Send + 'static {
     /// Registers states; called once per subtask before any record.
+    ///
+    /// # Errors
+    ///
+    /// An error (such as the [`StateError`](weir_state::StateError) of registering a name that
+    /// holds another kind or type of state) fails the task before it processes any record, as
+    /// one from [`process_element`](Self::process_element) does.
     fn open(&mut self, _ctx: &mut KeyedOpenContext<'_, K>) -> Result<(), UserError> {
         Ok(())
     }
     /// Handles one record of the current key.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task: the job restarts (from its latest completed checkpoint, or from
+    /// the start without one) as its restart strategy allows, or else ends with
+    /// [`JobError::TaskFailed`](weir_engine::JobError::TaskFailed) carrying the error's message.
     fn process_element(
         &mut self,
         value: I,
         ctx: &mut KeyedContext<'_, K, O>,
     ) -> Result<(), UserError>;
     /// Handles a timer of the current key.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task, as one from [`process_element`](Self::process_element) does.
     fn on_timer(
         &mut self,
         _timer: Timer,

@@ -21,6 +21,8 @@ use weir_state::{Result, StateError};
 
 use weir_ha::{CheckpointPointer, CompletedCheckpointStore, FencingToken};
 
+use crate::error::report;
+
 /// Checkpoints of job `job_id` in a directory, completed through the HA store.
 pub struct HaCheckpointStorage {
     pub(crate) files: LocalCheckpointStorage,
@@ -59,7 +61,7 @@ impl CheckpointStorage for HaCheckpointStorage {
                     // been written: the files stay.)
                     let _ = std::fs::remove_dir_all(&done.location);
                 }
-                return Err(StateError::Store(e.to_string()));
+                return Err(StateError::Store(report(&e)));
             }
         }
         Ok(done)
@@ -82,7 +84,7 @@ impl CheckpointStorage for HaCheckpointStorage {
         match self
             .store
             .latest(&self.job_id)
-            .map_err(|e| StateError::Store(e.to_string()))?
+            .map_err(|e| StateError::Store(report(&e)))?
         {
             Some(p) => self.files.load(&p.location).map(Some),
             None => Ok(None),
@@ -101,7 +103,7 @@ impl CheckpointStorage for HaCheckpointStorage {
         let counter = self
             .store
             .highest_id(&self.job_id)
-            .map_err(|e| StateError::Store(e.to_string()))?;
+            .map_err(|e| StateError::Store(report(&e)))?;
         let files = self.files.highest_id()?;
         Ok(match (files, counter) {
             (f, 0) => f,

@@ -83,3 +83,31 @@ pub enum SessionError {
 
 /// Result of the session runtime.
 pub type Result<T, E = SessionError> = std::result::Result<T, E>;
+
+pub(crate) use weir_engine::error::report;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_report_shows_the_causes_of_an_ha_error() {
+        let io = std::io::Error::other("connection refused");
+        let e = SessionError::Ha(HaError::Unreachable {
+            store: "postgres://h/db".into(),
+            reason: "cannot connect".into(),
+            source: Some(Arc::new(io)),
+        });
+        assert_eq!(
+            e.to_string(),
+            "the HA store postgres://h/db is unreachable: cannot connect"
+        );
+        assert_eq!(
+            report(&e),
+            "the HA store postgres://h/db is unreachable: cannot connect: connection refused"
+        );
+        let plain = SessionError::NoSuchJob("j".into());
+        assert_eq!(report(&plain), "no job with id 'j'");
+    }
+}

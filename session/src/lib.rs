@@ -45,6 +45,8 @@ use weir_ha::{
 
 pub use error::{Result, SessionError};
 
+use error::report;
+
 pub use job::{SessionJob, SessionJobStatus};
 pub use registry::{JobBuilder, JobContext, JobRegistry, JobSubmission};
 pub use server::SessionClient;
@@ -155,6 +157,13 @@ impl SessionRuntime {
     /// Opens the HA services (an unreachable store is an error naming it), starts the request
     /// server if asked, and runs for leadership (this returns after the first attempt: a
     /// runtime without HA, or the first of a cluster, leads at once).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::Ha`] when the HA services cannot be opened (a bad
+    /// `high-availability.*` option, an unreachable or failing store),
+    /// [`SessionError::InvalidOption`] when `listen` cannot be listened on, and
+    /// [`SessionError::Start`] when a thread cannot be started.
     pub fn start(registry: JobRegistry, options: SessionOptions) -> Result<SessionRuntime> {
         let ha = HaServices::open(&options.ha, &options.contender)?;
         let listener = match &options.listen {
@@ -213,11 +222,23 @@ impl SessionRuntime {
 
     /// Submits a job; it runs when this returns. Refused (nothing written) if this runtime does
     /// not lead, the name is not registered, or an option is unknown or bad.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::NotLeader`] when this runtime does not lead,
+    /// [`SessionError::UnknownJob`] when the name is not registered, [`SessionError::JobStart`]
+    /// when an option is unknown or bad, or the job cannot be built or started, and
+    /// [`SessionError::Ha`] when persisting it fails ([`HaError::Fenced`] if this runtime was
+    /// deposed meanwhile).
     pub fn submit(&self, submission: JobSubmission) -> Result<SessionJob> {
         self.inner.submit(submission)
     }
 
     /// A handle to a job running on this runtime.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::NoSuchJob`] when `job_id` is not running on this runtime.
     pub fn job(&self, job_id: &str) -> Result<SessionJob> {
         self.inner
             .jobs
@@ -229,6 +250,11 @@ impl SessionRuntime {
 
     /// The status of a job: running here, or from the job result store, or waiting for
     /// recovery in the job graph store.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::NoSuchJob`] when no store knows `job_id`, and [`SessionError::Ha`]
+    /// when reading the job result or job graph store fails.
     pub fn status(&self, job_id: &str) -> Result<SessionJobStatus> {
         self.inner.status(job_id)
     }
@@ -376,7 +402,7 @@ impl Inner {
                     address: self.address.clone(),
                 });
                 if let Err(e) = self.recover(token) {
-                    tracing::error!("job recovery failed: {e}; giving leadership up");
+                    tracing::error!("job recovery failed: {}; giving leadership up", report(&e));
                     self.lose_leadership();
                     let _ = self.ha.leader.election.resign(token);
                 }
@@ -387,7 +413,7 @@ impl Inner {
                 }
             }
             Err(e) => {
-                tracing::warn!("leader election: {e}");
+                tracing::warn!("leader election: {}", report(&e));
                 if self.leadership.lock().token.is_some() && self.token().is_none() {
                     self.lose_leadership();
                 }
@@ -717,25 +743,28 @@ impl Inner {
                 Ok(()) => break,
                 Err(e @ HaError::Fenced { .. }) => {
                     tracing::warn!(
-                        "job {} ended but this runtime was deposed: {e}",
-                        entry.job_id
+                        "job {} ended but this runtime was deposed: {}",
+                        entry.job_id,
+                        report(&e)
                     );
                     self.lose_leadership();
                     break;
                 }
                 Err(e) if attempt < 6 && self.token() == Some(token) => {
                     tracing::warn!(
-                        "job {} ended; recording its result failed (attempt {attempt}): {e}",
-                        entry.job_id
+                        "job {} ended; recording its result failed (attempt {attempt}): {}",
+                        entry.job_id,
+                        report(&e)
                     );
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
                 Err(e) => {
                     tracing::error!(
-                        "job {} ended ({outcome:?}) but its result could not be recorded: {e}; \
+                        "job {} ended ({outcome:?}) but its result could not be recorded: {}; \
                          a later leader may run it again",
-                        entry.job_id
+                        entry.job_id,
+                        report(&e)
                     );
                     break;
                 }
@@ -816,7 +845,7 @@ impl Inner {
                         config: Default::default(),
                         submitted_ms: 0,
                     };
-                    self.fail_stored(token, &unreadable, e.to_string())?;
+                    self.fail_stored(token, &unreadable, report(&e))?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -864,11 +893,12 @@ impl Inner {
                     // The store, not the job: let the next leader term try again.
                     return Err(HaError::Store {
                         store: "job recovery".into(),
-                        reason: format!("cannot recover job {}: {e}", graph.job_id),
+                        reason: format!("cannot recover job {}", graph.job_id),
+                        source: Some(Arc::new(e)),
                     }
                     .into());
                 }
-                Err(e) => self.fail_stored(token, &graph, e.to_string())?,
+                Err(e) => self.fail_stored(token, &graph, report(&e))?,
             }
         }
         Ok(())

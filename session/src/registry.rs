@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, SessionError};
+use crate::error::{report, Result, SessionError};
 use weir_engine::StreamEnv;
 use weir_engine::UserError;
 
@@ -147,6 +147,11 @@ impl JobContext<'_> {
     }
     /// A parameter parsed as `T`, or `default` when absent; a value that does not parse is an
     /// error naming the parameter.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming the parameter, the job and the type when the parameter is present
+    /// but does not parse as a `T`.
     pub fn parameter_or<T: FromStr>(
         &self,
         key: &str,
@@ -165,7 +170,12 @@ impl JobContext<'_> {
         }
     }
     /// An artifact of the job (from the blob store).
+    ///
+    /// # Errors
+    ///
+    /// Returns the blob store's error (a [`SessionError::Ha`]) when the artifact cannot be read.
     pub fn artifact(&self, name: &str) -> std::result::Result<Option<Vec<u8>>, UserError> {
-        (self.artifacts)(name).map_err(|e| e.into())
+        // The engine shows a user error by its `Display` alone: keep the causes in the text.
+        (self.artifacts)(name).map_err(|e| report(&e).into())
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{Inner, JobSubmission, SessionJobStatus};
 use weir_ha::LeaderRetrieval;
 
-use crate::error::{Result, SessionError};
+use crate::error::{report, Result, SessionError};
 
 /// A request to a session runtime.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ fn serve(conn: TcpStream, inner: Weak<Inner>) {
         let response = match (serde_json::from_str::<Request>(&line), inner.upgrade()) {
             (_, None) => failure("the runtime is shutting down".into()),
             (Err(e), _) => failure(format!("bad request: {e}")),
-            (Ok(r), Some(inner)) => handle(&inner, r).unwrap_or_else(|e| failure(e.to_string())),
+            (Ok(r), Some(inner)) => handle(&inner, r).unwrap_or_else(|e| failure(report(&e))),
         };
         let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
         text.push('\n');
@@ -239,6 +239,13 @@ impl SessionClient {
     }
 
     /// Sends one request to the leader.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SessionError::NotLeader`] when no leader is known, [`SessionError::Ha`] when
+    /// leader retrieval fails, [`SessionError::Unreachable`] when the leader's address cannot be
+    /// connected to or the connection fails, [`SessionError::BadResponse`] when the answer is not
+    /// one of the protocol, and [`SessionError::Remote`] when the runtime answers with an error.
     pub fn request(&self, request: &Request) -> Result<Response> {
         let address = self.leader_address()?;
         let unreachable = |e: std::io::Error| SessionError::Unreachable {
@@ -282,6 +289,12 @@ impl SessionClient {
     }
 
     /// Submits a job; its id.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`request`](Self::request) (a refused job is a
+    /// [`SessionError::Remote`]), and [`SessionError::BadResponse`] when the answer holds no job
+    /// id.
     pub fn submit(&self, submission: &JobSubmission) -> Result<String> {
         let r = self.request(&Request::Submit {
             submission: submission.clone(),
@@ -293,6 +306,11 @@ impl SessionClient {
     }
 
     /// The status of a job.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`request`](Self::request) (a job the runtime does not know is a
+    /// [`SessionError::Remote`]), and [`SessionError::NoSuchJob`] when the answer holds no status.
     pub fn status(&self, job_id: &str) -> Result<SessionJobStatus> {
         let r = self.request(&Request::Status {
             job_id: job_id.to_string(),
@@ -302,6 +320,11 @@ impl SessionClient {
     }
 
     /// Cancels a job.
+    ///
+    /// # Errors
+    ///
+    /// Returns the errors of [`request`](Self::request); a job not running on the leader is a
+    /// [`SessionError::Remote`].
     pub fn cancel(&self, job_id: &str) -> Result<()> {
         self.request(&Request::Cancel {
             job_id: job_id.to_string(),

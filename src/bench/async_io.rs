@@ -216,6 +216,13 @@ impl Sink for Counting {
 }
 
 /// Runs the benchmark.
+///
+/// # Errors
+///
+/// Returns the [`JobError`] of starting the job (such as [`JobError::Validation`] for a
+/// `capacity` of 0, or [`JobError::Config`] for a parallelism of 0), [`JobError::Internal`]
+/// when the simulated service's thread cannot be started, or the error the job failed with
+/// before it was cancelled.
 pub fn run(s: &Settings) -> Result<Report, JobError> {
     let dir = std::env::temp_dir().join(format!("weir-bench-async-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

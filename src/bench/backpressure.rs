@@ -153,6 +153,11 @@ impl Sink for CostlySink {
 }
 
 /// Runs the benchmark.
+///
+/// # Errors
+///
+/// Returns the [`JobError`] of starting the job (such as [`JobError::Config`] for a
+/// parallelism of 0), or the error the job failed with before it was cancelled.
 pub fn run(s: &Settings) -> Result<Report, JobError> {
     let dir = std::env::temp_dir().join(format!("weir-bench-backpressure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -120,6 +120,12 @@ impl Source for Pinger {
 }
 
 /// Measures `round_trips` round trips per subtask at each parallelism.
+///
+/// # Errors
+///
+/// Returns the [`JobError`] of the first job that fails, such as [`JobError::Validation`] for
+/// a parallelism of 0, or [`JobError::TaskFailed`] when an echo does not match its ping (the
+/// jobs run without checkpoints, so nothing restarts).
 pub fn run(parallelisms: &[usize], round_trips: usize) -> Result<Vec<Row>, JobError> {
     let mut rows = Vec::new();
     for &p in parallelisms {

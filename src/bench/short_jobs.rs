@@ -116,6 +116,13 @@ fn input(records: usize) -> (String, u64) {
 }
 
 /// Runs `mode` once: J jobs from C clients on a fresh runtime.
+///
+/// # Errors
+///
+/// Returns a boxed error when an HA option is rejected
+/// ([`HaError::InvalidOption`](weir_ha::HaError::InvalidOption)) or `postgres` has no URL, when
+/// the runtime cannot start ([`SessionError`](weir_session::SessionError)) or lead within 10 s,
+/// or when a job is refused, does not finish, or miscounts the words (the first such error).
 pub fn run(settings: &Settings, mode: &Mode) -> Result<Report, Error> {
     let mut ha = HaOptions::default();
     let unique = format!(
@@ -227,6 +234,10 @@ pub fn run(settings: &Settings, mode: &Mode) -> Result<Report, Error> {
 }
 
 /// Runs every mode `rounds` times, alternating, and keeps each mode's median round (by jobs/s).
+///
+/// # Errors
+///
+/// Returns the first error of a [`run`] (see there); the rounds after it are not run.
 pub fn compare(settings: &Settings, modes: &[Mode], rounds: usize) -> Result<Vec<Report>, Error> {
     let mut by_mode: Vec<Vec<Report>> = vec![Vec::new(); modes.len()];
     for _ in 0..rounds.max(1) {

@@ -450,7 +450,7 @@ fn bench_short_jobs(args: ShortJobsArgs) -> Result<()> {
             );
     }
     let reports = short_jobs::compare(&settings, &modes, if compare { rounds } else { 1 })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(anyhow::Error::from_boxed)?;
     if json {
         println!("{}", short_jobs::json(&reports));
     } else {
@@ -644,7 +644,7 @@ fn maintain(path: &std::path::Path, once: bool, json: bool) -> Result<()> {
         }
         p.set_message(format!("last: {} on {}", r.task, r.table));
     })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(anyhow::Error::from_boxed)?;
     progress.finish_and_clear();
     if !once {
         return Ok(());
@@ -712,7 +712,7 @@ fn iceberg_demo(rows: u64, rate: f64, parallelism: usize, dir: PathBuf) -> Resul
     let summary = run(&settings, progress.clone());
     bar.finish_and_clear();
     let _ = ticker.join();
-    let summary = summary.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = summary.map_err(anyhow::Error::from_boxed)?;
     println!("maintenance:");
     for r in &summary.maintenance {
         println!("  {}", summary_line(r));

@@ -153,6 +153,11 @@ impl KeyGroupRange {
 }
 
 /// Checks a max parallelism against Flink's bounds (`1..=32768`).
+///
+/// # Errors
+///
+/// Returns [`StateError::MaxParallelismOutOfRange`](crate::StateError::MaxParallelismOutOfRange)
+/// when `max_parallelism` is 0 or above [`UPPER_BOUND_MAX_PARALLELISM`].
 pub fn check_max_parallelism(max_parallelism: usize) -> crate::Result<()> {
     if max_parallelism == 0 || max_parallelism > UPPER_BOUND_MAX_PARALLELISM {
         return Err(crate::StateError::MaxParallelismOutOfRange(max_parallelism));

@@ -224,6 +224,11 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// A snapshot of every state, grouped by key group (timers are added by the caller).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::Encode`] when a key or value cannot be encoded (its `Serialize`
+    /// fails).
     pub fn snapshot(&self) -> Result<KeyedStateSnapshot> {
         let mut states = Vec::new();
         for s in &self.states {
@@ -252,6 +257,14 @@ impl<K: StateKey> KeyedStateBackend<K> {
     /// Restores the key groups of this backend's range from `snapshots` (of any parallelism with
     /// the same max parallelism). Call before states are registered, or after: registered states
     /// receive their entries at once, others when they are registered.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::MaxParallelismChanged`] when a snapshot was written with another max
+    /// parallelism, [`StateError::StateTypeMismatch`] when a state of the snapshots has another
+    /// kind than the state of that name here, and [`StateError::Decode`] when the entries of a
+    /// registered state do not decode into its key and value types. Snapshots before the failing
+    /// one stay restored.
     pub fn restore(&mut self, snapshots: &[KeyedStateSnapshot]) -> Result<()> {
         for snap in snapshots {
             if snap.max_parallelism != self.max_parallelism {
@@ -297,6 +310,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Registers (or looks up) the value state `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::StateTypeMismatch`] when `name` is registered, or was restored, as
+    /// another kind or with another value type, and [`StateError::Decode`] when restored entries of
+    /// `name` do not decode into its types.
     pub fn register_value<V: StateValue>(&mut self, name: &str) -> Result<ValueStateHandle<V>> {
         let index = self.register(name, || ValueTable::<K, V>(FxHashMap::default()))?;
         Ok(ValueStateHandle {
@@ -306,6 +325,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Registers (or looks up) the list state `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::StateTypeMismatch`] when `name` is registered, or was restored, as
+    /// another kind or with another value type, and [`StateError::Decode`] when restored entries of
+    /// `name` do not decode into its types.
     pub fn register_list<V: StateValue>(&mut self, name: &str) -> Result<ListStateHandle<V>> {
         let index = self.register(name, || ListTable::<K, V>(FxHashMap::default()))?;
         Ok(ListStateHandle {
@@ -315,6 +340,12 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Registers (or looks up) the map state `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::StateTypeMismatch`] when `name` is registered, or was restored, as
+    /// another kind or with another key or value type, and [`StateError::Decode`] when restored
+    /// entries of `name` do not decode into its types.
     pub fn register_map<UK: StateKey, UV: StateValue>(
         &mut self,
         name: &str,

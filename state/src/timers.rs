@@ -128,6 +128,11 @@ impl<K: StateKey> KeyedTimers<K> {
     }
 
     /// Live timers grouped by key group: `(key group, encoded (event, processing) timers)`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::Encode`](crate::StateError::Encode) when a key cannot be encoded (its
+    /// `Serialize` fails).
     pub fn snapshot(&self, max_parallelism: usize) -> Result<crate::keyed::KeyGroupBytes> {
         type Group<'a, K> = (Vec<(&'a K, i64)>, Vec<(&'a K, i64)>);
         let mut groups: FxHashMap<u32, Group<'_, K>> = FxHashMap::default();
@@ -154,6 +159,12 @@ impl<K: StateKey> KeyedTimers<K> {
     }
 
     /// Registers the timers of the key groups in `range` from snapshot groups.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::Decode`](crate::StateError::Decode) when the timers of a key group in
+    /// `range` do not decode into keys of type `K`. Key groups before the failing one stay
+    /// restored.
     pub fn restore(&mut self, groups: &[(u32, Vec<u8>)], range: KeyGroupRange) -> Result<()> {
         for (g, bytes) in groups {
             if !range.contains(*g as usize) {

@@ -5,14 +5,35 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use weir::engine::checkpoint::{decode_state, encode_state};
+use weir::engine::config::ChannelTransport;
 use weir::engine::{CheckpointError, CheckpointingMode};
 use weir::prelude::*;
 use weir::state::checkpoint::CheckpointKind;
 
 use crate::common::{eventually, join_within};
 
+thread_local! {
+    /// The channel transport of the jobs this test thread builds: every test runs over
+    /// in-process channels, and those in [`over_encoded_channels`] again over channels that
+    /// encode every buffer to bytes (the transport seam's second implementation).
+    static TRANSPORT: std::cell::Cell<ChannelTransport> =
+        const { std::cell::Cell::new(ChannelTransport::Local) };
+}
+
+/// A job environment on this test thread's transport.
+fn new_env() -> StreamEnv {
+    let env = StreamEnv::new();
+    let transport = TRANSPORT.with(|t| t.get());
+    env.configure(|c| c.channel_transport = transport);
+    env
+}
+
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("weir-it-{name}-{}", std::process::id()));
+    let transport = match TRANSPORT.with(|t| t.get()) {
+        ChannelTransport::Local => "local",
+        ChannelTransport::Encoded => "encoded",
+    };
+    let d = std::env::temp_dir().join(format!("weir-it-{name}-{transport}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -104,7 +125,7 @@ fn summing_job(
     mode: CheckpointingMode,
     input: Input,
 ) -> (StreamEnv, CollectHandle<(u64, u64)>) {
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.checkpoint_dir = checkpoints.display().to_string();
         c.restore_path = restore.unwrap_or("").to_string();
@@ -226,7 +247,7 @@ fn a_manual_checkpoint_records_every_operator() {
 
 #[test]
 fn without_storage_a_checkpoint_is_refused() {
-    let env = StreamEnv::new();
+    let env = new_env();
     env.generate(Generator::new(|i| i).rate_limited(1000.0))
         .discard();
     let handle = env.start().unwrap();
@@ -236,7 +257,7 @@ fn without_storage_a_checkpoint_is_refused() {
     );
     handle.cancel();
     join_within(handle, Duration::from_secs(10)).unwrap();
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| c.checkpoint_interval = Duration::from_secs(1));
     env.generate_sequence(0..10).discard();
     let e = env.start().err().expect("interval without a directory");
@@ -246,7 +267,7 @@ fn without_storage_a_checkpoint_is_refused() {
 #[test]
 fn periodic_checkpoints_keep_the_newest_n() {
     let root = dir("periodic");
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.checkpoint_dir = root.display().to_string();
         c.checkpoint_interval = Duration::from_millis(30);
@@ -396,7 +417,7 @@ fn restore_errors_are_clear() {
     let root = dir("errors");
     let location = checkpoint_midway(&root, 2, CheckpointingMode::ExactlyOnce);
     // A job without the operator "sums".
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| c.restore_path = location.clone());
     env.generate(Generator::new(|i| i).bounded(10))
         .set_parallelism(2)
@@ -408,7 +429,7 @@ fn restore_errors_are_clear() {
         "{e}"
     );
     // The source's position cannot be split over another parallelism.
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| c.restore_path = location.clone());
     let s = env
         .generate(Generator::new(|i| i).bounded(10))
@@ -426,7 +447,7 @@ fn restore_errors_are_clear() {
         "{e}"
     );
     // Nothing at the path.
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| c.restore_path = root.join("nowhere").display().to_string());
     env.generate_sequence(0..1).discard();
     assert!(env
@@ -491,7 +512,7 @@ fn skewed_job_full(
     slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     rate: f64,
 ) -> (StreamEnv, CollectHandle<(u64, u64)>) {
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.aligned_checkpoint_timeout = aligned_timeout;
         c.checkpoint_dir = root.display().to_string();
@@ -599,7 +620,7 @@ fn unaligned_checkpoints_restore_exactly_once() {
     assert_resumed(out.take(), true);
 
     // In-flight records cannot be redistributed: rescaling from it is refused clearly.
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.checkpoint_dir = root.display().to_string();
         c.restore_path = checkpoint.location.clone();
@@ -641,7 +662,7 @@ fn unaligned_checkpoints_do_not_wait_for_backpressured_data() {
     let mut durations = Vec::new();
     for unaligned in [true, false] {
         let root = dir(&format!("bp-{unaligned}"));
-        let env = StreamEnv::new();
+        let env = new_env();
         env.configure(|c| {
             c.checkpoint_dir = root.display().to_string();
             c.unaligned = unaligned;
@@ -767,7 +788,7 @@ fn switched_checkpoints_restore_exactly_once() {
 #[test]
 fn aligned_timeout_bounds_checkpoints_under_backpressure() {
     let root = dir("timeout");
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.checkpoint_dir = root.display().to_string();
         c.unaligned = true;
@@ -813,7 +834,7 @@ fn aligned_timeout_bounds_checkpoints_under_backpressure() {
     );
 
     // No backpressure: the checkpoint aligns within the timeout and persists no in-flight data.
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.checkpoint_dir = root.display().to_string();
         c.unaligned = true;
@@ -866,7 +887,7 @@ fn broadcast_job(
     slow: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     rate: f64,
 ) -> (StreamEnv, CollectHandle<(u64, u64)>) {
-    let env = StreamEnv::new();
+    let env = new_env();
     env.configure(|c| {
         c.checkpoint_dir = root.display().to_string();
         c.restore_path = restore.unwrap_or("").to_string();
@@ -932,4 +953,66 @@ fn unaligned_restore_over_a_broadcast_edge_is_exactly_once() {
         }
     }
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// The checkpoint tests of every mode again, over channels that encode each buffer to versioned
+/// bytes and decode it on the other side: what the task loop, alignment and unaligned capture
+/// do must not depend on the transport behind the channel seam.
+mod over_encoded_channels {
+    use super::*;
+
+    fn encoded(test: fn()) {
+        TRANSPORT.with(|t| t.set(ChannelTransport::Encoded));
+        test();
+    }
+
+    #[test]
+    fn a_manual_checkpoint_records_every_operator() {
+        encoded(super::a_manual_checkpoint_records_every_operator);
+    }
+
+    #[test]
+    fn restore_resumes_exactly_once() {
+        encoded(super::restore_resumes_exactly_once);
+    }
+
+    #[test]
+    fn keyed_state_rescales_on_restore() {
+        encoded(super::keyed_state_rescales_on_restore);
+    }
+
+    #[test]
+    fn at_least_once_checkpoints_restore_without_loss() {
+        encoded(super::at_least_once_checkpoints_restore_without_loss);
+    }
+
+    #[test]
+    fn alignment_keeps_records_after_a_barrier_out_of_the_snapshot() {
+        encoded(super::alignment_keeps_records_after_a_barrier_out_of_the_snapshot);
+    }
+
+    #[test]
+    fn unaligned_checkpoints_restore_exactly_once() {
+        encoded(super::unaligned_checkpoints_restore_exactly_once);
+    }
+
+    #[test]
+    fn unaligned_checkpoints_do_not_wait_for_backpressured_data() {
+        encoded(super::unaligned_checkpoints_do_not_wait_for_backpressured_data);
+    }
+
+    #[test]
+    fn switched_checkpoints_restore_exactly_once() {
+        encoded(super::switched_checkpoints_restore_exactly_once);
+    }
+
+    #[test]
+    fn aligned_timeout_bounds_checkpoints_under_backpressure() {
+        encoded(super::aligned_timeout_bounds_checkpoints_under_backpressure);
+    }
+
+    #[test]
+    fn unaligned_restore_over_a_broadcast_edge_is_exactly_once() {
+        encoded(super::unaligned_restore_over_a_broadcast_edge_is_exactly_once);
+    }
 }

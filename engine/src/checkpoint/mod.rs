@@ -52,11 +52,23 @@ use weir_state::KeyGroupRange;
 use crate::error::UserError;
 
 /// Encodes operator or source state (serde, bincode) for `snapshot_state`.
+///
+/// # Errors
+///
+/// Returns [`StateError::Encode`](weir_state::StateError::Encode), boxed in a [`UserError`], when
+/// `state` cannot be serialized (its `Serialize` implementation fails, or it serializes a sequence
+/// or map of unknown length).
 pub fn encode_state<T: Serialize>(state: &T) -> Result<Vec<u8>, UserError> {
     Ok(weir_state::checkpoint::format::encode(state)?)
 }
 
 /// Decodes state encoded by [`encode_state`], in `restore_state`.
+///
+/// # Errors
+///
+/// Returns [`StateError::Decode`](weir_state::StateError::Decode), boxed in a [`UserError`], when
+/// `bytes` is not an encoding of a `T` (for example state of another version of the type), or would
+/// need more than 64 times its size plus 1 MiB of memory.
 pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, UserError> {
     Ok(weir_state::checkpoint::format::decode(
         "operator state",

@@ -50,6 +50,11 @@ impl OperatorEvent {
     }
 
     /// The event as a `T`; an error naming both types if it is not one.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming both types, as a [`UserError`], when the event is not a `T`. The
+    /// event is consumed either way, so it no longer counts as in transit.
     pub fn downcast<T: 'static>(self) -> Result<T, UserError> {
         let type_name = self.type_name;
         self.payload.downcast::<T>().map(|b| *b).map_err(|_| {

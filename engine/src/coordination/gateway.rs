@@ -268,6 +268,12 @@ impl<E: Data> SubtaskGateway<E> {
 
     /// Sends an event to the subtask (never blocks). It is delivered into the task's mailbox,
     /// after the barrier of a checkpoint whose coordinator result was already produced.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`EventError::SubtaskNotRunning`] when this attempt of the subtask has ended (it
+    /// finished, failed or was cancelled) or was never started; the event is dropped. A new attempt
+    /// comes with a new gateway in `attempt_ready`.
     pub fn send(&self, event: E) -> Result<(), EventError> {
         self.channel.send(event)
     }

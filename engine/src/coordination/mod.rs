@@ -82,10 +82,23 @@ pub trait Coordinator: Send + 'static {
 
     /// Called once, before any other call except a `reset_to_checkpoint` of a job started
     /// from a checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job before any task runs, without a restart:
+    /// [`StreamEnv::start`](crate::StreamEnv::start) returns it as
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed).
     fn start(&mut self, _ctx: &CoordinatorContext) -> Result<(), UserError> {
         Ok(())
     }
     /// An event from `subtask` (of `attempt`).
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) (or the next attempt, if
+    /// none is running); the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn handle_event(
         &mut self,
         subtask: usize,
@@ -95,6 +108,14 @@ pub trait Coordinator: Send + 'static {
     ) -> Result<(), UserError>;
     /// The coordinator's state for checkpoint `checkpoint_id`. Events sent after this returns
     /// reach each subtask after it took the checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// An error declines the checkpoint
+    /// ([`CheckpointError::Declined`](crate::CheckpointError::Declined)) and, like any error of a
+    /// coordinator, also fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed); the job restarts or
+    /// fails according to its [restart strategy](crate::restart).
     fn checkpoint(
         &mut self,
         checkpoint_id: u64,
@@ -102,6 +123,13 @@ pub trait Coordinator: Send + 'static {
     ) -> Result<Vec<u8>, UserError>;
     /// Checkpoint `checkpoint_id` completed (every subtask's state and this coordinator's are
     /// durable).
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) (or the next attempt, if
+    /// none is running); the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn checkpoint_complete(
         &mut self,
         _checkpoint_id: u64,
@@ -110,6 +138,13 @@ pub trait Coordinator: Send + 'static {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` was aborted.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) (or the next attempt, if
+    /// none is running); the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn checkpoint_aborted(
         &mut self,
         _checkpoint_id: u64,
@@ -119,6 +154,13 @@ pub trait Coordinator: Send + 'static {
     }
     /// The whole job is restored from checkpoint `checkpoint_id` with this coordinator's
     /// `state` from it; `None` when it restarts without a checkpoint (from scratch).
+    ///
+    /// # Errors
+    ///
+    /// An error fails the restart that called it with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed), and the
+    /// [restart strategy](crate::restart) decides whether to try again; when the job starts from a
+    /// checkpoint, [`StreamEnv::start`](crate::StreamEnv::start) returns the error.
     fn reset_to_checkpoint(
         &mut self,
         checkpoint_id: Option<u64>,
@@ -126,6 +168,13 @@ pub trait Coordinator: Send + 'static {
         ctx: &CoordinatorContext,
     ) -> Result<(), UserError>;
     /// `subtask` is restored from checkpoint `checkpoint_id` (`None`: from scratch).
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) (or the next attempt, if
+    /// none is running); the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn subtask_reset(
         &mut self,
         _subtask: usize,
@@ -136,6 +185,13 @@ pub trait Coordinator: Send + 'static {
     }
     /// The attempt `attempt` of `subtask` ended by a failure (`reason`); events in transit to
     /// it are lost.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) (or the next attempt, if
+    /// none is running); the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn attempt_failed(
         &mut self,
         _subtask: usize,
@@ -146,6 +202,13 @@ pub trait Coordinator: Send + 'static {
         Ok(())
     }
     /// The attempt `attempt` of `subtask` runs; `gateway` sends events to it.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the job's current attempt with
+    /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) (or the next attempt, if
+    /// none is running); the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn attempt_ready(
         &mut self,
         subtask: usize,
@@ -154,6 +217,10 @@ pub trait Coordinator: Send + 'static {
         ctx: &CoordinatorContext,
     ) -> Result<(), UserError>;
     /// Called last, when the job ended (finished, failed or cancelled).
+    ///
+    /// # Errors
+    ///
+    /// An error is ignored: the job has already ended.
     fn close(&mut self, _ctx: &CoordinatorContext) -> Result<(), UserError> {
         Ok(())
     }

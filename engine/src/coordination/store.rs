@@ -41,12 +41,22 @@ impl CoordinatorStore {
     }
 
     /// The value of `key`.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming both types, as a [`UserError`], when `key` holds a value of another
+    /// type than `V`.
     pub fn get<V: Clone + Send + Sync + 'static>(&self, key: &str) -> Result<Option<V>, UserError> {
         self.map.lock().get(key).map(|v| typed(key, v)).transpose()
     }
 
     /// Sets `key` to `value` unless it is set; returns the value `key` has afterwards (the
     /// existing one if there was one).
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming both types, as a [`UserError`], when `key` holds a value of another
+    /// type than `V`; the store is left unchanged.
     pub fn put_if_absent<V: Clone + Send + Sync + 'static>(
         &self,
         key: &str,
@@ -65,6 +75,11 @@ impl CoordinatorStore {
 
     /// Replaces the value of `key` by `f(current)` atomically (`None` removes it); returns the
     /// new value.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error naming both types, as a [`UserError`], when `key` holds a value of another
+    /// type than `V`; `f` is not called and the store is left unchanged.
     pub fn compute<V: Clone + Send + Sync + 'static>(
         &self,
         key: &str,

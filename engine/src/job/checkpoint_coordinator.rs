@@ -24,7 +24,7 @@ use crate::checkpoint::stats::{CheckpointStats, CheckpointStatus, TaskCheckpoint
 use crate::checkpoint::{Barrier, OperatorSubtaskState};
 use crate::coordination::event::RunnerMsg;
 use crate::coordination::runner::CoordinatorHandle;
-use crate::error::CheckpointError;
+use crate::error::{report, CheckpointError};
 use crate::mailbox::{Control, Mailbox};
 use crate::time::now_ms;
 
@@ -330,7 +330,7 @@ impl CheckpointCoordinator {
             Err(e) => {
                 let reason = CheckpointError::Storage {
                     id,
-                    reason: e.to_string(),
+                    source: Arc::new(e),
                 };
                 self.record(&p, Err(&reason));
                 self.count_failure(id, &reason);
@@ -375,7 +375,7 @@ impl CheckpointCoordinator {
             (self.s.fail_job)(crate::error::JobError::CheckpointFailures {
                 failed: self.consecutive_failures,
                 tolerable: self.s.tolerable_failures,
-                last: reason.to_string(),
+                last: report(reason),
             });
         }
     }
@@ -395,7 +395,7 @@ impl CheckpointCoordinator {
                     .sum();
                 (CheckpointStatus::Completed, state, inflight, async_ms)
             }
-            Err(reason) => (CheckpointStatus::Failed(reason.to_string()), 0, 0, 0.0),
+            Err(reason) => (CheckpointStatus::Failed(report(reason)), 0, 0, 0.0),
         };
         let mut tasks = p.task_stats.clone();
         tasks.sort_by_key(|t| t.task);

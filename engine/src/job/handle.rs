@@ -15,11 +15,24 @@ impl JobHandle {
     }
 
     /// Triggers a checkpoint now and waits until it completed (or failed).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CheckpointError::NoStorage`] without checkpoint storage,
+    /// [`CheckpointError::JobEnded`] or [`CheckpointError::TasksFinished`] when the job or one of
+    /// its tasks ends first, [`CheckpointError::Busy`] while an unaligned checkpoint is pending,
+    /// and [`CheckpointError::Declined`], [`CheckpointError::Expired`] or
+    /// [`CheckpointError::Storage`] when a task or coordinator declines it, it times out, or
+    /// writing it fails.
     pub fn trigger_checkpoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
         self.trigger(CheckpointKind::Checkpoint)
     }
 
     /// Triggers a savepoint (aligned, never deleted automatically) and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// The same as [`JobHandle::trigger_checkpoint`].
     pub fn trigger_savepoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
         self.trigger(CheckpointKind::Savepoint)
     }
@@ -92,6 +105,13 @@ impl JobHandle {
     }
 
     /// Waits until the job ended and returns how.
+    ///
+    /// # Errors
+    ///
+    /// Returns the error that ended the job when no restart followed (the restart strategy gave
+    /// up, or a restart could not be launched), such as [`JobError::TaskFailed`],
+    /// [`JobError::CoordinatorFailed`] or [`JobError::CheckpointFailures`]; and
+    /// [`JobError::Internal`] if the job's supervisor panicked.
     pub fn join(mut self) -> Result<JobResult> {
         match self.supervisor.take().map(|t| t.join()) {
             Some(Ok(r)) => r,

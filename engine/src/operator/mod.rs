@@ -126,6 +126,14 @@ impl<'a, O: Data> Context<'a, O> {
 
     /// Sends an event to this operator's coordinator (never blocks); an error if the operator
     /// has none.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when this operator has no coordinator (attach one with
+    /// [`coordinated_by`](crate::DataStream::coordinated_by)), and
+    /// [`EventError::CoordinatorClosed`](crate::coordination::EventError::CoordinatorClosed) when
+    /// its coordinator is closed (the job ended). Both are boxed in a [`UserError`]; the event is
+    /// dropped.
     pub fn send_to_coordinator<E: Data>(&self, event: E) -> Result<(), UserError> {
         send_to_coordinator(self.coordinator, self.info, event)
     }
@@ -162,16 +170,32 @@ pub trait Operator: Send + 'static {
     type Out: Data;
 
     /// Called once before any other call.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before it
+    /// takes any input; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn open(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }
     /// Called for every record.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn process_element(
         &mut self,
         element: Self::In,
         ctx: &mut Context<'_, Self::Out>,
     ) -> Result<(), UserError>;
     /// Called when the input watermark advances; the default forwards it.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn process_watermark(
         &mut self,
         watermark: Watermark,
@@ -181,6 +205,11 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
     /// Called when a processing-time timer registered through the context is due.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn on_timer(
         &mut self,
         _timer: Timer,
@@ -190,12 +219,23 @@ pub trait Operator: Send + 'static {
     }
     /// Called once at the end of input: emit what is still buffered. Processing-time timers
     /// still pending are dropped (as in Flink): `on_timer` is never called after `finish`.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }
     /// An event from this operator's coordinator (see [`coordination`](crate::coordination)),
     /// between records. The default fails: an operator with a coordinator that sends events
     /// implements this.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart). The default
+    /// implementation always returns an error naming the event's type.
     fn handle_operator_event(
         &mut self,
         event: OperatorEvent,
@@ -207,6 +247,12 @@ pub trait Operator: Send + 'static {
     /// operator emits here goes downstream *before* the barrier (Flink's
     /// `prepareSnapshotPreBarrier`) — e.g. the files a writer closed, for a committer whose
     /// state at this checkpoint must hold them.
+    ///
+    /// # Errors
+    ///
+    /// An error declines checkpoint `checkpoint_id`
+    /// ([`CheckpointError::Declined`](crate::CheckpointError::Declined)) and does not fail the
+    /// task; declines count towards `execution.checkpointing.tolerable-failed-checkpoints`.
     fn prepare_snapshot_pre_barrier(
         &mut self,
         _checkpoint_id: u64,
@@ -217,16 +263,34 @@ pub trait Operator: Send + 'static {
     /// Returns this subtask's operator (non-keyed) state for checkpoint `checkpoint_id`, or
     /// `None` if it has none. Called on the task thread between records; encode with
     /// [`encode_state`](crate::checkpoint::encode_state).
+    ///
+    /// # Errors
+    ///
+    /// An error declines checkpoint `checkpoint_id`
+    /// ([`CheckpointError::Declined`](crate::CheckpointError::Declined)) and does not fail the
+    /// task; declines count towards `execution.checkpointing.tolerable-failed-checkpoints`.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
         Ok(None)
     }
     /// Restores what `snapshot_state` returned; called before `open` when the job is restored.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before
+    /// `open` is called; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` completed: every task's state of it is durable. The operator
     /// may emit here (as in Flink, where a committer emits what it committed): the records go
     /// downstream after the checkpoint's barrier, so they belong to the next checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the
+    /// checkpoint stays complete, and the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn notify_checkpoint_complete(
         &mut self,
         _checkpoint_id: u64,
@@ -235,11 +299,23 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` was aborted and will never complete.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Called last, also when the job fails or is cancelled: release resources. (After a panic
     /// it is not called; the operator is dropped.)
+    ///
+    /// # Errors
+    ///
+    /// If the task had finished, an error fails it with
+    /// [`JobError::TaskFailed`](crate::JobError::TaskFailed) (the job restarts or fails according
+    /// to its [restart strategy](crate::restart)); after a failure or a cancellation the error is
+    /// dropped (the first error wins).
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
@@ -253,14 +329,35 @@ pub struct KeyedOpenContext<'a, K: Key> {
 
 impl<'a, K: Key> KeyedOpenContext<'a, K> {
     /// Registers (or finds) the value state `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::StateTypeMismatch`](weir_state::StateError::StateTypeMismatch) when
+    /// `name` is registered, or was restored, as another kind of state or with another value type,
+    /// and [`StateError::Decode`](weir_state::StateError::Decode) when restored entries of `name`
+    /// do not decode into `V`; both boxed in a [`UserError`].
     pub fn value_state<V: Data>(&mut self, name: &str) -> Result<ValueStateHandle<V>, UserError> {
         Ok(self.state.register_value(name)?)
     }
     /// Registers (or finds) the list state `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::StateTypeMismatch`](weir_state::StateError::StateTypeMismatch) when
+    /// `name` is registered, or was restored, as another kind of state or with another element
+    /// type, and [`StateError::Decode`](weir_state::StateError::Decode) when restored entries of
+    /// `name` do not decode into `V`; both boxed in a [`UserError`].
     pub fn list_state<V: Data>(&mut self, name: &str) -> Result<ListStateHandle<V>, UserError> {
         Ok(self.state.register_list(name)?)
     }
     /// Registers (or finds) the map state `name`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StateError::StateTypeMismatch`](weir_state::StateError::StateTypeMismatch) when
+    /// `name` is registered, or was restored, as another kind of state or with another key or value
+    /// type, and [`StateError::Decode`](weir_state::StateError::Decode) when restored entries of
+    /// `name` do not decode into `UK` and `UV`; both boxed in a [`UserError`].
     pub fn map_state<UK: Key, UV: Data>(
         &mut self,
         name: &str,
@@ -400,10 +497,21 @@ pub trait KeyedOperator: Send + 'static {
     type Out: Data;
 
     /// Called once before any other call: register states here.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before it
+    /// takes any input; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn open(&mut self, _ctx: &mut KeyedOpenContext<'_, Self::Key>) -> Result<(), UserError> {
         Ok(())
     }
     /// Called for every record, with its key current.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn process_element(
         &mut self,
         element: Self::In,
@@ -411,6 +519,11 @@ pub trait KeyedOperator: Send + 'static {
     ) -> Result<(), UserError>;
     /// Called when a timer is due, with its key current. Event-time timers fire before the
     /// watermark that passed them is forwarded.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn on_timer(
         &mut self,
         _timer: Timer,
@@ -420,19 +533,42 @@ pub trait KeyedOperator: Send + 'static {
     }
     /// Called once at the end of input (after the final watermark fired every event-time
     /// timer). Pending processing-time timers are dropped and never fire after this.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn finish(&mut self, _ctx: &mut Context<'_, Self::Out>) -> Result<(), UserError> {
         Ok(())
     }
     /// Keyed state and timers are snapshotted by the engine; this is called when checkpoint
     /// `checkpoint_id` completed.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the
+    /// checkpoint stays complete, and the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` was aborted.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Called last, also on failure or cancellation.
+    ///
+    /// # Errors
+    ///
+    /// If the task had finished, an error fails it with
+    /// [`JobError::TaskFailed`](crate::JobError::TaskFailed) (the job restarts or fails according
+    /// to its [restart strategy](crate::restart)); after a failure or a cancellation the error is
+    /// dropped (the first error wins).
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
@@ -443,34 +579,80 @@ pub trait Sink: Send + 'static {
     /// Record type.
     type In: Data;
     /// Called once before any record.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before it
+    /// takes any input; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())
     }
     /// Called for every record.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn write(&mut self, record: Self::In) -> Result<(), UserError>;
     /// Called once at the end of input: flush.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn finish(&mut self) -> Result<(), UserError> {
         Ok(())
     }
     /// Returns this subtask's operator (non-keyed) state for checkpoint `checkpoint_id`, or
     /// `None` if it has none. Called on the task thread between records; encode with
     /// [`encode_state`](crate::checkpoint::encode_state).
+    ///
+    /// # Errors
+    ///
+    /// An error declines checkpoint `checkpoint_id`
+    /// ([`CheckpointError::Declined`](crate::CheckpointError::Declined)) and does not fail the
+    /// task; declines count towards `execution.checkpointing.tolerable-failed-checkpoints`.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
         Ok(None)
     }
     /// Restores what `snapshot_state` returned; called before `open` when the job is restored.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before
+    /// `open` is called; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` completed: every task's state of it is durable.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the
+    /// checkpoint stays complete, and the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` was aborted and will never complete.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Called last, also on failure or cancellation.
+    ///
+    /// # Errors
+    ///
+    /// If the task had finished, an error fails it with
+    /// [`JobError::TaskFailed`](crate::JobError::TaskFailed) (the job restarts or fails according
+    /// to its [restart strategy](crate::restart)); after a failure or a cancellation the error is
+    /// dropped (the first error wins).
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }
@@ -541,6 +723,14 @@ impl<'a, T: Data> SourceContext<'a, T> {
         self.info
     }
     /// Sends an event to this source's coordinator (never blocks); an error if it has none.
+    ///
+    /// # Errors
+    ///
+    /// Returns an error when this source has no coordinator (attach one with
+    /// [`coordinated_by`](crate::DataStream::coordinated_by)), and
+    /// [`EventError::CoordinatorClosed`](crate::coordination::EventError::CoordinatorClosed) when
+    /// its coordinator is closed (the job ended). Both are boxed in a [`UserError`]; the event is
+    /// dropped.
     pub fn send_to_coordinator<E: Data>(&self, event: E) -> Result<(), UserError> {
         send_to_coordinator(self.coordinator, self.info, event)
     }
@@ -551,39 +741,87 @@ pub trait Source: Send + 'static {
     /// Record type.
     type Out: Data;
     /// Called once before the first poll.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before it
+    /// takes any input; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn open(&mut self, _info: &OperatorInfo) -> Result<(), UserError> {
         Ok(())
     }
     /// Emits some records (stop when [`SourceContext::should_yield`] says so) and reports
     /// whether more may come.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn poll_next(
         &mut self,
         ctx: &mut SourceContext<'_, Self::Out>,
     ) -> Result<SourceStatus, UserError>;
     /// An event from this source's coordinator, between polls; the source is polled right
     /// after. The default fails: a source with a coordinator that sends events implements this.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart). The default
+    /// implementation always returns an error naming the event's type.
     fn handle_operator_event(&mut self, event: OperatorEvent) -> Result<(), UserError> {
         Err(no_event_handler(&event))
     }
     /// Returns this subtask's source state (its position) for checkpoint `checkpoint_id`, or
     /// `None` if it has none. Called between polls; encode with
     /// [`encode_state`](crate::checkpoint::encode_state).
+    ///
+    /// # Errors
+    ///
+    /// An error declines checkpoint `checkpoint_id`
+    /// ([`CheckpointError::Declined`](crate::CheckpointError::Declined)) and does not fail the task
+    /// (the barrier is still sent on); declines count towards
+    /// `execution.checkpointing.tolerable-failed-checkpoints`.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Option<Vec<u8>>, UserError> {
         Ok(None)
     }
     /// Restores what `snapshot_state` returned; called before `open` when the job is restored.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed) before
+    /// `open` is called; the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` completed: every task's state of it is durable.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the
+    /// checkpoint stays complete, and the job restarts or fails according to its
+    /// [restart strategy](crate::restart).
     fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `checkpoint_id` was aborted and will never complete.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task with [`JobError::TaskFailed`](crate::JobError::TaskFailed); the job
+    /// restarts or fails according to its [restart strategy](crate::restart).
     fn notify_checkpoint_aborted(&mut self, _checkpoint_id: u64) -> Result<(), UserError> {
         Ok(())
     }
     /// Called last, also on failure or cancellation.
+    ///
+    /// # Errors
+    ///
+    /// If the task had finished, an error fails it with
+    /// [`JobError::TaskFailed`](crate::JobError::TaskFailed) (the job restarts or fails according
+    /// to its [restart strategy](crate::restart)); after a failure or a cancellation the error is
+    /// dropped (the first error wins).
     fn close(&mut self) -> Result<(), UserError> {
         Ok(())
     }

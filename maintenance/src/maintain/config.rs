@@ -171,6 +171,11 @@ impl Size {
 
 /// A filter: clauses `column op value` joined by `and`; op one of `= != < <= > >=`; value a
 /// quoted string, an integer (long) or a decimal number (double).
+///
+/// # Errors
+///
+/// Returns a message naming the clause or value when `text` is empty, a clause has no
+/// comparison or no column or value, or a value is neither a quoted string nor a number.
 pub fn parse_filter(text: &str) -> std::result::Result<iceberg::expr::Predicate, String> {
     use iceberg::expr::Reference;
     use iceberg::spec::Datum;
@@ -304,10 +309,15 @@ fn absolute(base: &Path, p: &Path) -> PathBuf {
 
 impl MaintainConfig {
     /// Reads and checks `path` (relative paths in it are relative to its directory).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Io`] when `path` cannot be read, and the
+    /// [`MaintenanceError::Config`] errors of [`parse`](MaintainConfig::parse) with `path`
+    /// prefixed to their message.
     pub fn load(path: &Path) -> Result<MaintainConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| MaintenanceError::Io {
-            path: path.display().to_string(),
-            message: format!("cannot read the configuration: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            MaintenanceError::io(path.display(), "cannot read the configuration", e)
         })?;
         let base = path
             .parent()
@@ -329,6 +339,12 @@ impl MaintainConfig {
     }
 
     /// Parses a configuration's text; relative paths are relative to `base`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Config`] naming the key when the text is not valid TOML or
+    /// has an unknown key, a value is missing, malformed (a size, a duration, a table name, a
+    /// filter) or out of range, or there is no table or no task to run.
     pub fn parse(text: &str, base: &Path) -> Result<MaintainConfig> {
         let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         let c = &file.catalog;

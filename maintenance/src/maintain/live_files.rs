@@ -126,14 +126,16 @@ const READ_AHEAD: usize = 8;
 type Delta = (Vec<String>, Vec<(String, LiveFile)>);
 
 fn table_err(table: &Table, e: iceberg::Error) -> MaintenanceError {
-    MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message: format!("cannot read its manifests: {e}"),
-    }
+    MaintenanceError::table(table.identifier(), "cannot read its manifests", e)
 }
 
 impl LiveFiles {
     /// The view of `table`'s current snapshot, by a full scan of its manifests.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Table`] when the manifest list or a data manifest cannot be
+    /// read.
     pub async fn load(table: &Table) -> Result<LiveFiles> {
         let Some(current) = table.metadata().current_snapshot() else {
             return Ok(LiveFiles::empty(table));
@@ -191,6 +193,11 @@ impl LiveFiles {
     /// Moves the view to `table`'s current snapshot: incrementally from the manifests the new
     /// snapshots added, or by a full load when the view's snapshot is not an ancestor of the
     /// current one (or the full scan reads less). On an error the view is left unchanged.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Table`] when a manifest list or manifest it needs cannot be
+    /// read.
     pub async fn update(&mut self, table: &Table) -> Result<Refresh> {
         self.refresh(table, true).await
     }

@@ -4,7 +4,8 @@
 //! the task graphs releases it when the task's result arrives. Both talk to the lock through
 //! their coordinators (job-side components), so operators never block on it:
 //! - **in-job lock** (the default, valid when one job maintains the table): the lock is an entry
-//!   of the job's [`CoordinatorStore`], changed atomically;
+//!   of the job's [`CoordinatorStore`](weir_engine::coordination::CoordinatorStore), changed
+//!   atomically;
 //! - **SQL lock** (several jobs or processes on one table): a row of `weir_maintenance_lock` in
 //!   a SQLite or PostgreSQL database, taken with an atomic conditional insert/update and held
 //!   for a lease that the holder renews; a dead holder's lease runs out, so it cannot block
@@ -25,7 +26,7 @@ use sqlx::AnyPool;
 use weir_engine::coordination::{Coordinator, CoordinatorContext, SubtaskGateway};
 use weir_engine::UserError;
 
-use crate::error::{MaintenanceError, Result};
+use crate::error::{user, MaintenanceError, Result};
 use crate::runtime::IcebergRuntime;
 
 /// Where the lock lives.
@@ -131,7 +132,7 @@ impl Lock {
             return Ok(false);
         }
         if let Some(sql) = &mut self.sql {
-            return Ok(sql.try_lock()?);
+            return sql.try_lock().map_err(user);
         }
         let mut granted = false;
         ctx.store()
@@ -148,7 +149,7 @@ impl Lock {
     /// Releases the lock a task held (a release never ends a recovery).
     fn unlock(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
         if let Some(sql) = &mut self.sql {
-            return Ok(sql.unlock()?);
+            return sql.unlock().map_err(user);
         }
         ctx.store()
             .compute::<InJob>(&store_key(&self.table), |cur| match cur {
@@ -161,7 +162,7 @@ impl Lock {
     /// Frees the lock of a previous attempt (a restart), whatever its state.
     fn reset(&mut self, ctx: &CoordinatorContext) -> Result<(), UserError> {
         if let Some(sql) = &mut self.sql {
-            sql.unlock()?;
+            sql.unlock().map_err(user)?;
         }
         ctx.store()
             .compute::<InJob>(&store_key(&self.table), |_| Some(InJob::Free))?;
@@ -186,6 +187,10 @@ pub struct TriggerLockCoordinator {
 
 impl TriggerLockCoordinator {
     /// The coordinator of `table`'s trigger manager.
+    ///
+    /// # Errors
+    ///
+    /// With [`LockConfig::Sql`], returns the errors of [`SqlLock::connect`].
     pub fn new(table: &str, config: &LockConfig) -> Result<Self> {
         Ok(TriggerLockCoordinator {
             lock: Lock::new(table, config)?,
@@ -219,7 +224,7 @@ impl Coordinator for TriggerLockCoordinator {
             }
             LockRequest::Renew => {
                 if let Some(sql) = &mut self.lock.sql {
-                    sql.renew()?;
+                    sql.renew().map_err(user)?;
                 }
             }
             LockRequest::Recover => self.lock.set_recovering(ctx, true)?,
@@ -261,6 +266,10 @@ pub struct LockRemoverCoordinator {
 
 impl LockRemoverCoordinator {
     /// The coordinator of `table`'s lock remover.
+    ///
+    /// # Errors
+    ///
+    /// With [`LockConfig::Sql`], returns the errors of [`SqlLock::connect`].
     pub fn new(table: &str, config: &LockConfig) -> Result<Self> {
         Ok(LockRemoverCoordinator {
             lock: Lock::new(table, config)?,
@@ -347,12 +356,15 @@ use weir_state::now_ms;
 impl SqlLock {
     /// Connects to `url` (creating the lock table if missing); the lock is `lock_id`, taken in
     /// the name of `holder`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Catalog`] (naming `url` without its password) when the
+    /// database cannot be reached within 5 s or the lock table cannot be created, and
+    /// [`MaintenanceError::Internal`] when no runtime can be started for it.
     pub fn connect(url: &str, lock_id: &str, holder: &str, lease: Duration) -> Result<SqlLock> {
         let shown = redact(url);
-        let err = |e: sqlx::Error| MaintenanceError::Catalog {
-            catalog: shown.clone(),
-            message: format!("maintenance lock: {e}"),
-        };
+        let err = |e: sqlx::Error| MaintenanceError::catalog(&shown, "maintenance lock", e);
         let rt = IcebergRuntime::new(1)?;
         sqlx::any::install_default_drivers();
         let url_rwc = if url.starts_with("sqlite:") && !url.contains('?') {
@@ -404,14 +416,15 @@ impl SqlLock {
     }
 
     fn err(&self, e: sqlx::Error) -> MaintenanceError {
-        MaintenanceError::Catalog {
-            catalog: self.url.clone(),
-            message: format!("maintenance lock '{}': {e}", self.lock_id),
-        }
+        MaintenanceError::catalog(&self.url, format!("maintenance lock '{}'", self.lock_id), e)
     }
 
     /// Takes the lock if it is free or its lease ran out; true if taken now. Not reentrant: a
     /// holder asking again is refused (one task at a time, also within one job).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Catalog`] when the statement fails.
     pub fn try_lock(&mut self) -> Result<bool> {
         let now = now_ms();
         let expires = now + self.lease.as_millis() as i64;
@@ -433,6 +446,10 @@ impl SqlLock {
     }
 
     /// Extends the lease if this instance holds the lock.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Catalog`] when the statement fails.
     pub fn renew(&mut self) -> Result<()> {
         let expires = now_ms() + self.lease.as_millis() as i64;
         let q = self.sql(
@@ -452,6 +469,10 @@ impl SqlLock {
 
     /// Releases the lock if this holder has it (a lease that ran out and was taken over by
     /// another holder is theirs now).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Catalog`] when the statement fails.
     pub fn unlock(&mut self) -> Result<()> {
         let q = self.sql("DELETE FROM weir_maintenance_lock WHERE lock_id = ? AND holder = ?");
         self.rt
@@ -466,6 +487,10 @@ impl SqlLock {
     }
 
     /// Who holds the lock now (an unexpired row), if anyone.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Catalog`] when the query fails or its row cannot be read.
     pub fn holder(&self) -> Result<Option<String>> {
         use sqlx::Row;
         let q = self.sql("SELECT holder, expires_ms FROM weir_maintenance_lock WHERE lock_id = ?");

@@ -138,6 +138,11 @@ impl TableMaintenance {
 
     /// A standalone maintenance topology on `env`, fed by the monitor source. With `once`,
     /// every task runs once and the job then ends by itself.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Config`](crate::MaintenanceError::Config) when no task was
+    /// added, and with an SQL lock the errors of [`SqlLock::connect`](lock::SqlLock::connect).
     pub fn build(&self, env: &StreamEnv, once: bool) -> Result<DataStream<TaskResult>> {
         let (c, t, rate, back) = (
             self.catalog.clone(),
@@ -156,6 +161,11 @@ impl TableMaintenance {
     }
 
     /// A maintenance topology fed by the sink's commit events (in the ingesting job).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`MaintenanceError::Config`](crate::MaintenanceError::Config) when no task was
+    /// added, and with an SQL lock the errors of [`SqlLock::connect`](lock::SqlLock::connect).
     pub fn post_commit(
         &self,
         commits: &DataStream<CommittedSnapshot>,

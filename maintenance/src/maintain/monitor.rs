@@ -23,12 +23,9 @@ use weir_engine::{
 
 use super::change::{changes_since, TableChange};
 use crate::catalog::CatalogConfig;
+use crate::error::user;
 use crate::runtime::IcebergRuntime;
 use crate::sink::CommittedSnapshot;
-
-fn user<E: std::fmt::Display>(e: E) -> UserError {
-    e.to_string().into()
-}
 
 /// The store key of the set of tasks that finished in a `once` run of `table`.
 pub(crate) fn done_key(table: &str) -> String {

@@ -16,20 +16,25 @@ use crate::error::{MaintenanceError, Result};
 use crate::runtime::IcebergRuntime;
 
 /// Checks that the catalog answers and every configured table exists.
+///
+/// # Errors
+///
+/// Returns the errors of [`CatalogConfig::open`](crate::CatalogConfig::open),
+/// [`MaintenanceError::Catalog`] when the catalog cannot say whether a table exists, and
+/// [`MaintenanceError::Config`] naming the first table that does not exist.
 pub fn check_tables(config: &MaintainConfig) -> Result<()> {
     let rt = IcebergRuntime::new(1)?;
     rt.block_on(async {
         let catalog = config.catalog.open().await?;
         for t in &config.tables {
             let ident = t.table();
-            let exists =
-                catalog
-                    .table_exists(ident)
-                    .await
-                    .map_err(|e| MaintenanceError::Catalog {
-                        catalog: config.catalog.describe(),
-                        message: e.to_string(),
-                    })?;
+            let exists = catalog.table_exists(ident).await.map_err(|e| {
+                MaintenanceError::catalog(
+                    config.catalog.describe(),
+                    format!("cannot check whether table '{ident}' exists"),
+                    e,
+                )
+            })?;
             if !exists {
                 return Err(MaintenanceError::Config(format!(
                     "table '{ident}' does not exist in catalog {}",
@@ -44,6 +49,13 @@ pub fn check_tables(config: &MaintainConfig) -> Result<()> {
 /// Runs the maintenance job of `config`; `on_result` sees every task result as it arrives.
 /// With `once`, returns the results when every task of every table ran once; otherwise runs
 /// until the job fails or is cancelled.
+///
+/// # Errors
+///
+/// Returns (boxed) the errors of [`check_tables`], [`MaintenanceError::Io`] when a `once`
+/// run cannot empty its checkpoint directory, the [`MaintenanceError`] of building a table's
+/// topology, and the engine's error when the job cannot start or fails (a failed task is a
+/// result with `success: false`, not an error).
 pub fn run(
     config: &MaintainConfig,
     once: bool,
@@ -57,9 +69,8 @@ pub fn run(
         // long-running job or of an earlier once run.
         let d = config.checkpoint_dir.join("once");
         if d.exists() {
-            std::fs::remove_dir_all(&d).map_err(|e| MaintenanceError::Io {
-                path: d.display().to_string(),
-                message: format!("cannot empty the once run's checkpoints: {e}"),
+            std::fs::remove_dir_all(&d).map_err(|e| {
+                MaintenanceError::io(d.display(), "cannot empty the once run's checkpoints", e)
             })?;
         }
         d

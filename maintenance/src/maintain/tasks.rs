@@ -35,7 +35,7 @@ use weir_engine::{now_ms, Context, Operator, UserError};
 use super::live_files::{LiveFile, LiveFiles};
 use super::trigger::{Trigger, TriggerConditions};
 use crate::catalog::CatalogConfig;
-use crate::error::{MaintenanceError, Result};
+use crate::error::{report, user, MaintenanceError, Result};
 use crate::expire::{delete_file, expire_metadata, ExpireSettings};
 use crate::manifests::{rewrite_manifests, ManifestSettings};
 use crate::orphans::{delete_orphan_files, OrphanSettings};
@@ -209,10 +209,6 @@ enum Outcome {
     },
 }
 
-fn user<E: std::fmt::Display>(e: E) -> UserError {
-    e.to_string().into()
-}
-
 struct Open {
     rt: IcebergRuntime,
     catalog: Arc<dyn Catalog>,
@@ -226,10 +222,7 @@ fn open(config: &CatalogConfig) -> Result<Open, UserError> {
 
 fn load(o: &Open, ident: &TableIdent) -> Result<Table> {
     o.rt.block_on(o.catalog.load_table(ident))
-        .map_err(|e| MaintenanceError::Table {
-            table: ident.to_string(),
-            message: e.to_string(),
-        })
+        .map_err(|e| MaintenanceError::table(ident, "cannot load the table", e))
 }
 
 /// The planner of one task (parallelism 1).
@@ -388,13 +381,9 @@ impl Operator for TaskPlanner {
             match self.plan() {
                 Ok(p) => p,
                 Err(e) => {
+                    let e = report(&e);
                     tracing::warn!(table = %self.table, task = self.kind.name(), "task failed: {e}");
-                    (
-                        BTreeMap::new(),
-                        vec![WorkItem::Report {
-                            error: Some(e.to_string()),
-                        }],
-                    )
+                    (BTreeMap::new(), vec![WorkItem::Report { error: Some(e) }])
                 }
             }
         };
@@ -418,6 +407,12 @@ impl Operator for TaskPlanner {
 }
 
 /// Plans bin-pack rewrite groups on the table's current snapshot, scanning all its manifests.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table's manifests cannot be read, the
+/// filter's scan cannot be planned, or `s.target_file_size` is `None` and the table's
+/// properties cannot be parsed.
 pub async fn plan_rewrite(table: &Table, s: &RewriteSettings) -> Result<Vec<Vec<String>>> {
     let (_, files) = live_data_files(table).await?;
     let (target, min, max) = size_bounds(table, s)?;
@@ -435,14 +430,18 @@ pub struct Selection {
 }
 
 /// The selection of `s`'s filter and delete-file threshold (`None` when neither is set).
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when the table's scan cannot be planned (e.g. the
+/// filter names a column the table does not have).
 pub async fn selection(table: &Table, s: &RewriteSettings) -> Result<Option<Selection>> {
     use futures::TryStreamExt;
     if s.filter.is_none() && s.delete_file_threshold.is_none() {
         return Ok(None);
     }
-    let e = |e: iceberg::Error| MaintenanceError::Table {
-        table: table.identifier().to_string(),
-        message: e.to_string(),
+    let e = |e: iceberg::Error| {
+        MaintenanceError::table(table.identifier(), "cannot plan the filter's scan", e)
     };
     if table.metadata().current_snapshot().is_none() {
         return Ok(Some(Selection::default()));
@@ -477,6 +476,11 @@ pub async fn selection(table: &Table, s: &RewriteSettings) -> Result<Option<Sele
 /// Plans bin-pack rewrite groups on the live data files of `live` (a view of `table`, which
 /// gives the target file size): the same groups [`plan_rewrite`] makes on the view's snapshot,
 /// without reading a manifest.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when `s.target_file_size` is `None` and the table's
+/// properties cannot be parsed.
 pub fn plan_rewrite_live(
     live: &LiveFiles,
     table: &Table,
@@ -487,6 +491,11 @@ pub fn plan_rewrite_live(
 
 /// [`plan_rewrite_live`] with the [`selection`] of the settings' filter and delete-file
 /// threshold.
+///
+/// # Errors
+///
+/// Returns [`MaintenanceError::Table`] when `s.target_file_size` is `None` and the table's
+/// properties cannot be parsed.
 pub fn plan_rewrite_selected(
     live: &LiveFiles,
     table: &Table,
@@ -508,9 +517,12 @@ fn size_bounds(table: &Table, s: &RewriteSettings) -> Result<(u64, u64, u64)> {
             table
                 .metadata()
                 .table_properties()
-                .map_err(|e| MaintenanceError::Table {
-                    table: table.identifier().to_string(),
-                    message: e.to_string(),
+                .map_err(|e| {
+                    MaintenanceError::table(
+                        table.identifier(),
+                        "cannot read the table properties",
+                        e,
+                    )
                 })?
                 .write_target_file_size_bytes as u64
         }
@@ -693,14 +705,14 @@ impl Operator for TaskWorker {
                 match r {
                     Ok(()) => Outcome::Deleted(files.len() as u64),
                     Err(e) => Outcome::Report {
-                        error: Some(e.to_string()),
+                        error: Some(report(&e)),
                     },
                 }
             }
             WorkItem::Rewrite { files } => match self.rewrite(o, files) {
                 Ok(out) => out,
                 Err(e) => Outcome::Report {
-                    error: Some(e.to_string()),
+                    error: Some(report(&e)),
                 },
             },
             WorkItem::Report { error } => Outcome::Report {
@@ -774,7 +786,7 @@ impl TaskFinisher {
                 let planned_seq = counts.get("planned_sequence_number").map(|&q| q as i64);
                 match self.commit_groups(groups, planned_on, planned_seq, s) {
                     Ok(c) => counts.extend(c),
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => errors.push(report(&e)),
                 }
             }
         }
@@ -812,10 +824,10 @@ impl TaskFinisher {
                 .snapshot_by_id(planned_on)
                 .map(|s| s.sequence_number())
                 .ok_or_else(|| {
-                    MaintenanceError::Table {
-                        table: self.table.to_string(),
-                        message: format!("the planned-on snapshot {planned_on} is gone: its sequence number is unknown"),
-                    }
+                    MaintenanceError::table_msg(
+                        &self.table,
+                        format!("the planned-on snapshot {planned_on} is gone: its sequence number is unknown"),
+                    )
                 })?,
         };
         let commits = if s.partial_progress {

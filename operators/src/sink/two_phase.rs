@@ -33,16 +33,45 @@ pub trait TransactionalSink: Send + 'static {
     /// Called once per subtask before anything else. `restored` is the id of the checkpoint the
     /// job was restored from (if any): everything this subtask wrote for later checkpoints (or
     /// never pre-committed) must be discarded now.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task before it writes anything: the job restarts (from its latest
+    /// completed checkpoint, or from the start without one) as its restart strategy allows, or
+    /// else ends with [`JobError::TaskFailed`](weir_engine::JobError::TaskFailed).
     fn open(&mut self, info: &OperatorInfo, restored: Option<u64>) -> Result<(), UserError>;
     /// Starts a transaction that will be pre-committed at checkpoint `next_checkpoint` (or
     /// committed at the end of input).
+    ///
+    /// # Errors
+    ///
+    /// An error for a record (the first after open or after a barrier) fails the task, as one
+    /// from [`open`](Self::open) does; at a barrier with no open transaction it declines that
+    /// checkpoint ([`CheckpointError::Declined`](weir_engine::CheckpointError::Declined)).
     fn begin(&mut self, next_checkpoint: u64) -> Result<Self::Txn, UserError>;
     /// Writes a record into the transaction.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task, as one from [`open`](Self::open) does.
     fn write(&mut self, txn: &mut Self::Txn, record: Self::In) -> Result<(), UserError>;
     /// Makes the transaction durable, not yet visible.
+    ///
+    /// # Errors
+    ///
+    /// At a barrier an error declines the checkpoint
+    /// ([`CheckpointError::Declined`](weir_engine::CheckpointError::Declined)), and the task
+    /// fails at its next write or at the end of input (the job restarts from its last completed
+    /// checkpoint if its restart strategy allows); at the end of input it fails the task at once.
     fn pre_commit(&mut self, txn: &mut Self::Txn) -> Result<(), UserError>;
     /// Makes a pre-committed transaction visible. Must be idempotent (called again after a
     /// restore for transactions that may already be committed).
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task (at a checkpoint's completion, at open after a restore, or at the
+    /// end of input); a job restarted from the latest completed checkpoint calls `commit` again
+    /// for every transaction that checkpoint holds.
     fn commit(&mut self, txn: Self::Txn) -> Result<(), UserError>;
 }
 
@@ -195,6 +224,11 @@ impl<T> FileTransactions<T> {
     }
 
     /// The committed lines under `dir`, in file order (for readers and tests).
+    ///
+    /// # Errors
+    ///
+    /// Returns the [`std::io::Error`] of listing `dir` or of reading a committed file (of kind
+    /// [`InvalidData`](std::io::ErrorKind::InvalidData) if a file is not UTF-8).
     pub fn committed_lines(dir: &Path) -> std::io::Result<Vec<String>> {
         let mut files: Vec<PathBuf> = fs::read_dir(dir)?
             .flatten()

@@ -31,8 +31,20 @@ pub trait SplitReader: Send + 'static {
     /// The records.
     type Out: Data;
     /// Starts reading `split`, skipping its first `position` records (already emitted).
+    ///
+    /// # Errors
+    ///
+    /// An error (for example: the split cannot be opened, or has fewer than `position` records)
+    /// fails the task: the job restarts (from its latest completed checkpoint, or from the
+    /// start without one) as its restart strategy allows, or else ends with
+    /// [`JobError::TaskFailed`](weir_engine::JobError::TaskFailed).
     fn start(&mut self, split: &Self::Split, position: u64) -> Result<(), UserError>;
     /// The next record of the split being read, `None` at its end.
+    ///
+    /// # Errors
+    ///
+    /// An error fails the task, as one from [`start`](Self::start) does; after a restart the
+    /// split is read again from the position the restored checkpoint recorded (or from its start).
     fn next(&mut self) -> Result<Option<Self::Out>, UserError>;
 }
 
@@ -298,6 +310,11 @@ pub struct LinesReader {
 }
 
 /// The files of `dir` (not its subdirectories), sorted by name: one split each.
+///
+/// # Errors
+///
+/// Returns the [`std::io::Error`] of listing `dir` (it does not exist, is not a directory, or
+/// is not readable) or of reading an entry's file type.
 pub fn directory_splits(dir: impl AsRef<std::path::Path>) -> std::io::Result<Vec<String>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {

@@ -73,6 +73,13 @@ pub fn frame(kind: FileKind, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Checks the framing of `bytes` (read from `path`, named in errors) and returns the payload.
+///
+/// # Errors
+///
+/// Returns [`StateError::CorruptFile`] when `bytes` is shorter than the header, has a bad magic
+/// number, a kind other than `expected`, a non-zero reserved byte, a payload length other than the
+/// header's, or a checksum mismatch, and [`StateError::UnsupportedVersion`] when its format version
+/// is not [`FORMAT_VERSION`].
 pub fn unframe<'a>(path: &Path, expected: FileKind, bytes: &'a [u8]) -> Result<&'a [u8]> {
     let corrupt = |reason: String| StateError::CorruptFile {
         path: path.to_path_buf(),
@@ -137,6 +144,11 @@ fn options() -> impl Options {
 }
 
 /// Encodes a value with serde (bincode 1.3).
+///
+/// # Errors
+///
+/// Returns [`StateError::Encode`] when the value cannot be serialized (its `Serialize` fails, or it
+/// serializes a sequence or map of unknown length).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     options()
         .serialize(value)
@@ -145,6 +157,11 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 
 /// Decodes a value from a checked payload. `what` names the data in errors. The decoder may not
 /// allocate more than 64 times the payload size plus 1 MiB, whatever lengths the bytes claim.
+///
+/// # Errors
+///
+/// Returns [`StateError::Decode`] when `payload` is not an encoding of a `T` or would need more
+/// memory than the bound above.
 pub fn decode<T: DeserializeOwned>(what: &str, payload: &[u8]) -> Result<T> {
     let limit = (payload.len() as u64)
         .saturating_mul(64)

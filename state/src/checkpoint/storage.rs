@@ -32,6 +32,13 @@ pub struct CompletedCheckpoint {
 /// Where checkpoints are written and read.
 pub trait CheckpointStorage: Send + Sync {
     /// Writes one state file of checkpoint `id` and returns its handle.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return an error when the file cannot be written. [`LocalCheckpointStorage`]
+    /// returns [`StateError::InvalidName`] for a `name` that is empty, holds a path separator,
+    /// starts with `.` or is `_metadata`, and [`StateError::Io`] when creating the directory or
+    /// writing, syncing or renaming the file fails.
     fn write_state(
         &self,
         id: u64,
@@ -41,8 +48,22 @@ pub trait CheckpointStorage: Send + Sync {
         payload: &[u8],
     ) -> Result<StateHandle>;
     /// Completes a checkpoint by writing its metadata, last and atomically.
+    ///
+    /// # Errors
+    ///
+    /// Implementations return an error when the checkpoint cannot be completed.
+    /// [`LocalCheckpointStorage`] returns [`StateError::Encode`] when the metadata cannot be
+    /// encoded and [`StateError::Io`] when writing it fails; a storage that records completion
+    /// elsewhere (as the session runtime's HA storage does) returns [`StateError::Store`] when that
+    /// fails.
     fn commit(&self, metadata: &CheckpointMetadata) -> Result<CompletedCheckpoint>;
     /// Reads and checks one state file of a completed checkpoint; returns its payload.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalCheckpointStorage`] returns [`StateError::Io`] when the file cannot be read, and
+    /// [`StateError::CorruptFile`] or [`StateError::UnsupportedVersion`] when it fails its checks
+    /// (see [`format::unframe`]), including when it holds another kind than `kind`.
     fn read_state(
         &self,
         checkpoint: &CompletedCheckpoint,
@@ -50,17 +71,47 @@ pub trait CheckpointStorage: Send + Sync {
         kind: FileKind,
     ) -> Result<Vec<u8>>;
     /// Loads the checkpoint or savepoint at `location`, checking every file it references.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalCheckpointStorage`] returns [`StateError::NoSuchCheckpoint`] when `location` has no
+    /// `_metadata` file; [`StateError::Io`], [`StateError::CorruptFile`] or
+    /// [`StateError::UnsupportedVersion`] when the metadata or a file it references cannot be read
+    /// or fails its checks; and [`StateError::Decode`] when the metadata does not decode.
     fn load(&self, location: &str) -> Result<CompletedCheckpoint>;
     /// The newest checkpoint (not savepoint) whose files all check out. Corrupt or incomplete
     /// ones are skipped; if checkpoints exist but none is valid, the error names each problem.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalCheckpointStorage`] returns [`StateError::NoValidCheckpoint`] when completed
+    /// checkpoints exist but none is intact, and [`StateError::Io`] when the root directory exists
+    /// but cannot be listed; a storage that keeps its pointers elsewhere (the session runtime's HA
+    /// storage) returns [`StateError::Store`] when reading the newest pointer fails.
     fn latest(&self) -> Result<Option<CompletedCheckpoint>>;
     /// Keeps the newest `retain` completed checkpoints and deletes older ones (and abandoned,
     /// incomplete ones older than those). Savepoints are never deleted. Returns deleted ids.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalCheckpointStorage`] returns [`StateError::Io`] when the root directory exists but
+    /// cannot be listed, or a directory cannot be deleted (those deleted before stay deleted).
     fn subsume(&self, retain: usize) -> Result<Vec<u64>>;
     /// Deletes what an unfinished checkpoint wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalCheckpointStorage`] returns [`StateError::Io`] when the checkpoint's directory cannot
+    /// be deleted.
     fn abort(&self, id: u64) -> Result<()>;
     /// The highest checkpoint or savepoint id present (complete or not), so that new ids never
     /// reuse a directory.
+    ///
+    /// # Errors
+    ///
+    /// [`LocalCheckpointStorage`] returns [`StateError::Io`] when the root directory exists but
+    /// cannot be listed; a storage with a checkpoint-id counter elsewhere (the session runtime's HA
+    /// storage) returns [`StateError::Store`] when reading it fails.
     fn highest_id(&self) -> Result<Option<u64>>;
 }
 
