@@ -362,6 +362,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         self.states.iter().map(|s| (s.keys)(&*s.table)).sum()
     }
 
+    #[inline]
     fn table<T: 'static>(&self, index: usize) -> &T {
         let s = &self.states[index];
         match s.table.downcast_ref::<T>() {
@@ -373,6 +374,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
         }
     }
 
+    #[inline]
     fn table_mut<T: 'static>(&mut self, index: usize) -> &mut T {
         let s = &mut self.states[index];
         match s.table.downcast_mut::<T>() {
@@ -387,6 +389,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     // ---- value state ----
 
     /// The value of `key`, if any.
+    #[inline]
     pub fn value<V: StateValue>(&self, h: &ValueStateHandle<V>, key: &K) -> Option<&V> {
         self.table::<ValueTable<K, V>>(h.index).0.get(key)
     }
@@ -398,6 +401,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Sets the value of `key`.
+    #[inline]
     pub fn set_value<V: StateValue>(&mut self, h: &ValueStateHandle<V>, key: &K, value: V) {
         let t = &mut self.table_mut::<ValueTable<K, V>>(h.index).0;
         match t.get_mut(key) {
@@ -409,6 +413,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Removes the value of `key`, returning it.
+    #[inline]
     pub fn clear_value<V: StateValue>(&mut self, h: &ValueStateHandle<V>, key: &K) -> Option<V> {
         self.table_mut::<ValueTable<K, V>>(h.index).0.remove(key)
     }
@@ -416,6 +421,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     // ---- list state ----
 
     /// The list of `key` (empty when none).
+    #[inline]
     pub fn list<V: StateValue>(&self, h: &ListStateHandle<V>, key: &K) -> &[V] {
         self.table::<ListTable<K, V>>(h.index)
             .0
@@ -425,6 +431,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Appends to the list of `key`.
+    #[inline]
     pub fn list_add<V: StateValue>(&mut self, h: &ListStateHandle<V>, key: &K, value: V) {
         let t = &mut self.table_mut::<ListTable<K, V>>(h.index).0;
         match t.get_mut(key) {
@@ -446,6 +453,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     // ---- map state ----
 
     /// The entry `user_key` of `key`'s map.
+    #[inline]
     pub fn map_get<UK: StateKey, UV: StateValue>(
         &self,
         h: &MapStateHandle<UK, UV>,
@@ -459,6 +467,7 @@ impl<K: StateKey> KeyedStateBackend<K> {
     }
 
     /// Inserts into `key`'s map, returning the previous entry.
+    #[inline]
     pub fn map_put<UK: StateKey, UV: StateValue>(
         &mut self,
         h: &MapStateHandle<UK, UV>,

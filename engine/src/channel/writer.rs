@@ -162,28 +162,46 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         self
     }
 
+    /// Appends `record` to channel `idx`'s partial buffer. The per-record path is only this;
+    /// starting a buffer and sending a full one are out of line (`start_buffer`,
+    /// `buffer_full`), so the path inlines into every caller.
     #[inline]
     fn push(&mut self, idx: usize, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
         let ch = &mut self.channels[idx];
         if ch.current.is_empty() {
-            if ch.current.capacity() == 0 {
-                ch.current = ch
-                    .spare
-                    .take()
-                    .unwrap_or_else(|| VecDeque::with_capacity(self.settings.records_per_buffer));
-            }
-            env.request_flush();
+            Self::start_buffer(ch, self.settings.records_per_buffer, env);
         }
         ch.current.push_back(record);
         if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record
         {
-            self.seal(idx, env);
+            return self.buffer_full(idx, env);
+        }
+        Ok(())
+    }
+
+    /// The first record goes into an empty buffer: take a recycled one and ask for a flush.
+    #[cold]
+    #[inline(never)]
+    fn start_buffer(ch: &mut ChannelOut<T>, records_per_buffer: usize, env: &mut TaskEnv) {
+        if ch.current.capacity() == 0 {
+            ch.current = ch
+                .spare
+                .take()
+                .unwrap_or_else(|| VecDeque::with_capacity(records_per_buffer));
+        }
+        env.request_flush();
+    }
+
+    /// Channel `idx`'s buffer is full: seal it and send what credit allows.
+    #[cold]
+    #[inline(never)]
+    fn buffer_full(&mut self, idx: usize, env: &mut TaskEnv) -> Result<(), TaskError> {
+        self.seal(idx, env);
+        self.send(idx, env)?;
+        // Overdraft exhausted inside one record: wait for credit right here.
+        while self.channels[idx].pending_buffers > self.settings.max_overdraft {
+            env.wait_for_credit()?;
             self.send(idx, env)?;
-            // Overdraft exhausted inside one record: wait for credit right here.
-            while self.channels[idx].pending_buffers > self.settings.max_overdraft {
-                env.wait_for_credit()?;
-                self.send(idx, env)?;
-            }
         }
         Ok(())
     }
