@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use super::{ChannelError, ChannelSend, Event, Message, SendOutcome};
@@ -47,7 +48,7 @@ struct GateState<T> {
 
 /// The shared part of a gate: what senders and the receiver both touch.
 pub(crate) struct GateShared<T> {
-    state: Mutex<GateState<T>>,
+    state: CachePadded<Mutex<GateState<T>>>,
     receiver: Signal,
     /// The receiving task's mailbox: a priority event raises its flag, so the task looks at it
     /// between two records instead of after the buffer in hand.
@@ -108,7 +109,7 @@ impl<T> GateShared<T> {
             receiver_gone: false,
         };
         Arc::new(GateShared {
-            state: Mutex::new(state),
+            state: CachePadded::new(Mutex::new(state)),
             receiver,
             receiver_mailbox,
             exclusive,

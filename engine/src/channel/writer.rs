@@ -102,7 +102,9 @@ impl<T: Data, K: Key, F: KeySelector<T, K>> Partitioner<T> for KeyGroupPartition
 
 struct ChannelOut<T> {
     sender: Box<dyn ChannelSend<T>>,
-    current: VecDeque<T>,
+    /// The partial buffer: a `Vec` (a push is a length check and a store); it becomes the
+    /// channel's `VecDeque` buffer without copying when sealed.
+    current: Vec<T>,
     pending: VecDeque<Message<T>>,
     pending_buffers: usize,
     pending_records: usize,
@@ -140,7 +142,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                 .into_iter()
                 .map(|sender| ChannelOut {
                     sender,
-                    current: VecDeque::new(),
+                    current: Vec::new(),
                     pending: VecDeque::new(),
                     pending_buffers: 0,
                     pending_records: 0,
@@ -171,7 +173,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         if ch.current.is_empty() {
             Self::start_buffer(ch, self.settings.records_per_buffer, env);
         }
-        ch.current.push_back(record);
+        ch.current.push(record);
         if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record
         {
             return self.buffer_full(idx, env);
@@ -187,7 +189,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             ch.current = ch
                 .spare
                 .take()
-                .unwrap_or_else(|| VecDeque::with_capacity(records_per_buffer));
+                .map_or_else(|| Vec::with_capacity(records_per_buffer), Vec::from);
         }
         env.request_flush();
     }
@@ -212,8 +214,8 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         if ch.current.is_empty() {
             return;
         }
-        let next = ch.spare.take().unwrap_or_default();
-        let full = std::mem::replace(&mut ch.current, next);
+        let next = ch.spare.take().map(Vec::from).unwrap_or_default();
+        let full = VecDeque::from(std::mem::replace(&mut ch.current, next));
         ch.pending_records += full.len();
         env.pending_records += full.len();
         ch.pending.push_back(Message::Records(full));

@@ -6,12 +6,17 @@
 //! stuck waiting for input or credit while a mail is pending: this is the mailbox property.
 //!
 //! `notify` is an atomic swap plus, only when the task is parked, one wake-up; it is cheap enough
-//! to call once per buffer.
+//! to call once per buffer. A wait first spins and yields briefly (a bounded
+//! [`crossbeam_utils::Backoff`], a few microseconds) before it parks: a consumer that keeps up
+//! with its producer finds the next buffer while spinning, so neither thread pays a futex
+//! wake-up per buffer (parking per buffer made the producer spend its time in `unpark`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 struct Inner {
     notified: AtomicBool,
@@ -20,14 +25,14 @@ struct Inner {
 
 /// A wake-up flag bound to one task thread.
 #[derive(Clone)]
-pub(crate) struct Signal(Arc<Inner>);
+pub(crate) struct Signal(Arc<CachePadded<Inner>>);
 
 impl Signal {
     pub(crate) fn new() -> Self {
-        Signal(Arc::new(Inner {
+        Signal(Arc::new(CachePadded::new(Inner {
             notified: AtomicBool::new(false),
             thread: OnceLock::new(),
-        }))
+        })))
     }
 
     /// Binds the signal to the calling thread (the task's thread), once.
@@ -52,6 +57,13 @@ impl Signal {
     /// unparks. A notification that arrives while the task runs leaves the flag set, and the next
     /// wait returns at once (one spare loop, never a lost wake-up).
     pub(crate) fn wait(&self, timeout: Option<Duration>) {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if self.0.notified.load(Ordering::Relaxed) {
+                break;
+            }
+            backoff.snooze();
+        }
         if self.0.notified.swap(false, Ordering::AcqRel) {
             return;
         }
