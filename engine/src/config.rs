@@ -258,6 +258,21 @@ options! {
     segment_size: MemorySize = MemorySize::kib(32), "taskmanager.memory.segment-size";
     /// Upper bound of records in one network buffer, whatever their size.
     max_records_per_buffer: usize = 4096, "taskmanager.network.memory.max-records-per-buffer";
+    /// Buffer debloating: each input gate measures how fast its task consumes and announces a
+    /// buffer size (and, below the smallest size, fewer credits) so that the data in flight
+    /// towards it holds about `buffer-debloat.target` of processing (FLIP-183).
+    buffer_debloat_enabled: bool = false, "taskmanager.network.memory.buffer-debloat.enabled";
+    /// Buffer debloating: the processing time the data in flight towards a gate should hold.
+    buffer_debloat_target: Duration = Duration::from_secs(1), "taskmanager.network.memory.buffer-debloat.target";
+    /// Buffer debloating: how often a gate measures its throughput and recalculates.
+    buffer_debloat_period: Duration = Duration::from_millis(200), "taskmanager.network.memory.buffer-debloat.period";
+    /// Buffer debloating: the number of measurements the moving average of the buffer size spans.
+    buffer_debloat_samples: usize = 20, "taskmanager.network.memory.buffer-debloat.samples";
+    /// Buffer debloating: a new buffer size is announced only when it differs from the last
+    /// announced one by at least this many percent.
+    buffer_debloat_threshold_percentages: usize = 25, "taskmanager.network.memory.buffer-debloat.threshold-percentages";
+    /// The smallest buffer that buffer debloating announces.
+    min_segment_size: MemorySize = MemorySize(256), "taskmanager.memory.min-segment-size";
     /// The job's name (recorded in checkpoints).
     job_name: String = "weir-job".to_string(), "pipeline.name";
     /// Base interval of periodic checkpoints (0 = periodic checkpoints off).
@@ -491,6 +506,37 @@ impl Config {
             "taskmanager.memory.segment-size" if self.segment_size.0 == 0 => {
                 bad("0".into(), "a size of at least 1 byte")
             }
+            "taskmanager.memory.min-segment-size"
+                if self.min_segment_size.0 == 0 || self.min_segment_size > self.segment_size =>
+            {
+                bad(
+                    self.min_segment_size.0.to_string(),
+                    "a size of at least 1 byte and at most taskmanager.memory.segment-size",
+                )
+            }
+            "taskmanager.network.memory.buffer-debloat.target"
+                if self.buffer_debloat_target.is_zero() =>
+            {
+                bad("0".into(), "a positive duration")
+            }
+            "taskmanager.network.memory.buffer-debloat.period"
+                if self.buffer_debloat_period.is_zero() =>
+            {
+                bad("0".into(), "a positive duration")
+            }
+            "taskmanager.network.memory.buffer-debloat.samples"
+                if self.buffer_debloat_samples == 0 =>
+            {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "taskmanager.network.memory.buffer-debloat.threshold-percentages"
+                if self.buffer_debloat_threshold_percentages > 100 =>
+            {
+                bad(
+                    self.buffer_debloat_threshold_percentages.to_string(),
+                    "an integer in 0..=100",
+                )
+            }
             _ => Ok(()),
         }
     }
@@ -601,6 +647,15 @@ impl Config {
             .checked_div(record_size)
             .map_or(usize::MAX, |n| n.max(1));
         by_bytes.min(self.max_records_per_buffer).max(1)
+    }
+
+    /// Records in the smallest buffer buffer debloating announces (`min-segment-size`), for
+    /// records of `record_size` bytes.
+    pub fn min_records_per_buffer(&self, record_size: usize) -> usize {
+        let by_bytes = (self.min_segment_size.0 as usize)
+            .checked_div(record_size)
+            .map_or(usize::MAX, |n| n.max(1));
+        by_bytes.min(self.records_per_buffer(record_size)).max(1)
     }
 }
 

@@ -8,6 +8,7 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::channel::debloat::{BufferDebloater, DebloatSettings};
 use crate::channel::encoded::EncodedSender;
 use crate::channel::gate::{GateShared, InputGate};
 use crate::channel::writer::{
@@ -210,6 +211,7 @@ pub(crate) trait StreamType: Send {
         chain: Box<dyn Any>,
         head: &OperatorInfo,
         replay: Option<Vec<u8>>,
+        config: &Config,
     ) -> Box<dyn TaskBody>;
     fn writer_settings(&self, config: &Config) -> WriterSettings;
 }
@@ -261,9 +263,15 @@ impl<T: Data> StreamType for TypeOps<T> {
         chain_box: Box<dyn Any>,
         head: &OperatorInfo,
         replay: Option<Vec<u8>>,
+        config: &Config,
     ) -> Box<dyn TaskBody> {
         let g = self::gate::<T>(gate).clone();
+        let debloat = debloat_settings(config, std::mem::size_of::<T>()).map(|settings| {
+            let (exclusive, floating) = g.credit_config();
+            BufferDebloater::new(settings, g.channels(), exclusive, floating)
+        });
         Box::new(InputTask {
+            debloat,
             gate: InputGate::new(g),
             chain: chain::<T>(chain_box),
             head_uid: head.uid.clone(),
@@ -272,8 +280,17 @@ impl<T: Data> StreamType for TypeOps<T> {
         })
     }
     fn writer_settings(&self, config: &Config) -> WriterSettings {
+        let record_size = std::mem::size_of::<T>();
+        let max_records_per_buffer = config.records_per_buffer(record_size);
         WriterSettings {
-            records_per_buffer: config.records_per_buffer(std::mem::size_of::<T>()),
+            // Buffer debloating starts at the smallest buffer (see `channel::debloat`).
+            records_per_buffer: if config.buffer_debloat_enabled {
+                config.min_records_per_buffer(record_size)
+            } else {
+                max_records_per_buffer
+            },
+            max_records_per_buffer,
+            record_size,
             flush_every_record: config.buffer_timeout.is_zero(),
             max_overdraft: config.max_overdraft_buffers.max(1),
         }
@@ -359,4 +376,16 @@ pub(crate) struct Graph {
     pub runtime: Option<tokio::runtime::Runtime>,
     /// The running coordinators (node index, handle), created when the job starts.
     pub coordinators: Vec<(usize, Arc<CoordinatorHandle>)>,
+}
+
+/// The buffer debloating settings of a gate of records of `record_size` bytes, if on.
+fn debloat_settings(config: &Config, record_size: usize) -> Option<DebloatSettings> {
+    config.buffer_debloat_enabled.then(|| DebloatSettings {
+        target: config.buffer_debloat_target,
+        period: config.buffer_debloat_period,
+        samples: config.buffer_debloat_samples.max(1),
+        threshold: config.buffer_debloat_threshold_percentages as f64 / 100.0,
+        min_bytes: config.min_records_per_buffer(record_size) * record_size.max(1),
+        max_bytes: config.records_per_buffer(record_size) * record_size.max(1),
+    })
 }

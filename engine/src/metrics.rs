@@ -17,6 +17,10 @@ pub(crate) struct GateUsage {
     pub queued_buffers: usize,
     pub queued_records: usize,
     pub capacity_buffers: usize,
+    /// The buffer size announced by buffer debloating, if on.
+    pub announced_buffer_bytes: Option<usize>,
+    /// Bytes of the queued records.
+    pub queued_bytes: usize,
 }
 
 /// Anything that can report an input gate's usage (type-erased; the channels implement it).
@@ -130,6 +134,8 @@ impl TaskMetricsCell {
             input_queued_buffers: input.queued_buffers,
             input_queued_records: input.queued_records,
             input_capacity_buffers: input.capacity_buffers,
+            input_buffer_size_bytes: input.announced_buffer_bytes,
+            input_inflight_bytes: input.queued_bytes,
             output_channels: self.output_channels,
             output_blocked_channels: self.output_blocked_channels.load(Ordering::Relaxed),
             output_pending_buffers: self.output_pending_buffers.load(Ordering::Relaxed),
@@ -165,6 +171,10 @@ pub struct TaskMetrics {
     pub input_queued_records: usize,
     /// The gate's credit: the most buffers it can hold.
     pub input_capacity_buffers: usize,
+    /// The buffer size the gate announced to its senders (buffer debloating on), bytes.
+    pub input_buffer_size_bytes: Option<usize>,
+    /// Bytes of the records queued in the input gate (in flight towards the task).
+    pub input_inflight_bytes: usize,
     /// Output channels of the task.
     pub output_channels: usize,
     /// Output channels currently out of credit.

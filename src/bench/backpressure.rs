@@ -3,7 +3,9 @@
 //! Job: an unbounded generator (parallelism P) → key_by(x mod 1024) → S stages, each its own
 //! task behind a network edge (so in-flight data piles up at every hop) → a sink that spends C
 //! per record. Checkpoints every I, in the chosen barrier mode, for D. Reports the distribution
-//! of checkpoint durations and of persisted in-flight bytes, and the sink's throughput.
+//! of checkpoint durations and of persisted in-flight bytes, and the sink's throughput. With
+//! buffer debloating on, also each gate's announced buffer size and in-flight bytes (sampled
+//! every 500 ms).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -91,6 +93,8 @@ pub struct Settings {
     pub interval: Duration,
     /// How long the job runs.
     pub duration: Duration,
+    /// Buffer debloating on (target 1 s, Flink's other defaults).
+    pub debloat: bool,
 }
 
 /// The benchmark's result (also its JSON form).
@@ -98,6 +102,8 @@ pub struct Settings {
 pub struct Report {
     /// The mode, as given.
     pub mode: String,
+    /// Whether buffer debloating was on.
+    pub debloat: bool,
     /// Completed checkpoints.
     pub completed: usize,
     /// Failed or aborted checkpoints.
@@ -114,8 +120,25 @@ pub struct Report {
     pub persisted_inflight_bytes_p50: u64,
     /// Records the sink consumed per second.
     pub throughput_records_per_sec: f64,
+    /// Every input gate: its buffer size and the bytes queued in it, sampled every 500 ms.
+    pub gates: Vec<GateReport>,
     /// Every finished checkpoint.
     pub checkpoints: Vec<CheckpointStats>,
+}
+
+/// One input gate over a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    /// The task the gate feeds.
+    pub task: String,
+    /// Its subtask.
+    pub subtask: usize,
+    /// The buffer size announced last (debloating on), bytes.
+    pub buffer_size_bytes: Option<usize>,
+    /// Median of the sampled bytes queued in the gate.
+    pub inflight_bytes_p50: usize,
+    /// Largest sampled bytes queued in the gate.
+    pub inflight_bytes_max: usize,
 }
 
 /// Percentile (0..=100) of sorted values, nearest rank.
@@ -167,6 +190,7 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
         c.checkpoint_dir = dir.display().to_string();
         c.checkpoint_interval = s.interval;
         s.mode.configure(c);
+        c.buffer_debloat_enabled = s.debloat;
     });
     let consumed = Arc::new(AtomicU64::new(0));
     let mut stream = env
@@ -186,7 +210,13 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
     });
     let handle = env.start()?;
     let start = Instant::now();
-    std::thread::sleep(s.duration);
+    let mut samples: Vec<weir_engine::metrics::JobMetrics> = Vec::new();
+    while start.elapsed() < s.duration {
+        std::thread::sleep(
+            Duration::from_millis(500).min(s.duration.saturating_sub(start.elapsed())),
+        );
+        samples.push(handle.metrics());
+    }
     let elapsed = start.elapsed();
     let stats = handle.checkpoint_stats();
     // A checkpoint still pending at the end: its age is a lower bound of its duration.
@@ -201,6 +231,24 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
     let _ = std::fs::remove_dir_all(&dir);
     result?;
 
+    Ok(summarize(
+        s.mode.to_string(),
+        s.debloat,
+        stats,
+        pending_ms,
+        sunk as f64 / elapsed.as_secs_f64(),
+        gate_reports(&samples),
+    ))
+}
+
+fn summarize(
+    mode: String,
+    debloat: bool,
+    stats: Vec<CheckpointStats>,
+    pending_ms: Option<f64>,
+    throughput_records_per_sec: f64,
+    gates: Vec<GateReport>,
+) -> Report {
     let completed: Vec<&CheckpointStats> = stats
         .iter()
         .filter(|c| c.status == CheckpointStatus::Completed)
@@ -212,8 +260,10 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
         .map(|c| c.persisted_inflight_bytes)
         .collect();
     inflight.sort_unstable();
-    Ok(Report {
-        mode: s.mode.to_string(),
+    Report {
+        mode,
+        debloat,
+        gates,
         completed: completed.len(),
         failed: stats.len() - completed.len(),
         p50_ms: percentile(&durations, 50.0),
@@ -224,28 +274,156 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
             .get(inflight.len().saturating_sub(1) / 2)
             .copied()
             .unwrap_or(0),
-        throughput_records_per_sec: sunk as f64 / elapsed.as_secs_f64(),
+        throughput_records_per_sec,
         checkpoints: stats,
-    })
+    }
+}
+
+/// The five ways to checkpoint under backpressure that `--compare-modes` puts side by side:
+/// (mode, debloating).
+pub fn compared_modes() -> [(Mode, bool); 5] {
+    [
+        (Mode::Aligned, false),
+        (Mode::Aligned, true),
+        (Mode::Unaligned, false),
+        (Mode::Unaligned, true),
+        (Mode::AlignedTimeout(Duration::from_millis(100)), false),
+    ]
+}
+
+/// Runs every mode of [`compared_modes`] `rounds` times, alternating (round 1 runs each mode
+/// once, then round 2, …), so that a noisy machine affects all modes alike. `on_run` sees each
+/// run's report as it ends. Returns one report per mode, merged over its rounds.
+///
+/// # Errors
+///
+/// The first run that fails, as [`run`].
+pub fn compare_modes(
+    base: &Settings,
+    rounds: usize,
+    mut on_run: impl FnMut(&Report),
+) -> Result<Vec<Report>, JobError> {
+    let modes = compared_modes();
+    let mut runs: Vec<Vec<Report>> = vec![Vec::new(); modes.len()];
+    for _ in 0..rounds.max(1) {
+        for (i, (mode, debloat)) in modes.iter().enumerate() {
+            let settings = Settings {
+                mode: *mode,
+                debloat: *debloat,
+                ..base.clone()
+            };
+            let report = run(&settings)?;
+            on_run(&report);
+            runs[i].push(report);
+        }
+    }
+    Ok(runs.into_iter().filter_map(merge).collect())
+}
+
+/// One report of several runs of one mode: checkpoints pooled, throughput averaged, the gates of
+/// the last run.
+pub fn merge(runs: Vec<Report>) -> Option<Report> {
+    let first = runs.first()?;
+    let (mode, debloat) = (first.mode.clone(), first.debloat);
+    let throughput = runs
+        .iter()
+        .map(|r| r.throughput_records_per_sec)
+        .sum::<f64>()
+        / runs.len() as f64;
+    let pending_ms = runs.iter().filter_map(|r| r.pending_ms).reduce(f64::max);
+    let gates = runs.last().map(|r| r.gates.clone()).unwrap_or_default();
+    let stats = runs.into_iter().flat_map(|r| r.checkpoints).collect();
+    Some(summarize(
+        mode, debloat, stats, pending_ms, throughput, gates,
+    ))
+}
+
+/// A table of several reports, one row per report.
+pub fn table(reports: &[Report]) -> String {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let mut out = format!(
+        "{:<24} {:>7} {:>9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>16} {:>12}\n",
+        "mode",
+        "debloat",
+        "completed",
+        "failed",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "pending ms",
+        "in-flight B p50",
+        "records/s",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "{:<24} {:>7} {:>9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>16} {:>12.0}\n",
+            r.mode,
+            if r.debloat { "on" } else { "off" },
+            r.completed,
+            r.failed,
+            f(r.p50_ms),
+            f(r.p99_ms),
+            f(r.max_ms),
+            f(r.pending_ms),
+            r.persisted_inflight_bytes_p50,
+            r.throughput_records_per_sec,
+        ));
+    }
+    out
+}
+
+/// Per input gate (tasks with input), its last announced size and its sampled in-flight bytes.
+fn gate_reports(samples: &[weir_engine::metrics::JobMetrics]) -> Vec<GateReport> {
+    let Some(last) = samples.last() else {
+        return Vec::new();
+    };
+    last.tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.input_capacity_buffers > 0)
+        .map(|(i, t)| {
+            let mut bytes: Vec<usize> = samples
+                .iter()
+                .filter_map(|m| m.tasks.get(i))
+                .map(|t| t.input_inflight_bytes)
+                .collect();
+            bytes.sort_unstable();
+            GateReport {
+                task: t.task.clone(),
+                subtask: t.subtask,
+                buffer_size_bytes: t.input_buffer_size_bytes,
+                inflight_bytes_p50: bytes
+                    .get(bytes.len().saturating_sub(1) / 2)
+                    .copied()
+                    .unwrap_or(0),
+                inflight_bytes_max: bytes.last().copied().unwrap_or(0),
+            }
+        })
+        .collect()
 }
 
 impl Report {
-    /// A human-readable summary.
+    /// A human-readable summary: the checkpoint row, then each gate's buffer size and in-flight
+    /// bytes.
     pub fn table(&self) -> String {
-        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-        format!(
-            "{:<24} {:>9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>16} {:>12}\n{:<24} {:>9} {:>6} {:>10} {:>10} {:>10} {:>12} {:>16} {:>12.0}\n",
-            "mode", "completed", "failed", "p50 ms", "p99 ms", "max ms", "pending ms", "in-flight B p50", "records/s",
-            self.mode,
-            self.completed,
-            self.failed,
-            f(self.p50_ms),
-            f(self.p99_ms),
-            f(self.max_ms),
-            f(self.pending_ms),
-            self.persisted_inflight_bytes_p50,
-            self.throughput_records_per_sec,
-        )
+        let mut out = table(std::slice::from_ref(self));
+        if !self.gates.is_empty() {
+            out.push_str(&format!(
+                "\n{:<40} {:>14} {:>18} {:>18}\n",
+                "input gate of", "buffer B", "in-flight B p50", "in-flight B max"
+            ));
+            for g in &self.gates {
+                out.push_str(&format!(
+                    "{:<40} {:>14} {:>18} {:>18}\n",
+                    format!("{} ({})", g.task, g.subtask + 1),
+                    g.buffer_size_bytes
+                        .map_or("-".to_string(), |b| b.to_string()),
+                    g.inflight_bytes_p50,
+                    g.inflight_bytes_max,
+                ));
+            }
+        }
+        out
     }
 }
 

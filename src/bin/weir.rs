@@ -186,9 +186,29 @@ struct BackpressureArgs {
     /// How long to run.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Print one JSON object instead of a table.
+    /// Buffer debloating (taskmanager.network.memory.buffer-debloat.enabled, target 1 s).
+    #[arg(long, value_enum, default_value = "off")]
+    debloat: OnOff,
+    /// Run all five ways side by side (aligned, aligned + debloating, unaligned, unaligned +
+    /// debloating, aligned-timeout=100ms), alternating, each for --duration per round; --mode
+    /// and --debloat are ignored.
+    #[arg(long)]
+    compare_modes: bool,
+    /// With --compare-modes: how many times each mode runs (alternating).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Print JSON (one object; with --compare-modes one line per mode) instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// A switch given as `on` or `off`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Arguments of `weir bench coordinator`.
@@ -353,10 +373,13 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
         record_cost,
         interval,
         duration,
+        debloat,
+        compare_modes,
+        rounds,
         json,
     } = args;
-    if parallelism == 0 || stages == 0 {
-        bail!("--parallelism and --stages must be at least 1");
+    if parallelism == 0 || stages == 0 || rounds == 0 {
+        bail!("--parallelism, --stages and --rounds must be at least 1");
     }
     if interval.is_zero() || duration.is_zero() {
         bail!("--interval and --duration must be positive");
@@ -368,7 +391,38 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
         record_cost,
         interval,
         duration,
+        debloat: debloat == OnOff::On,
     };
+    if compare_modes {
+        use weir::bench::backpressure;
+        if !json {
+            eprintln!(
+                "comparing 5 modes: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, {} per run, {rounds} round(s) ...",
+                humantime::format_duration(record_cost),
+                humantime::format_duration(interval),
+                humantime::format_duration(duration)
+            );
+        }
+        let reports = backpressure::compare_modes(&settings, rounds, |r| {
+            if !json {
+                eprintln!(
+                    "  {} (debloat {}): {} checkpoints, p50 {:.1} ms",
+                    r.mode,
+                    if r.debloat { "on" } else { "off" },
+                    r.completed,
+                    r.p50_ms.unwrap_or(f64::NAN)
+                );
+            }
+        })?;
+        if json {
+            for r in &reports {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        } else {
+            print!("{}", backpressure::table(&reports));
+        }
+        return Ok(());
+    }
     if !json {
         eprintln!(
                 "running {mode}: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, for {} ...",

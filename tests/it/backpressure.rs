@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir::engine::TaskMetrics;
 use weir::prelude::*;
 
 use crate::common::{join_within, ScriptSource, SlowSink, Step, Ticker};
@@ -146,4 +147,113 @@ fn a_huge_flat_map_emission_completes() {
         .collect();
     env.execute().unwrap();
     assert_eq!(out.take().len(), 100_000);
+}
+
+/// A sink whose cost per record can change while the job runs.
+struct TunableSink {
+    cost_us: Arc<AtomicU64>,
+}
+
+impl Sink for TunableSink {
+    type In = u64;
+    fn write(&mut self, _record: u64) -> Result<(), UserError> {
+        let us = self.cost_us.load(Ordering::Relaxed);
+        if us > 0 {
+            std::thread::sleep(Duration::from_micros(us));
+        }
+        Ok(())
+    }
+}
+
+/// Polls the sink task's metrics until `ok` holds (or `within` passed); returns the last.
+fn sink_gate_until(
+    handle: &JobHandle,
+    within: Duration,
+    ok: impl Fn(&TaskMetrics) -> bool,
+) -> TaskMetrics {
+    let start = Instant::now();
+    loop {
+        let m = handle
+            .metrics()
+            .tasks_named("Tunable Sink")
+            .next()
+            .cloned()
+            .expect("sink task");
+        if ok(&m) || start.elapsed() > within {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Buffer debloating: when the consumer slows down, its gate announces the smallest buffer and
+/// soon holds no more than its credit of smallest buffers; when it speeds up again, the
+/// announced size grows back to the largest buffer.
+#[test]
+fn buffer_debloating_shrinks_behind_a_slow_consumer_and_grows_back() {
+    const MIN: usize = 64;
+    const MAX: usize = 128 * 8; // 128 records of 8 bytes
+    let env = StreamEnv::new();
+    env.configure(|c| {
+        c.max_records_per_buffer = 128;
+        c.min_segment_size = weir::engine::MemorySize(MIN as u64);
+        c.buffer_debloat_enabled = true;
+        c.buffer_debloat_target = Duration::from_millis(100);
+        c.buffer_debloat_period = Duration::from_millis(50);
+        c.buffer_debloat_samples = 3;
+    });
+    let cost_us = Arc::new(AtomicU64::new(0));
+    let cost = cost_us.clone();
+    env.generate(Generator::new(|i| i))
+        .sink("Tunable Sink", move |_| TunableSink {
+            cost_us: cost.clone(),
+        })
+        .disable_chaining();
+    let handle = env.start().unwrap();
+    let size_is = |bytes: usize| move |m: &TaskMetrics| m.input_buffer_size_bytes == Some(bytes);
+
+    let fast = sink_gate_until(&handle, Duration::from_secs(20), size_is(MAX));
+    assert_eq!(
+        fast.input_buffer_size_bytes,
+        Some(MAX),
+        "a fast consumer gets the largest buffer"
+    );
+
+    // 500 records/s of 8 bytes for 100 ms: 400 bytes, less than the gate's slots of smallest
+    // buffers.
+    cost_us.store(2_000, Ordering::Relaxed);
+    let slow = sink_gate_until(&handle, Duration::from_secs(20), size_is(MIN));
+    assert_eq!(
+        slow.input_buffer_size_bytes,
+        Some(MIN),
+        "behind a slow consumer the buffer size fell to the minimum"
+    );
+    // Once the large buffers queued before are consumed, the gate holds at most its credit
+    // (1 channel: 2 exclusive + 8 floating) of smallest buffers, and stays there.
+    let bound = |m: &TaskMetrics| m.input_inflight_bytes <= m.input_capacity_buffers * MIN;
+    let drained = sink_gate_until(&handle, Duration::from_secs(20), bound);
+    assert!(
+        bound(&drained),
+        "{} bytes still in flight",
+        drained.input_inflight_bytes
+    );
+    for _ in 0..20 {
+        let m = sink_gate_until(&handle, Duration::ZERO, |_| true);
+        assert!(
+            bound(&m),
+            "{} bytes in flight with buffers of {MIN} bytes",
+            m.input_inflight_bytes
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    cost_us.store(0, Ordering::Relaxed);
+    let fast_again = sink_gate_until(&handle, Duration::from_secs(20), size_is(MAX));
+    handle.cancel();
+    join_within(handle, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        fast_again.input_buffer_size_bytes,
+        Some(MAX),
+        "a consumer that sped up gets the largest buffer again"
+    );
 }

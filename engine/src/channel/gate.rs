@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
+use super::debloat::Announcement;
 use super::{ChannelError, ChannelSend, Event, Message, SendOutcome};
 use crate::mailbox::signal::Signal;
 use crate::mailbox::Mailbox;
@@ -39,7 +40,13 @@ struct GateState<T> {
     channels: Vec<ChannelState<T>>,
     available: VecDeque<usize>,
     priority_available: VecDeque<usize>,
-    floating_free: usize,
+    /// Floating buffers holding credit now, and how many may (buffer debloating lowers it).
+    floating_used: usize,
+    floating_limit: usize,
+    /// Exclusive buffers each channel may hold now (buffer debloating lowers it, never below 1).
+    exclusive_limit: usize,
+    /// The buffer size announced to the senders (buffer debloating), bytes.
+    announced_bytes: Option<usize>,
     free_buffers: Vec<VecDeque<T>>,
     queued_buffers: usize,
     queued_records: usize,
@@ -54,6 +61,7 @@ pub(crate) struct GateShared<T> {
     /// between two records instead of after the buffer in hand.
     receiver_mailbox: Option<Arc<Mailbox>>,
     exclusive: usize,
+    floating: usize,
     capacity: usize,
 }
 
@@ -64,6 +72,8 @@ impl<T: Send> UsageProbe for GateShared<T> {
             queued_buffers: s.queued_buffers,
             queued_records: s.queued_records,
             capacity_buffers: self.capacity,
+            announced_buffer_bytes: s.announced_bytes,
+            queued_bytes: s.queued_records * std::mem::size_of::<T>(),
         }
     }
 }
@@ -102,7 +112,10 @@ impl<T> GateShared<T> {
                 .collect(),
             available: VecDeque::with_capacity(channels),
             priority_available: VecDeque::new(),
-            floating_free: floating,
+            floating_used: 0,
+            floating_limit: floating,
+            exclusive_limit: exclusive,
+            announced_bytes: None,
             free_buffers: Vec::new(),
             queued_buffers: 0,
             queued_records: 0,
@@ -113,6 +126,7 @@ impl<T> GateShared<T> {
             receiver,
             receiver_mailbox,
             exclusive,
+            floating,
             capacity: channels * exclusive + floating,
         })
     }
@@ -129,6 +143,47 @@ impl<T> GateShared<T> {
     /// Number of channels.
     pub(crate) fn channels(&self) -> usize {
         self.state.lock().channels.len()
+    }
+
+    /// Exclusive buffers per channel and floating buffers of the gate, as configured.
+    pub(crate) fn credit_config(&self) -> (usize, usize) {
+        (self.exclusive, self.floating)
+    }
+
+    /// Announces a buffer size and a credit to the senders (buffer debloating). The credit is
+    /// spread as exclusive buffers (at least one per channel) and then floating ones; senders
+    /// waiting for credit are woken when it grew. Buffers already admitted stay: a lower credit
+    /// takes effect as they are consumed.
+    pub(crate) fn announce(&self, a: Announcement) {
+        let wake: Vec<Signal> = {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let channels = st.channels.len().max(1);
+            let credits = a.credits.clamp(channels, self.capacity.max(channels));
+            let exclusive = (credits / channels).clamp(1, self.exclusive.max(1));
+            let floating = credits
+                .saturating_sub(channels * exclusive)
+                .min(self.floating);
+            let grew = exclusive > st.exclusive_limit || floating > st.floating_limit;
+            st.exclusive_limit = exclusive;
+            st.floating_limit = floating;
+            st.announced_bytes = Some(a.buffer_bytes);
+            if grew {
+                st.channels
+                    .iter_mut()
+                    .filter(|c| c.sender_waiting)
+                    .filter_map(|c| {
+                        c.sender_waiting = false;
+                        c.sender.clone()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for s in wake {
+            s.notify();
+        }
     }
 }
 
@@ -149,10 +204,7 @@ impl<T> ChannelSender<T> {
         spare: &mut Option<VecDeque<T>>,
         mut forced: usize,
     ) -> SendOutcome {
-        let mut outcome = SendOutcome {
-            blocked: false,
-            sent_buffers: 0,
-        };
+        let mut outcome = SendOutcome::default();
         if pending.is_empty() {
             return outcome;
         }
@@ -177,11 +229,11 @@ impl<T> ChannelSender<T> {
                     Message::Event(_) => Credit::None,
                     Message::Records(_) if force => Credit::None,
                     Message::Records(_) => {
-                        if ch.exclusive_used < self.gate.exclusive {
+                        if ch.exclusive_used < st.exclusive_limit {
                             ch.exclusive_used += 1;
                             Credit::Exclusive
-                        } else if st.floating_free > 0 {
-                            st.floating_free -= 1;
+                        } else if st.floating_used < st.floating_limit {
+                            st.floating_used += 1;
                             Credit::Floating
                         } else {
                             ch.sender_waiting = true;
@@ -230,6 +282,7 @@ impl<T> ChannelSender<T> {
             if spare.is_none() {
                 *spare = st.free_buffers.pop();
             }
+            outcome.buffer_bytes = st.announced_bytes;
         }
         if pushed {
             self.gate.receiver.notify();
@@ -316,6 +369,11 @@ impl<T> InputGate<T> {
     /// Number of channels.
     pub(crate) fn channels(&self) -> usize {
         self.shared.channels()
+    }
+
+    /// Announces a buffer size and credit to the senders (see [`GateShared::announce`]).
+    pub(crate) fn announce(&self, a: Announcement) {
+        self.shared.announce(a);
     }
 
     /// Blocks or unblocks channel `ch` (barrier alignment): a blocked channel keeps its queue
@@ -408,7 +466,7 @@ impl<T> InputGate<T> {
                     }
                 }
                 Credit::Floating => {
-                    st.floating_free += 1;
+                    st.floating_used -= 1;
                     for c in st.channels.iter_mut().filter(|c| c.sender_waiting) {
                         c.sender_waiting = false;
                         if let Some(s) = &c.sender {

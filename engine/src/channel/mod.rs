@@ -19,6 +19,10 @@
 //! Empty buffers are recycled from receiver to sender through the gate, so a steady stream
 //! allocates nothing per buffer.
 //!
+//! **Buffer debloating** ([`debloat`]): a gate may announce a smaller buffer size and a lower
+//! credit, sized to its task's throughput. The announcement reaches a sender with the outcome of
+//! its sends (with credit), so it crosses any transport behind the seam below.
+//!
 //! **The transport seam**: a record writer sends through [`ChannelSend`], never through a
 //! concrete channel. The in-process channel ([`gate::ChannelSender`]) is one implementation;
 //! [`encoded::EncodedSender`] is another, which carries every buffer and event across a pipe
@@ -27,6 +31,7 @@
 //! another process is one more implementation of [`ChannelSend`] and its receiving half; the
 //! task loop and the writer do not change.
 
+pub(crate) mod debloat;
 pub(crate) mod encoded;
 pub(crate) mod gate;
 pub(crate) mod writer;
@@ -64,6 +69,9 @@ pub(crate) struct SendOutcome {
     pub blocked: bool,
     /// Records buffers that were sent.
     pub sent_buffers: usize,
+    /// The buffer size the receiver announced (buffer debloating), bytes: the sender cuts its
+    /// next buffers at it. It travels with credit, as a remote receiver's announcement would.
+    pub buffer_bytes: Option<usize>,
 }
 
 /// A channel could not carry a message (a transport that encodes or crosses a process

@@ -110,12 +110,20 @@ struct ChannelOut<T> {
     pending_records: usize,
     blocked: bool,
     spare: Option<VecDeque<T>>,
+    /// Records per buffer on this channel: the configured size, or what the receiver announced
+    /// (buffer debloating).
+    limit: usize,
 }
 
 /// Settings of a writer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriterSettings {
+    /// Records per buffer until a receiver announces a size (buffer debloating starts small).
     pub records_per_buffer: usize,
+    /// The most records a buffer may hold (segment size and record bound).
+    pub max_records_per_buffer: usize,
+    /// Bytes per record, to turn an announced buffer size into records.
+    pub record_size: usize,
     pub flush_every_record: bool,
     pub max_overdraft: usize,
 }
@@ -148,6 +156,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                     pending_records: 0,
                     blocked: false,
                     spare: None,
+                    limit: settings.records_per_buffer.max(1),
                 })
                 .collect(),
             partitioner,
@@ -171,11 +180,10 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
     fn push(&mut self, idx: usize, record: T, env: &mut TaskEnv) -> Result<(), TaskError> {
         let ch = &mut self.channels[idx];
         if ch.current.is_empty() {
-            Self::start_buffer(ch, self.settings.records_per_buffer, env);
+            Self::start_buffer(ch, env);
         }
         ch.current.push(record);
-        if ch.current.len() >= self.settings.records_per_buffer || self.settings.flush_every_record
-        {
+        if ch.current.len() >= ch.limit || self.settings.flush_every_record {
             return self.buffer_full(idx, env);
         }
         Ok(())
@@ -184,12 +192,12 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
     /// The first record goes into an empty buffer: take a recycled one and ask for a flush.
     #[cold]
     #[inline(never)]
-    fn start_buffer(ch: &mut ChannelOut<T>, records_per_buffer: usize, env: &mut TaskEnv) {
+    fn start_buffer(ch: &mut ChannelOut<T>, env: &mut TaskEnv) {
         if ch.current.capacity() == 0 {
             ch.current = ch
                 .spare
                 .take()
-                .map_or_else(|| Vec::with_capacity(records_per_buffer), Vec::from);
+                .map_or_else(|| Vec::with_capacity(ch.limit), Vec::from);
         }
         env.request_flush();
     }
@@ -266,6 +274,12 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             .sender
             .send(&mut ch.pending, &mut ch.spare, forced)
             .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
+        if let Some(bytes) = outcome.buffer_bytes {
+            ch.limit = bytes
+                .checked_div(self.settings.record_size)
+                .unwrap_or(usize::MAX)
+                .clamp(1, self.settings.max_records_per_buffer.max(1));
+        }
         if outcome.sent_buffers > 0 {
             let left: usize = ch
                 .pending

@@ -714,7 +714,13 @@ pub(super) fn build_tasks(
                     .in_type
                     .as_ref()
                     .expect("an operator has an input type");
-                in_type.input_task(&*b.gates[h][i], head_link, &info_for_task, replay)
+                in_type.input_task(
+                    &*b.gates[h][i],
+                    head_link,
+                    &info_for_task,
+                    replay,
+                    &b.g.config,
+                )
             };
             let cell = Arc::new(TaskMetricsCell::new(
                 name.clone(),

@@ -10,5 +10,6 @@
 
 pub(crate) mod alignment;
 pub(crate) mod chain;
+pub(crate) mod debloating;
 pub(crate) mod network_output;
 pub(crate) mod run;

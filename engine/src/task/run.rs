@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use std::sync::mpsc::Sender;
 
 use super::alignment::{since_trigger, Aligned, Aligner};
+use super::debloating::{Counters, DebloatClock};
+use crate::channel::debloat::BufferDebloater;
 use crate::channel::gate::{InputGate, Polled};
 use crate::channel::{Event, Message};
 use crate::checkpoint::messages::CheckpointMsg;
@@ -125,6 +127,9 @@ struct Scheduler<'a> {
     operator_timer_at: Option<i64>,
     wake_at: Option<Instant>,
     records_in: u64,
+    /// Time waited for input and for output credit so far (buffer debloating measures them).
+    idle: Duration,
+    backpressured: Duration,
     /// End of input began: operator timers no longer fire (as in Flink, pending
     /// processing-time timers are dropped at the end of input).
     ended: bool,
@@ -144,6 +149,8 @@ impl<'a> Scheduler<'a> {
             operator_timer_at: None,
             wake_at: None,
             records_in: 0,
+            idle: Duration::ZERO,
+            backpressured: Duration::ZERO,
             ended: false,
         }
     }
@@ -237,9 +244,16 @@ impl<'a> Scheduler<'a> {
         );
         let start = Instant::now();
         env.mailbox.signal().wait(None);
+        let waited = start.elapsed();
         match why {
-            Waiting::Input => env.metrics.add_idle(start.elapsed()),
-            Waiting::Credit => env.metrics.add_backpressured(start.elapsed()),
+            Waiting::Input => {
+                self.idle += waited;
+                env.metrics.add_idle(waited)
+            }
+            Waiting::Credit => {
+                self.backpressured += waited;
+                env.metrics.add_backpressured(waited)
+            }
             Waiting::Requests => {}
         }
     }
@@ -545,6 +559,8 @@ pub(crate) struct InputTask<T> {
     pub subtask: usize,
     /// Input records of an unaligned checkpoint, processed again before any new input.
     pub replay: Option<Vec<u8>>,
+    /// Buffer debloating of the gate, when on.
+    pub debloat: Option<BufferDebloater>,
 }
 
 /// An unaligned checkpoint in progress at an input task: the operators are already
@@ -785,10 +801,12 @@ impl<T: Data> InputTask<T> {
         gate: &mut InputGate<T>,
         head: Head,
         replay: Option<Vec<u8>>,
+        debloat: Option<BufferDebloater>,
         chain: &mut dyn Output<T>,
         env: &mut TaskEnv,
         sched: &mut Scheduler<'_>,
     ) -> Result<(), TaskError> {
+        let mut debloat = debloat.map(|d| DebloatClock::start(d, gate));
         chain.open(env)?;
         if let Some(bytes) = replay {
             // In-flight input of the restored (unaligned) checkpoint comes first.
@@ -897,6 +915,14 @@ impl<T: Data> InputTask<T> {
                 }
                 continue;
             }
+            if let Some(clock) = debloat.as_mut() {
+                let counters = Counters {
+                    consumed: sched.records_in,
+                    idle: sched.idle,
+                    backpressured: sched.backpressured,
+                };
+                clock.tick(counters, gate);
+            }
             match gate.poll(recycle.take()) {
                 Some(Polled::Priority(ch, ev, overtaken)) => {
                     if let Event::Barrier(b) = ev {
@@ -960,6 +986,7 @@ impl<T: Data> TaskBody for InputTask<T> {
             head_uid,
             subtask,
             replay,
+            debloat,
         } = *self;
         let head = Head {
             uid: head_uid,
@@ -967,7 +994,7 @@ impl<T: Data> TaskBody for InputTask<T> {
         };
         let chain = &mut *chain;
         let mut sched = Scheduler::new(rt);
-        let result = Self::run_loop(&mut gate, head, replay, chain, env, &mut sched);
+        let result = Self::run_loop(&mut gate, head, replay, debloat, chain, env, &mut sched);
         env.metrics
             .publish(sched.records_in, env.records_out, 0, 0, 0);
         // Close the chain, also after a failure or cancellation; the first error wins.
