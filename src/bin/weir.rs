@@ -364,6 +364,17 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The job shape of a backpressure bench, for its progress line.
+fn describe(s: &weir::bench::backpressure::Settings) -> String {
+    format!(
+        "parallelism {}, {} stages, {} per record, checkpoint every {}",
+        s.parallelism,
+        s.stages,
+        humantime::format_duration(s.record_cost),
+        humantime::format_duration(s.interval)
+    )
+}
+
 /// `weir bench backpressure`.
 fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
     let BackpressureArgs {
@@ -397,9 +408,8 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
         use weir::bench::backpressure;
         if !json {
             eprintln!(
-                "comparing 5 modes: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, {} per run, {rounds} round(s) ...",
-                humantime::format_duration(record_cost),
-                humantime::format_duration(interval),
+                "comparing 5 modes: {}, {} per run, {rounds} round(s) ...",
+                describe(&settings),
                 humantime::format_duration(duration)
             );
         }
@@ -423,13 +433,13 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let debloat_text = if settings.debloat { "on" } else { "off" };
     if !json {
         eprintln!(
-                "running {mode}: parallelism {parallelism}, {stages} stages, {} per record, checkpoint every {}, for {} ...",
-                humantime::format_duration(record_cost),
-                humantime::format_duration(interval),
-                humantime::format_duration(duration)
-            );
+            "running {mode} (debloat {debloat_text}): {}, for {} ...",
+            describe(&settings),
+            humantime::format_duration(duration)
+        );
     }
     let report = weir::bench::backpressure::run(&settings)?;
     print_report(json, &report, || report.table())
