@@ -10,8 +10,11 @@
 //! its peak RSS is reported (bounded channels: it must stay flat).
 //!
 //! ```text
-//! cargo bench --bench throughput [-- --records N --reps R --parallelism 1,2 --memory-check]
+//! cargo bench --bench throughput [-- --records N --reps R --parallelism 1,2 --memory-check
+//!                                      --checkpoint-overhead --debloat-compare]
 //! ```
+//! `--checkpoint-overhead` also runs weir with 4N records with and without a checkpoint every
+//! second; `--debloat-compare` runs weir with buffer debloating on and off, alternating.
 //! Last lines: one JSON object per parallelism.
 
 use std::process::Command;
@@ -30,9 +33,17 @@ fn peak_rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-fn run_weir(n: u64, p: usize, checkpoint_interval: Option<Duration>) -> (f64, usize) {
+fn run_weir(
+    n: u64,
+    p: usize,
+    checkpoint_interval: Option<Duration>,
+    debloat: bool,
+) -> (f64, usize) {
     let env = StreamEnv::new();
     env.set_parallelism(p);
+    if debloat {
+        env.configure(|c| c.buffer_debloat_enabled = true);
+    }
     let dir = std::env::temp_dir().join(format!("weir-bench-ckpt-{}", std::process::id()));
     if let Some(interval) = checkpoint_interval {
         env.configure(|c| {
@@ -125,8 +136,9 @@ struct Measurement {
 
 fn child(system: &str, n: u64, p: usize) {
     let (seconds, checkpoints) = match system {
-        "weir" => run_weir(n, p, None),
-        "weir-checkpointed" => run_weir(n, p, Some(Duration::from_secs(1))),
+        "weir" => run_weir(n, p, None, false),
+        "weir-debloat" => run_weir(n, p, None, true),
+        "weir-checkpointed" => run_weir(n, p, Some(Duration::from_secs(1)), false),
         "timely" => (run_timely(n, p), 0),
         other => panic!("unknown system {other}"),
     };
@@ -209,6 +221,7 @@ fn main() {
         .collect();
     let memory_check = args.iter().any(|a| a == "--memory-check");
     let checkpoint_overhead = args.iter().any(|a| a == "--checkpoint-overhead");
+    let debloat_compare = args.iter().any(|a| a == "--debloat-compare");
 
     let mut json = Vec::new();
     println!(
@@ -284,6 +297,26 @@ fn main() {
             line["weir_uncheckpointed_records_per_sec"] = a.round().into();
             line["checkpoint_overhead"] = (((1.0 - b / a) * 1000.0).round() / 1000.0).into();
             line["checkpoints_per_run"] = n_ckpt.into();
+        }
+        if debloat_compare {
+            // Buffer debloating where nothing is backpressured: it must cost nothing.
+            let mut off = Vec::new();
+            let mut on = Vec::new();
+            for _ in 0..reps {
+                off.push(measure("weir", records, p));
+                on.push(measure("weir-debloat", records, p));
+            }
+            let a = median(off.iter().map(|m| m.records_per_sec).collect());
+            let b = median(on.iter().map(|m| m.records_per_sec).collect());
+            println!(
+                "    buffer debloating on: {:.0} vs {:.0} rec/s off: {:+.1}%",
+                b,
+                a,
+                (b / a - 1.0) * 100.0
+            );
+            line["weir_debloat_records_per_sec"] = b.round().into();
+            line["weir_no_debloat_records_per_sec"] = a.round().into();
+            line["debloat_ratio"] = ((b / a * 1000.0).round() / 1000.0).into();
         }
         json.push(line);
     }

@@ -293,6 +293,7 @@ impl<T: Data> StreamType for TypeOps<T> {
             record_size,
             flush_every_record: config.buffer_timeout.is_zero(),
             max_overdraft: config.max_overdraft_buffers.max(1),
+            alignment_timeout: config.unaligned && !config.aligned_checkpoint_timeout.is_zero(),
         }
     }
 }

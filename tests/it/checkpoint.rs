@@ -859,6 +859,74 @@ fn aligned_timeout_bounds_checkpoints_under_backpressure() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// Aligned checkpoints with a timeout, one every 100 ms, behind a consumer that takes less
+/// than a buffer per interval: the buffers forced ahead of each barrier are a loan the channel
+/// repays before it forces again (a sender still owing one sends its next barrier unaligned),
+/// so the gate never holds more than its credit plus one overdraft, and the persisted in-flight
+/// data stays flat instead of growing with every checkpoint.
+#[test]
+fn aligned_timeout_keeps_in_flight_data_bounded_over_many_checkpoints() {
+    const RECORDS_PER_BUFFER: usize = 64;
+    const MAX_OVERDRAFT: usize = 5;
+    let root = dir("timeout-bounded");
+    let env = new_env();
+    env.configure(|c| {
+        c.checkpoint_dir = root.display().to_string();
+        c.checkpoint_interval = Duration::from_millis(100);
+        c.unaligned = true;
+        c.aligned_checkpoint_timeout = Duration::from_millis(20);
+        c.max_records_per_buffer = RECORDS_PER_BUFFER;
+        c.max_overdraft_buffers = MAX_OVERDRAFT;
+    });
+    env.generate(Generator::new(|i| i))
+        .sink("Slow", |_| crate::common::SlowSink {
+            cost: Duration::from_millis(2),
+            consumed: Default::default(),
+        })
+        .disable_chaining();
+    let handle = env.start().unwrap();
+    let sink = |h: &JobHandle| h.metrics().tasks_named("Slow").next().cloned();
+    let start = Instant::now();
+    let mut max_queued = 0;
+    let mut capacity = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        if let Some(m) = sink(&handle) {
+            max_queued = max_queued.max(m.input_queued_buffers);
+            capacity = m.input_capacity_buffers;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = handle.checkpoint_stats();
+    handle.cancel();
+    join_within(handle, Duration::from_secs(30)).unwrap();
+    std::fs::remove_dir_all(&root).ok();
+
+    let completed: Vec<u64> = stats
+        .iter()
+        .filter(|s| s.status == weir::engine::checkpoint::CheckpointStatus::Completed)
+        .map(|s| s.persisted_inflight_bytes)
+        .collect();
+    eprintln!(
+        "aligned-timeout every 100 ms: gate max {max_queued} buffers (credit {capacity}), \
+         persisted in-flight per checkpoint {completed:?}"
+    );
+    assert!(completed.len() >= 10, "{} completed", completed.len());
+    // Credit, one overdraft (the overdraft limit, the sealed partial buffer and the buffer
+    // that overran it).
+    let bound = capacity + MAX_OVERDRAFT + 2;
+    assert!(
+        capacity > 0 && max_queued <= bound,
+        "gate held {max_queued} buffers, bound {bound}"
+    );
+    // What a checkpoint persists: at most the gate's bound and the sender's overdraft.
+    let bytes_bound = ((bound + MAX_OVERDRAFT + 2) * RECORDS_PER_BUFFER * 8) as u64;
+    let late = &completed[completed.len() / 2..];
+    assert!(
+        late.iter().all(|b| *b <= bytes_bound),
+        "in-flight data grew past {bytes_bound} bytes: {late:?}"
+    );
+}
+
 /// Tags records with the subtask that saw them (a broadcast receiver).
 struct Tagged {
     slow: std::sync::Arc<std::sync::atomic::AtomicBool>,

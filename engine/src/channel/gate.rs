@@ -22,6 +22,9 @@ enum Credit {
     None,
     Exclusive,
     Floating,
+    /// A buffer forced ahead of a barrier beyond the channel's credit: a loan, repaid when the
+    /// receiver takes it.
+    Overdraft,
 }
 
 struct ChannelState<T> {
@@ -29,6 +32,11 @@ struct ChannelState<T> {
     /// Priority events, each with copies of the records it overtook (queued when it was sent).
     priority: VecDeque<(Event, Vec<T>)>,
     exclusive_used: usize,
+    /// Buffers forced in beyond credit and not taken yet. While any is outstanding, the channel
+    /// forces nothing more: a barrier then waits for credit like a buffer (or its sender takes
+    /// it unaligned), so a gate never holds more than its credit plus one barrier's overdraft
+    /// per channel, however often barriers come.
+    overdrawn: usize,
     in_available: bool,
     /// Blocked by barrier alignment: not served until unblocked.
     blocked: bool,
@@ -104,6 +112,7 @@ impl<T> GateShared<T> {
                     queue: VecDeque::new(),
                     priority: VecDeque::new(),
                     exclusive_used: 0,
+                    overdrawn: 0,
                     in_available: false,
                     blocked: false,
                     sender: None,
@@ -194,10 +203,8 @@ pub(crate) struct ChannelSender<T> {
 }
 
 impl<T> ChannelSender<T> {
-    /// Moves the leading messages of `pending` into the channel while credit allows; events go
-    /// without credit, and so do the first `forced` messages (the buffers ahead of a barrier,
-    /// bounded by the writer's overdraft). Takes a recycled empty buffer into `spare` when one
-    /// is free.
+    /// Moves the leading messages of `pending` into the channel while credit allows (see
+    /// [`ChannelSend::send`] for events and `forced` buffers, the overdraft).
     pub(crate) fn send(
         &self,
         pending: &mut VecDeque<Message<T>>,
@@ -221,13 +228,14 @@ impl<T> ChannelSender<T> {
                 pending.clear();
                 return outcome;
             }
+            // A channel still repaying an overdraft forces nothing more.
+            let may_overdraw = st.channels[self.index].overdrawn == 0;
             while let Some(msg) = pending.front() {
                 let ch = &mut st.channels[self.index];
-                let force = forced > 0;
+                let force = forced > 0 && may_overdraw;
                 forced = forced.saturating_sub(1);
                 let credit = match msg {
                     Message::Event(_) => Credit::None,
-                    Message::Records(_) if force => Credit::None,
                     Message::Records(_) => {
                         if ch.exclusive_used < st.exclusive_limit {
                             ch.exclusive_used += 1;
@@ -235,6 +243,9 @@ impl<T> ChannelSender<T> {
                         } else if st.floating_used < st.floating_limit {
                             st.floating_used += 1;
                             Credit::Floating
+                        } else if force {
+                            ch.overdrawn += 1;
+                            Credit::Overdraft
                         } else {
                             ch.sender_waiting = true;
                             outcome.blocked = true;
@@ -283,6 +294,7 @@ impl<T> ChannelSender<T> {
                 *spare = st.free_buffers.pop();
             }
             outcome.buffer_bytes = st.announced_bytes;
+            outcome.overdrawn = st.channels[self.index].overdrawn;
         }
         if pushed {
             self.gate.receiver.notify();
@@ -455,6 +467,18 @@ impl<T> InputGate<T> {
             }
             match credit {
                 Credit::None => {}
+                Credit::Overdraft => {
+                    // Repaid: once nothing is owed the sender may force a barrier's buffers
+                    // again; wake it if it waits.
+                    let c = &mut st.channels[ch];
+                    c.overdrawn -= 1;
+                    if c.overdrawn == 0 && c.sender_waiting {
+                        c.sender_waiting = false;
+                        if let Some(s) = &c.sender {
+                            self.notify.push(s.clone());
+                        }
+                    }
+                }
                 Credit::Exclusive => {
                     let c = &mut st.channels[ch];
                     c.exclusive_used -= 1;
@@ -514,17 +538,19 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Random sends and polls on three channels, in-process or through encoded frames: the
-        /// gate never holds more buffers than its credit, every channel is FIFO (records and
+        /// Random sends (some forcing the buffers ahead of a barrier) and polls on three channels,
+        /// in-process or through encoded frames: the gate never holds more buffers than its
+        /// credit plus one overdraft per channel, every channel is FIFO (records and
         /// watermarks), and after a drain every record sent was received exactly once.
         #[test]
         fn credit_bound_fifo_and_no_loss(
-            ops in proptest::collection::vec((0usize..3, 0u8..5), 1..400),
+            ops in proptest::collection::vec((0usize..3, 0u8..6), 1..400),
             exclusive in 1usize..3,
             floating in 0usize..4,
             encoded in any::<bool>(),
         ) {
             const CH: usize = 3;
+            const MAX_FORCED: usize = 3;
             let gate = GateShared::<u64>::new(CH, exclusive, floating, Signal::new());
             let capacity = CH * exclusive + floating;
             let senders: Vec<Box<dyn ChannelSend<u64>>> = (0..CH)
@@ -586,11 +612,17 @@ mod tests {
                         pending[ch].push_back(Message::Event(Event::Watermark(Watermark(next_wm[ch]))));
                         senders[ch].send(&mut pending[ch], &mut spare, 0).map_err(fail)?;
                     }
+                    4 => {
+                        // The buffers ahead of a barrier: forced in beyond credit (an overdraft).
+                        let forced = pending[ch].len().min(MAX_FORCED);
+                        senders[ch].send(&mut pending[ch], &mut spare, forced).map_err(fail)?;
+                    }
                     _ => {
                         check(rx.poll(spare.take()), &mut received)?;
                     }
                 }
-                prop_assert!(gate.usage().queued_buffers <= capacity);
+                // Credit, plus at most one overdraft per channel however often barriers force.
+                prop_assert!(gate.usage().queued_buffers <= capacity + CH * MAX_FORCED);
             }
             // Drain: keep sending what waits for credit and polling until both are empty.
             loop {
@@ -643,6 +675,33 @@ mod tests {
         assert!(matches!(m, Message::Records(ref b) if b.len() == 3));
         let o = s0.send(&mut p0, &mut spare, 0);
         assert_eq!(o.sent_buffers, 1);
+    }
+
+    #[test]
+    fn a_channel_owing_an_overdraft_forces_nothing_more() {
+        let gate = GateShared::<u64>::new(1, 1, 0, Signal::new());
+        let s = gate.sender(0, Signal::new());
+        let mut rx = InputGate::new(gate.clone());
+        let mut spare = None;
+        // Credit for one buffer; two more are forced ahead of a barrier.
+        let mut p: VecDeque<_> = (0..3).map(|_| records(1)).collect();
+        let o = s.send(&mut p, &mut spare, 3);
+        assert_eq!((o.sent_buffers, o.overdrawn), (3, 2));
+        // Barriers keep coming while the receiver is slow: nothing more is forced.
+        for _ in 0..10 {
+            let mut p: VecDeque<_> = (0..2).map(|_| records(1)).collect();
+            let o = s.send(&mut p, &mut spare, 2);
+            assert_eq!(o.sent_buffers, 0);
+            assert!(o.blocked);
+        }
+        assert_eq!(gate.usage().queued_buffers, 3);
+        // The receiver takes the credited buffer and both loans: repaid, it may force again.
+        for _ in 0..3 {
+            assert!(matches!(rx.poll(None), Some(Polled::Message(0, _))));
+        }
+        let mut p: VecDeque<_> = (0..2).map(|_| records(1)).collect();
+        let o = s.send(&mut p, &mut spare, 2);
+        assert_eq!((o.sent_buffers, o.overdrawn), (2, 1));
     }
 
     #[test]

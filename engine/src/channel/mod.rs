@@ -10,7 +10,11 @@
 //! *floating* buffers (`floating-buffers-per-gate`, default 8). The receiver returns the credit
 //! when it takes the buffer out. A sender without credit keeps the buffer and waits: that is
 //! backpressure. Hence the invariant: the buffers queued in a gate never exceed
-//! `channels × exclusive + floating`, whatever the rates, and memory stays bounded.
+//! `channels × exclusive + floating`, whatever the rates, and memory stays bounded. One
+//! exception, bounded too: the few buffers ahead of an aligned barrier may go in without credit
+//! (so a receiver whose alignment times out finds the barrier in its queue), as an *overdraft*
+//! of the channel that is repaid when the receiver takes them; a channel that still owes one
+//! forces nothing more, so a gate holds at most its credit plus one overdraft per channel.
 //!
 //! Events need no credit (they are tiny and few): consecutive watermarks or status changes in
 //! a queue are coalesced, so even a stalled receiver holds a bounded number of them. The
@@ -72,6 +76,9 @@ pub(crate) struct SendOutcome {
     /// The buffer size the receiver announced (buffer debloating), bytes: the sender cuts its
     /// next buffers at it. It travels with credit, as a remote receiver's announcement would.
     pub buffer_bytes: Option<usize>,
+    /// Buffers the receiver holds from this channel beyond its credit (forced ahead of a
+    /// barrier and not taken yet); it travels with credit.
+    pub overdrawn: usize,
 }
 
 /// A channel could not carry a message (a transport that encodes or crosses a process
@@ -95,9 +102,10 @@ pub(crate) struct ChannelError {
 /// messages sent, in order, and never holds more buffers than its credit allows.
 pub(crate) trait ChannelSend<T>: Send {
     /// Moves the leading messages of `pending` into the channel while credit allows; events go
-    /// without credit, and so do the first `forced` messages (the buffers ahead of a barrier,
-    /// bounded by the writer's overdraft). Takes a recycled empty buffer into `spare` when one
-    /// is free.
+    /// without credit. The first `forced` messages (the buffers ahead of a barrier, bounded by
+    /// the writer's overdraft) go beyond credit when there is none, as an overdraft of the
+    /// channel, unless it still owes a previous one ([`SendOutcome::overdrawn`]). Takes a
+    /// recycled empty buffer into `spare` when one is free.
     ///
     /// # Errors
     /// [`ChannelError`] when the transport cannot carry a message; what was not sent stays in

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 
+use weir_state::checkpoint::CheckpointKind;
 use weir_state::key_group::{key_group_for_hash, key_hash, operator_index_for_key_group};
 
 use super::ChannelSend;
@@ -113,6 +114,8 @@ struct ChannelOut<T> {
     /// Records per buffer on this channel: the configured size, or what the receiver announced
     /// (buffer debloating).
     limit: usize,
+    /// Buffers the receiver holds beyond credit (forced ahead of a barrier), as last heard.
+    overdrawn: usize,
 }
 
 /// Settings of a writer.
@@ -126,6 +129,9 @@ pub(crate) struct WriterSettings {
     pub record_size: usize,
     pub flush_every_record: bool,
     pub max_overdraft: usize,
+    /// Aligned checkpoints time out into unaligned ones
+    /// (`execution.checkpointing.aligned-checkpoint-timeout`).
+    pub alignment_timeout: bool,
 }
 
 /// Writes a task's records to the channels of one downstream edge.
@@ -157,6 +163,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                     blocked: false,
                     spare: None,
                     limit: settings.records_per_buffer.max(1),
+                    overdrawn: 0,
                 })
                 .collect(),
             partitioner,
@@ -263,8 +270,8 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             return Ok(());
         }
         // An aligned barrier takes the (few, overdraft-bounded) buffers ahead of it into the
-        // receiver's gate without credit, so it never waits in this task: a receiver whose
-        // alignment times out finds it in its queue.
+        // receiver's gate without credit, unless the channel still owes such an overdraft (see
+        // `aligned_barrier`).
         let forced = ch
             .pending
             .iter()
@@ -274,6 +281,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             .sender
             .send(&mut ch.pending, &mut ch.spare, forced)
             .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
+        ch.overdrawn = outcome.overdrawn;
         if let Some(bytes) = outcome.buffer_bytes {
             ch.limit = bytes
                 .checked_div(self.settings.record_size)
@@ -336,6 +344,62 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                 self.push(n - 1, record, env)
             }
         }
+    }
+
+    /// Queues an aligned barrier on every channel behind its data, where the buffers ahead of
+    /// it go into the receiver's gate even without credit (an overdraft), so that a receiver
+    /// whose alignment times out finds it in its queue.
+    ///
+    /// With an alignment timeout, a channel that cannot take the barrier now and still owes the
+    /// overdraft of a previous one (its receiver has not even reached that barrier's data: it is
+    /// too far behind for any alignment to finish in time) gets this barrier unaligned at once,
+    /// as Flink 1.16 times out a barrier waiting in an output: it goes through the priority
+    /// lane and the records waiting here become output channel state, returned per channel.
+    /// So every barrier is either in its receiver's queue or in its priority lane, and a gate
+    /// holds at most one overdraft per channel however often barriers come.
+    ///
+    /// # Errors
+    /// The transport could not carry the barrier or a buffer.
+    pub(crate) fn aligned_barrier(
+        &mut self,
+        barrier: Barrier,
+        env: &mut TaskEnv,
+    ) -> Result<Vec<(usize, Vec<T>)>, TaskError> {
+        let mut in_flight = Vec::new();
+        // Savepoints are always aligned.
+        let may_time_out =
+            self.settings.alignment_timeout && barrier.kind == CheckpointKind::Checkpoint;
+        for idx in 0..self.channels.len() {
+            if may_time_out {
+                self.seal(idx, env);
+                self.send(idx, env)?;
+                let ch = &self.channels[idx];
+                if ch.overdrawn > 0 && !ch.pending.is_empty() {
+                    let records: Vec<T> = ch
+                        .pending
+                        .iter()
+                        .filter_map(|m| match m {
+                            Message::Records(b) => Some(b.iter().cloned()),
+                            Message::Event(_) => None,
+                        })
+                        .flatten()
+                        .collect();
+                    if !records.is_empty() {
+                        in_flight.push((idx, records));
+                    }
+                    let unaligned = Barrier {
+                        unaligned: true,
+                        ..barrier
+                    };
+                    ch.sender
+                        .send_priority(Event::Barrier(unaligned))
+                        .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
+                    continue;
+                }
+            }
+            self.push_event(idx, Event::Barrier(barrier), env)?;
+        }
+        Ok(in_flight)
     }
 
     /// An unaligned barrier overtakes what waits here: copies of the pending and partial

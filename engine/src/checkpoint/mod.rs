@@ -25,7 +25,12 @@
 //!   it unaligned at once, capturing for each channel the records ahead of its queued barrier.
 //!   A barrier stuck behind buffers without credit in a sender's output (Flink 1.16's second
 //!   case) is covered too: a barrier takes the few buffers ahead of it (bounded by the overdraft)
-//!   into the receiver's gate without credit, so the receiver always finds it in its queue.
+//!   into the receiver's gate without credit, so the receiver always finds it in its queue. That
+//!   overdraft is a loan the receiver repays by taking the buffers; a channel that still owes
+//!   one when the next barrier comes (its receiver has not reached the previous barrier's data,
+//!   so no alignment could finish in time) gets that barrier unaligned at once from the sender,
+//!   whose waiting records become output channel state, as Flink times a barrier out in an
+//!   output. Memory stays bounded however often checkpoints come.
 //!
 //! **Forward and broadcast edges**: Flink keeps pointwise and broadcast edges aligned; weir
 //! takes unaligned checkpoints on every edge alike (the priority lane and channel state work the

@@ -60,10 +60,11 @@ impl<T: Data, P: Partitioner<T>> Output<T> for NetworkOutput<T, P> {
         env: &mut TaskEnv,
         captured: &mut Captured,
     ) -> Result<(), TaskError> {
-        if !barrier.unaligned {
-            return self.writer.broadcast_event(Event::Barrier(barrier), env);
-        }
-        let in_flight = self.writer.overtake(barrier, env)?;
+        let in_flight = if barrier.unaligned {
+            self.writer.overtake(barrier, env)?
+        } else {
+            self.writer.aligned_barrier(barrier, env)?
+        };
         if !in_flight.is_empty() {
             let bytes = weir_state::checkpoint::format::encode(&in_flight)
                 .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
