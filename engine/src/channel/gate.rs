@@ -37,6 +37,10 @@ struct ChannelState<T> {
     /// it unaligned), so a gate never holds more than its credit plus one barrier's overdraft
     /// per channel, however often barriers come.
     overdrawn: usize,
+    /// The receiver took checkpoint `id` unaligned before this channel's barrier came: when it
+    /// comes in-band, it overtakes the queue at once (as a priority event with the records it
+    /// overtook) instead of waiting behind them.
+    overtake: Option<u64>,
     in_available: bool,
     /// Blocked by barrier alignment: not served until unblocked.
     blocked: bool,
@@ -113,6 +117,7 @@ impl<T> GateShared<T> {
                     priority: VecDeque::new(),
                     exclusive_used: 0,
                     overdrawn: 0,
+                    overtake: None,
                     in_available: false,
                     blocked: false,
                     sender: None,
@@ -202,7 +207,7 @@ pub(crate) struct ChannelSender<T> {
     index: usize,
 }
 
-impl<T> ChannelSender<T> {
+impl<T: Clone> ChannelSender<T> {
     /// Moves the leading messages of `pending` into the channel while credit allows (see
     /// [`ChannelSend::send`] for events and `forced` buffers, the overdraft).
     pub(crate) fn send(
@@ -216,6 +221,7 @@ impl<T> ChannelSender<T> {
             return outcome;
         }
         let mut pushed = false;
+        let mut priority = false;
         {
             let mut guard = self.gate.state.lock();
             let st = &mut *guard;
@@ -263,6 +269,16 @@ impl<T> ChannelSender<T> {
                         outcome.sent_buffers += 1;
                         ch.queue.push_back((Message::Records(buf), credit));
                     }
+                    Message::Event(Event::Barrier(b)) if ch.overtake == Some(b.id) => {
+                        // The receiver already takes this checkpoint unaligned: the barrier
+                        // overtakes what is queued, which becomes channel state.
+                        ch.overtake = None;
+                        let overtaken = queued_records(&ch.queue);
+                        ch.priority.push_back((Event::Barrier(b), overtaken));
+                        st.priority_available.push_back(self.index);
+                        priority = true;
+                        continue;
+                    }
                     Message::Event(ev) => {
                         // Coalesce consecutive watermarks / status changes: only the latest counts.
                         let coalesce = matches!(
@@ -296,7 +312,9 @@ impl<T> ChannelSender<T> {
             outcome.buffer_bytes = st.announced_bytes;
             outcome.overdrawn = st.channels[self.index].overdrawn;
         }
-        if pushed {
+        if priority {
+            self.gate.raise_priority();
+        } else if pushed {
             self.gate.receiver.notify();
         }
         outcome
@@ -316,24 +334,39 @@ impl<T> ChannelSender<T> {
                 return;
             }
             let ch = &mut st.channels[self.index];
-            let overtaken: Vec<T> = ch
-                .queue
-                .iter()
-                .filter_map(|(m, _)| {
-                    if let Message::Records(b) = m {
-                        Some(b.iter().cloned())
-                    } else {
-                        None
-                    }
-                })
-                .flatten()
-                .collect();
+            let overtaken = queued_records(&ch.queue);
             ch.priority.push_back((event, overtaken));
             st.priority_available.push_back(self.index);
         }
-        match &self.gate.receiver_mailbox {
+        self.gate.raise_priority();
+    }
+}
+
+/// Copies of the records among the first `n` messages of a channel's queue, in order.
+fn queued_records_until<T: Clone>(queue: &VecDeque<(Message<T>, Credit)>, n: usize) -> Vec<T> {
+    queue
+        .iter()
+        .take(n)
+        .filter_map(|(m, _)| match m {
+            Message::Records(b) => Some(b.iter().cloned()),
+            Message::Event(_) => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Copies of the records queued in a channel, in order.
+fn queued_records<T: Clone>(queue: &VecDeque<(Message<T>, Credit)>) -> Vec<T> {
+    queued_records_until(queue, queue.len())
+}
+
+impl<T> GateShared<T> {
+    /// Tells the receiver a priority event waits: through its mailbox flag, so it looks between
+    /// two records.
+    fn raise_priority(&self) {
+        match &self.receiver_mailbox {
             Some(m) => m.raise_priority_input(),
-            None => self.gate.receiver.notify(),
+            None => self.receiver.notify(),
         }
     }
 }
@@ -416,21 +449,27 @@ impl<T> InputGate<T> {
             .map(|(e, overtaken)| (ch, e, overtaken))
     }
 
-    /// If barrier `id` waits in-band in channel `ch`'s queue: copies of the records ahead of it.
-    pub(crate) fn peek_until_barrier(&self, ch: usize, id: u64) -> Option<Vec<T>>
+    /// The task takes checkpoint `id` unaligned: if its barrier waits in-band in channel
+    /// `ch`'s queue, returns copies of the records ahead of it; otherwise the barrier, when it
+    /// comes, overtakes the queue as a priority event (with the records it overtook) rather than
+    /// wait behind them. One lock, so a barrier cannot slip in between.
+    pub(crate) fn overtake_barrier(&self, ch: usize, id: u64) -> Option<Vec<T>>
     where
         T: Clone,
     {
-        let st = self.shared.state.lock();
-        let mut records = Vec::new();
-        for (m, _) in &st.channels[ch].queue {
-            match m {
-                Message::Records(b) => records.extend(b.iter().cloned()),
-                Message::Event(Event::Barrier(b)) if b.id == id => return Some(records),
-                Message::Event(_) => {}
+        let mut st = self.shared.state.lock();
+        let c = &mut st.channels[ch];
+        let at = c
+            .queue
+            .iter()
+            .position(|(m, _)| matches!(m, Message::Event(Event::Barrier(b)) if b.id == id));
+        match at {
+            Some(at) => Some(queued_records_until(&c.queue, at)),
+            None => {
+                c.overtake = Some(id);
+                None
             }
         }
-        None
     }
 
     /// Takes the next message (priority events first, then channels round-robin), returning
@@ -702,6 +741,45 @@ mod tests {
         let mut p: VecDeque<_> = (0..2).map(|_| records(1)).collect();
         let o = s.send(&mut p, &mut spare, 2);
         assert_eq!((o.sent_buffers, o.overdrawn), (2, 1));
+    }
+
+    #[test]
+    fn a_barrier_the_receiver_awaits_unaligned_overtakes_when_it_comes() {
+        use crate::checkpoint::Barrier;
+        use weir_state::checkpoint::CheckpointKind;
+        let barrier = |id| {
+            Event::Barrier(Barrier {
+                id,
+                timestamp_ms: 0,
+                kind: CheckpointKind::Checkpoint,
+                unaligned: false,
+            })
+        };
+        let gate = GateShared::<u64>::new(1, 4, 0, Signal::new());
+        let s = gate.sender(0, Signal::new());
+        let mut rx = InputGate::new(gate.clone());
+        let mut spare = None;
+        let mut p: VecDeque<_> = (0..2).map(|_| records(3)).collect();
+        s.send(&mut p, &mut spare, 0);
+        // Not there yet: the receiver asks for it to overtake when it comes.
+        assert_eq!(rx.overtake_barrier(0, 7), None);
+        let mut p: VecDeque<_> = [records(3), Message::Event(barrier(7)), records(3)].into();
+        s.send(&mut p, &mut spare, 0);
+        let Some((0, Event::Barrier(b), overtaken)) = rx.poll_priority() else {
+            panic!("the barrier overtook the queue")
+        };
+        assert_eq!(
+            (b.id, overtaken.len()),
+            (7, 9),
+            "everything queued ahead of it"
+        );
+        // The queue keeps its buffers (they are processed after the snapshot), and the next
+        // checkpoint's barrier stays in-band.
+        assert_eq!(gate.usage().queued_buffers, 4);
+        let mut p: VecDeque<_> = [Message::Event(barrier(8))].into();
+        s.send(&mut p, &mut spare, 0);
+        assert!(rx.poll_priority().is_none());
+        assert_eq!(rx.overtake_barrier(0, 8).map(|r| r.len()), Some(12));
     }
 
     #[test]

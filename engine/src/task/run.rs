@@ -687,8 +687,9 @@ fn on_barrier<T: Data>(
 /// timed out. Snapshots the chain, forwards the barrier ahead of queued output, and records the
 /// in-flight input: the rest of the buffer in hand, what `first` overtook, for channels whose
 /// in-band barrier already waits in the gate the records ahead of it, and for the other
-/// channels whatever they deliver until their barrier. Channels that delivered an aligned
-/// barrier are done and unblocked.
+/// channels whatever they deliver until their barrier, which overtakes their queue the moment
+/// it reaches the gate (it never waits behind it). Channels that delivered an aligned barrier
+/// are done and unblocked.
 #[allow(clippy::too_many_arguments)]
 fn switch_to_unaligned<T: Data>(
     b: Barrier,
@@ -733,7 +734,7 @@ fn switch_to_unaligned<T: Data>(
     }
     for (ch, a) in arrived.iter_mut().enumerate() {
         if !*a {
-            if let Some(ahead) = gate.peek_until_barrier(ch, b.id) {
+            if let Some(ahead) = gate.overtake_barrier(ch, b.id) {
                 input.extend(ahead);
                 *a = true;
             }
