@@ -178,6 +178,25 @@ fn measure(system: &str, n: u64, p: usize) -> Measurement {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad child output {line:?}: {e}"))
 }
 
+/// Runs `first` and `second` alternately `reps` times; returns their median records/s and the
+/// measurements of `second`.
+fn alternate(
+    first: &str,
+    second: &str,
+    n: u64,
+    p: usize,
+    reps: usize,
+) -> (f64, f64, Vec<Measurement>) {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..reps {
+        a.push(measure(first, n, p));
+        b.push(measure(second, n, p));
+    }
+    let rate = |v: &[Measurement]| median(v.iter().map(|m| m.records_per_sec).collect());
+    (rate(&a), rate(&b), b)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -273,14 +292,7 @@ fn main() {
         }
         if checkpoint_overhead {
             // 4N records, so that a run spans several one-second checkpoints.
-            let mut plain = Vec::new();
-            let mut checkpointed = Vec::new();
-            for _ in 0..reps {
-                plain.push(measure("weir", records * 4, p));
-                checkpointed.push(measure("weir-checkpointed", records * 4, p));
-            }
-            let a = median(plain.iter().map(|m| m.records_per_sec).collect());
-            let b = median(checkpointed.iter().map(|m| m.records_per_sec).collect());
+            let (a, b, checkpointed) = alternate("weir", "weir-checkpointed", records * 4, p, reps);
             let n_ckpt = checkpointed
                 .iter()
                 .map(|m| m.checkpoints)
@@ -300,14 +312,7 @@ fn main() {
         }
         if debloat_compare {
             // Buffer debloating where nothing is backpressured: it must cost nothing.
-            let mut off = Vec::new();
-            let mut on = Vec::new();
-            for _ in 0..reps {
-                off.push(measure("weir", records, p));
-                on.push(measure("weir-debloat", records, p));
-            }
-            let a = median(off.iter().map(|m| m.records_per_sec).collect());
-            let b = median(on.iter().map(|m| m.records_per_sec).collect());
+            let (a, b, _) = alternate("weir", "weir-debloat", records, p, reps);
             println!(
                 "    buffer debloating on: {:.0} vs {:.0} rec/s off: {:+.1}%",
                 b,

@@ -15,7 +15,7 @@ use weir_state::checkpoint::CheckpointKind;
 use weir_state::key_group::{key_group_for_hash, key_hash, operator_index_for_key_group};
 
 use super::ChannelSend;
-use super::{Event, Message};
+use super::{Event, Message, SendOutcome};
 use crate::checkpoint::Barrier;
 use crate::data::{Data, Key, KeySelector};
 use crate::error::TaskError;
@@ -114,8 +114,20 @@ struct ChannelOut<T> {
     /// Records per buffer on this channel: the configured size, or what the receiver announced
     /// (buffer debloating).
     limit: usize,
-    /// Buffers the receiver holds beyond credit (forced ahead of a barrier), as last heard.
-    overdrawn: usize,
+}
+
+impl<T: Clone> ChannelOut<T> {
+    /// Copies of the records waiting here, in order: the pending buffers, then the partial one.
+    fn waiting_records(&self) -> Vec<T> {
+        let mut records = Vec::new();
+        for m in &self.pending {
+            if let Message::Records(b) = m {
+                records.extend(b.iter().cloned());
+            }
+        }
+        records.extend(self.current.iter().cloned());
+        records
+    }
 }
 
 /// Settings of a writer.
@@ -163,7 +175,6 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                     blocked: false,
                     spare: None,
                     limit: settings.records_per_buffer.max(1),
-                    overdrawn: 0,
                 })
                 .collect(),
             partitioner,
@@ -263,11 +274,12 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         Ok(())
     }
 
-    /// Sends what credit allows on channel `idx`, keeping `env`'s counters right.
-    fn send(&mut self, idx: usize, env: &mut TaskEnv) -> Result<(), TaskError> {
+    /// Sends what credit allows on channel `idx`, keeping `env`'s counters right; returns what
+    /// the channel answered (nothing when nothing waited).
+    fn send(&mut self, idx: usize, env: &mut TaskEnv) -> Result<SendOutcome, TaskError> {
         let ch = &mut self.channels[idx];
         if ch.pending.is_empty() {
-            return Ok(());
+            return Ok(SendOutcome::default());
         }
         // An aligned barrier takes the (few, overdraft-bounded) buffers ahead of it into the
         // receiver's gate without credit, unless the channel still owes such an overdraft (see
@@ -281,7 +293,6 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
             .sender
             .send(&mut ch.pending, &mut ch.spare, forced)
             .map_err(|e| TaskError::user(env.current_operator, e.into()))?;
-        ch.overdrawn = outcome.overdrawn;
         if let Some(bytes) = outcome.buffer_bytes {
             ch.limit = bytes
                 .checked_div(self.settings.record_size)
@@ -315,7 +326,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
                 env.blocked_channels -= 1;
             }
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// Queues `event` on every channel behind its data.
@@ -372,18 +383,10 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
         for idx in 0..self.channels.len() {
             if may_time_out {
                 self.seal(idx, env);
-                self.send(idx, env)?;
+                let outcome = self.send(idx, env)?;
                 let ch = &self.channels[idx];
-                if ch.overdrawn > 0 && !ch.pending.is_empty() {
-                    let records: Vec<T> = ch
-                        .pending
-                        .iter()
-                        .filter_map(|m| match m {
-                            Message::Records(b) => Some(b.iter().cloned()),
-                            Message::Event(_) => None,
-                        })
-                        .flatten()
-                        .collect();
+                if outcome.overdrawn > 0 && !ch.pending.is_empty() {
+                    let records = ch.waiting_records();
                     if !records.is_empty() {
                         in_flight.push((idx, records));
                     }
@@ -417,13 +420,7 @@ impl<T: Data, P: Partitioner<T>> RecordWriter<T, P> {
     ) -> Result<Vec<(usize, Vec<T>)>, TaskError> {
         let mut in_flight: Vec<(usize, Vec<T>)> = Vec::new();
         for (idx, ch) in self.channels.iter().enumerate() {
-            let mut records: Vec<T> = Vec::new();
-            for m in &ch.pending {
-                if let Message::Records(b) = m {
-                    records.extend(b.iter().cloned());
-                }
-            }
-            records.extend(ch.current.iter().cloned());
+            let records = ch.waiting_records();
             if !records.is_empty() {
                 in_flight.push((idx, records));
             }
