@@ -11,10 +11,12 @@
 //!
 //! ```text
 //! cargo bench --bench throughput [-- --records N --reps R --parallelism 1,2 --memory-check
-//!                                      --checkpoint-overhead --debloat-compare]
+//!                                      --checkpoint-overhead --debloat-compare --rest-compare]
 //! ```
 //! `--checkpoint-overhead` also runs weir with 4N records with and without a checkpoint every
-//! second; `--debloat-compare` runs weir with buffer debloating on and off, alternating.
+//! second; `--debloat-compare` runs weir with buffer debloating on and off, alternating;
+//! `--rest-compare` runs weir (4N records) with its REST server on and `/metrics` scraped every
+//! second, and without, alternating.
 //! Last lines: one JSON object per parallelism.
 
 use std::process::Command;
@@ -33,16 +35,49 @@ fn peak_rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// Scrapes `url` every second until `stop`; the number of scrapes.
+fn scrape_every_second(url: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> usize {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut scrapes = 0;
+    let mut next = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        if Instant::now() >= next {
+            let text = agent
+                .get(&url)
+                .call()
+                .expect("scrape")
+                .body_mut()
+                .read_to_string()
+                .expect("metrics text");
+            assert!(
+                text.contains("weir_num_records_in"),
+                "a scrape without task metrics"
+            );
+            scrapes += 1;
+            next += Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    scrapes
+}
+
 fn run_weir(
     n: u64,
     p: usize,
     checkpoint_interval: Option<Duration>,
     debloat: bool,
+    rest: bool,
 ) -> (f64, usize) {
     let env = StreamEnv::new();
     env.set_parallelism(p);
     if debloat {
         env.configure(|c| c.buffer_debloat_enabled = true);
+    }
+    if rest {
+        env.configure(|c| c.rest_port = Some(0));
     }
     let dir = std::env::temp_dir().join(format!("weir-bench-ckpt-{}", std::process::id()));
     if let Some(interval) = checkpoint_interval {
@@ -57,8 +92,22 @@ fn run_weir(
         .reduce(|a, b| a + b)
         .discard();
     let start = Instant::now();
-    let result = env.execute().expect("weir job failed");
+    let handle = env.start().expect("weir job failed to start");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = handle.rest_url().map(|u| {
+        let (url, stop) = (format!("{u}/metrics"), stop.clone());
+        std::thread::spawn(move || scrape_every_second(url, stop))
+    });
+    let result = handle.join().expect("weir job failed");
     let secs = start.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(s) = scraper {
+        let scrapes = s.join().expect("scraper");
+        assert!(
+            scrapes as f64 >= secs.floor(),
+            "{scrapes} scrapes in {secs:.1} s"
+        );
+    }
     let consumed: u64 = result
         .metrics
         .tasks_named("Reduce")
@@ -136,9 +185,10 @@ struct Measurement {
 
 fn child(system: &str, n: u64, p: usize) {
     let (seconds, checkpoints) = match system {
-        "weir" => run_weir(n, p, None, false),
-        "weir-debloat" => run_weir(n, p, None, true),
-        "weir-checkpointed" => run_weir(n, p, Some(Duration::from_secs(1)), false),
+        "weir" => run_weir(n, p, None, false, false),
+        "weir-debloat" => run_weir(n, p, None, true, false),
+        "weir-checkpointed" => run_weir(n, p, Some(Duration::from_secs(1)), false, false),
+        "weir-rest" => run_weir(n, p, None, false, true),
         "timely" => (run_timely(n, p), 0),
         other => panic!("unknown system {other}"),
     };
@@ -241,6 +291,7 @@ fn main() {
     let memory_check = args.iter().any(|a| a == "--memory-check");
     let checkpoint_overhead = args.iter().any(|a| a == "--checkpoint-overhead");
     let debloat_compare = args.iter().any(|a| a == "--debloat-compare");
+    let rest_compare = args.iter().any(|a| a == "--rest-compare");
 
     let mut json = Vec::new();
     println!(
@@ -322,6 +373,21 @@ fn main() {
             line["weir_debloat_records_per_sec"] = b.round().into();
             line["weir_no_debloat_records_per_sec"] = a.round().into();
             line["debloat_ratio"] = ((b / a * 1000.0).round() / 1000.0).into();
+        }
+        if rest_compare {
+            // The REST server on and Prometheus scraping it every second (4N records, so that
+            // a run spans several scrapes).
+            let (a, b, _) = alternate("weir", "weir-rest", records * 4, p, reps);
+            println!(
+                "    REST server on, /metrics scraped every second ({} records): {:.0} vs {:.0} rec/s off: {:+.1}%",
+                records * 4,
+                b,
+                a,
+                (b / a - 1.0) * 100.0
+            );
+            line["weir_rest_records_per_sec"] = b.round().into();
+            line["weir_no_rest_records_per_sec"] = a.round().into();
+            line["rest_ratio"] = ((b / a * 1000.0).round() / 1000.0).into();
         }
         json.push(line);
     }

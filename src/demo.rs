@@ -37,6 +37,8 @@ pub struct DemoSettings {
     pub rate: f64,
     /// Parallelism of the writers and maintenance workers.
     pub parallelism: usize,
+    /// Serve the ingesting job's REST API and dashboard (with its maintenance runs) here.
+    pub rest: Option<weir_engine::rest::RestOptions>,
 }
 
 /// Progress, updated while the job runs.
@@ -48,6 +50,8 @@ pub struct DemoProgress {
     pub commits: AtomicU64,
     /// Maintenance task runs finished.
     pub maintenance_runs: AtomicU64,
+    /// The dashboard's URL, once the job serves it.
+    pub dashboard: std::sync::OnceLock<String>,
 }
 
 /// What the demo did.
@@ -211,6 +215,7 @@ pub fn run(settings: &DemoSettings, progress: Arc<DemoProgress>) -> Result<DemoS
     let env = StreamEnv::new();
     let chk = dir.join("checkpoints").display().to_string();
     env.configure(|c| {
+        c.job_name = "weir-demo".into();
         c.checkpoint_dir = chk;
         c.checkpoint_interval = Duration::from_secs(1);
     });
@@ -242,15 +247,34 @@ pub fn run(settings: &DemoSettings, progress: Arc<DemoProgress>) -> Result<DemoS
         c
     });
     let p = progress.clone();
+    let board = weir_maintenance::maintain::board::MaintenanceBoard::new();
+    let b2 = board.clone();
     let in_job = maintenance(&catalog, &table, settings.parallelism)
         .uid("demo-maintenance")
         .post_commit(&commits)?
         .map(move |r| {
             p.maintenance_runs.fetch_add(1, Ordering::Relaxed);
+            b2.record(&r);
             r
         })
         .collect();
-    env.execute()?;
+    let handle = env.start()?;
+    let _server = match &settings.rest {
+        Some(rest) => {
+            let directory = weir_engine::rest::JobDirectory::new();
+            directory.register(handle.observer());
+            let view = board.clone();
+            let server = weir_engine::rest::RestServer::builder(rest.clone(), directory)
+                .section("maintenance", move || view.view())
+                .collector(Box::new(board))
+                .start()
+                .map_err(weir_engine::JobError::from)?;
+            let _ = progress.dashboard.set(format!("{}/", server.url()));
+            Some(server)
+        }
+        None => None,
+    };
+    handle.join()?;
     let mut results = in_job.take();
     let (files_before, _, _) = live_files(&catalog, &table)?;
 

@@ -31,6 +31,7 @@
 pub mod bench;
 pub mod demo;
 pub mod jobs;
+pub mod signals;
 
 pub use weir_engine as engine;
 pub use weir_ha as ha;

@@ -58,6 +58,10 @@ impl MemorySize {
     pub const fn kib(n: u64) -> Self {
         MemorySize(n * 1024)
     }
+    /// `n` mebibytes.
+    pub const fn mib(n: u64) -> Self {
+        MemorySize(n * 1024 * 1024)
+    }
     /// The size in bytes.
     pub const fn bytes(self) -> u64 {
         self.0
@@ -78,6 +82,19 @@ impl OptionValue for usize {
     }
     fn show(&self) -> String {
         self.to_string()
+    }
+}
+
+impl OptionValue for Option<u16> {
+    const EXPECTED: &'static str = "a port number (0 to 65535) or empty for none";
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "" => Some(None),
+            n => n.parse().ok().map(Some),
+        }
+    }
+    fn show(&self) -> String {
+        self.map(|p| p.to_string()).unwrap_or_default()
     }
 }
 
@@ -336,6 +353,32 @@ options! {
     /// Restore from this checkpoint or savepoint directory, or "latest" (the newest valid
     /// checkpoint in the checkpoint directory, if any). Empty = start fresh.
     restore_path: String = String::new(), "execution.state-recovery.path";
+    /// Port of the REST API, metrics and web dashboard (0 = any free port). Empty = no server
+    /// (the default of an embedded job; `weir session` serves on 8081).
+    rest_port: Option<u16> = None, "rest.port";
+    /// Address the REST server binds to. Outside loopback it needs
+    /// `rest.authentication.token` (or a token file).
+    rest_bind_address: String = "127.0.0.1".to_string(), "rest.bind-address";
+    /// Bearer token required for every mutating REST call, and for every call when bound
+    /// outside loopback. Empty = none.
+    rest_token: String = String::new(), "rest.authentication.token";
+    /// File holding that token (first line; read when the server starts). Empty = none.
+    rest_token_file: String = String::new(), "rest.authentication.token-file";
+    /// Largest REST request body (a job submission with its artifacts).
+    rest_max_content_length: MemorySize = MemorySize::mib(64), "rest.server.max-content-length";
+    /// Most REST connections served at once; further ones wait in the listen backlog.
+    rest_max_connections: usize = 256, "rest.server.max-connections";
+    /// Longest wait for a request's headers, and for its body, on a REST connection; a
+    /// connection idle that long between requests is closed.
+    rest_read_timeout: Duration = Duration::from_secs(10), "rest.server.read-timeout";
+    /// Serve the REST API over TLS (rustls), with `rest.ssl.certificate` and `rest.ssl.key`.
+    rest_ssl_enabled: bool = false, "rest.ssl.enabled";
+    /// PEM file of the REST server's certificate chain.
+    rest_ssl_certificate: String = String::new(), "rest.ssl.certificate";
+    /// PEM file of the REST server's private key.
+    rest_ssl_key: String = String::new(), "rest.ssl.key";
+    /// How often the web dashboard's live stream sends an update.
+    web_refresh_interval: Duration = Duration::from_secs(1), "web.refresh-interval";
 }
 
 /// How channels between tasks carry their messages (`execution.channel-transport`).
@@ -483,6 +526,15 @@ impl Config {
             }
             "execution.checkpointing.num-retained" if self.retained_checkpoints == 0 => {
                 bad("0".into(), "an integer of at least 1")
+            }
+            "rest.server.max-connections" if self.rest_max_connections == 0 => {
+                bad("0".into(), "an integer of at least 1")
+            }
+            "rest.server.read-timeout" if self.rest_read_timeout.is_zero() => {
+                bad("0".into(), "a positive duration")
+            }
+            "web.refresh-interval" if self.web_refresh_interval.is_zero() => {
+                bad("0".into(), "a positive duration")
             }
             "execution.checkpointing.timeout" if self.checkpoint_timeout.is_zero() => {
                 bad("0".into(), "a positive duration")

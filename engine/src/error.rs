@@ -109,6 +109,46 @@ pub enum ValidationError {
     },
 }
 
+/// Why the REST server (API, metrics, dashboard) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// Binding outside loopback without a token would let anyone control the jobs.
+    #[error(
+        "the REST server would bind to {address}, outside loopback, without a token: set \
+         rest.authentication.token or rest.authentication.token-file, or bind to 127.0.0.1 \
+         (rest.bind-address)"
+    )]
+    UnauthenticatedBind {
+        /// The address asked for.
+        address: String,
+    },
+    /// `rest.bind-address` / `rest.port` do not form an address.
+    #[error("invalid REST address '{address}' (rest.bind-address, rest.port)")]
+    BadAddress {
+        /// The address.
+        address: String,
+    },
+    /// A file the server needs (token, certificate, key) cannot be read or is invalid.
+    #[error("cannot use {option} '{path}': {reason}")]
+    File {
+        /// The option naming the file.
+        option: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The listening socket or the server's runtime cannot be created.
+    #[error("cannot start the REST server on {address}: {source}")]
+    Io {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Why a job did not finish successfully.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -170,6 +210,9 @@ pub enum JobError {
         #[source]
         source: std::io::Error,
     },
+    /// The job's REST server (`rest.port`) could not start.
+    #[error(transparent)]
+    Rest(#[from] RestError),
     /// A thread ended unexpectedly, or the job was joined twice.
     #[error("internal error: {0}")]
     Internal(String),

@@ -364,6 +364,8 @@ pub(crate) struct Node {
 /// The graph under construction.
 pub(crate) struct Graph {
     pub id: usize,
+    /// The job's id, when set by the environment (else a fresh one when the job starts).
+    pub job_id: Option<String>,
     pub config: Config,
     /// Checkpoint storage set in code (instead of the local directory of the configuration).
     pub storage: Option<Arc<dyn weir_state::checkpoint::CheckpointStorage>>,

@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["async_io"],
     &["graph"],
     &["job"],
+    &["rest"],
     &["stream"],
 ];
 

@@ -97,6 +97,7 @@ pub(crate) mod mailbox;
 pub mod metrics;
 pub mod operator;
 pub mod pool;
+pub mod rest;
 pub mod restart;
 pub mod stream;
 pub(crate) mod task;

@@ -28,6 +28,9 @@ pub(crate) trait UsageProbe: Send + Sync {
     fn usage(&self) -> GateUsage;
 }
 
+const WAIT_IDLE: u64 = 1;
+const WAIT_BACKPRESSURED: u64 = 2;
+
 /// The live, shared counters of one task.
 pub(crate) struct TaskMetricsCell {
     pub name: String,
@@ -39,6 +42,10 @@ pub(crate) struct TaskMetricsCell {
     records_out: AtomicU64,
     idle_ns: AtomicU64,
     backpressured_ns: AtomicU64,
+    /// The wait in progress: 0 when none, else its start (ns after the task started) shifted
+    /// left by two, with [`WAIT_IDLE`] or [`WAIT_BACKPRESSURED`] in the low bits; a snapshot
+    /// counts the time waited so far (as Flink's timer gauges do).
+    waiting: AtomicU64,
     output_pending_buffers: AtomicUsize,
     output_pending_records: AtomicUsize,
     output_channels: usize,
@@ -63,6 +70,7 @@ impl TaskMetricsCell {
             records_out: AtomicU64::new(0),
             idle_ns: AtomicU64::new(0),
             backpressured_ns: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
             output_pending_buffers: AtomicUsize::new(0),
             output_pending_records: AtomicUsize::new(0),
             output_channels,
@@ -83,11 +91,29 @@ impl TaskMetricsCell {
                 .store(s.elapsed().as_nanos() as u64 | 1, Ordering::Release);
         }
     }
+    /// A wait for input (`backpressured` false) or for output credit begins.
+    pub(crate) fn begin_wait(&self, backpressured: bool) {
+        if let Some(s) = self.started.get() {
+            let kind = if backpressured {
+                WAIT_BACKPRESSURED
+            } else {
+                WAIT_IDLE
+            };
+            self.waiting.store(
+                ((s.elapsed().as_nanos() as u64) << 2) | kind,
+                Ordering::Relaxed,
+            );
+        }
+    }
+    /// The wait in progress ended after `d` waiting for input.
     pub(crate) fn add_idle(&self, d: Duration) {
+        self.waiting.store(0, Ordering::Relaxed);
         self.idle_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
+    /// The wait in progress ended after `d` waiting for output credit.
     pub(crate) fn add_backpressured(&self, d: Duration) {
+        self.waiting.store(0, Ordering::Relaxed);
         self.backpressured_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
@@ -118,8 +144,19 @@ impl TaskMetricsCell {
                 .unwrap_or(0),
             n => n,
         };
-        let idle_ns = self.idle_ns.load(Ordering::Relaxed);
-        let backpressured_ns = self.backpressured_ns.load(Ordering::Relaxed);
+        let mut idle_ns = self.idle_ns.load(Ordering::Relaxed);
+        let mut backpressured_ns = self.backpressured_ns.load(Ordering::Relaxed);
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if waiting != 0 && self.finished_after_ns.load(Ordering::Acquire) == 0 {
+            let so_far = elapsed_ns.saturating_sub(waiting >> 2);
+            if waiting & 3 == WAIT_BACKPRESSURED {
+                backpressured_ns += so_far;
+            } else {
+                idle_ns += so_far;
+            }
+        }
+        let idle_ns = idle_ns.min(elapsed_ns);
+        let backpressured_ns = backpressured_ns.min(elapsed_ns - idle_ns);
         let input = self.input.get().map(|p| p.usage()).unwrap_or_default();
         TaskMetrics {
             task: self.name.clone(),

@@ -60,6 +60,7 @@ impl StreamEnv {
         StreamEnv {
             graph: Rc::new(RefCell::new(Graph {
                 id: NEXT_ENV.fetch_add(1, Ordering::Relaxed),
+                job_id: None,
                 config,
                 storage: None,
                 commit_fence: Default::default(),
@@ -75,6 +76,13 @@ impl StreamEnv {
     /// The configuration.
     pub fn config(&self) -> Config {
         self.graph.borrow().config.clone()
+    }
+
+    /// Sets the job's id (as the REST API and metrics name it); by default a job gets 32
+    /// fresh random hex digits when it starts. A session runtime sets its own ids.
+    pub fn set_job_id(&self, id: &str) -> &Self {
+        self.graph.borrow_mut().job_id = Some(id.to_string());
+        self
     }
 
     /// Changes the configuration.
@@ -153,7 +161,9 @@ impl StreamEnv {
         DataStream::of_node(self.graph.clone(), id)
     }
 
-    /// Starts the job on its own threads and returns a handle to it.
+    /// Starts the job on its own threads and returns a handle to it. With `rest.port` set, the
+    /// job also serves its REST API, metrics and dashboard ([`crate::rest`]) until the handle
+    /// is dropped or joined ([`JobHandle::rest_url`](crate::JobHandle::rest_url)).
     ///
     /// # Errors
     ///
@@ -165,7 +175,8 @@ impl StreamEnv {
     /// [`JobError::CoordinatorFailed`](crate::JobError::CoordinatorFailed) when an operator
     /// coordinator fails to start, and [`JobError::Start`](crate::JobError::Start) (for an
     /// operator coordinator's thread, [`JobError::Internal`](crate::JobError::Internal)) when a
-    /// thread cannot be started.
+    /// thread cannot be started; [`JobError::Rest`](crate::JobError::Rest) when its REST server
+    /// cannot start (the job is then cancelled).
     pub fn start(self) -> Result<JobHandle> {
         let graph = Rc::try_unwrap(self.graph)
             .map(RefCell::into_inner)
@@ -174,6 +185,7 @@ impl StreamEnv {
                 let mut g = rc.borrow_mut();
                 Graph {
                     id: g.id,
+                    job_id: g.job_id.take(),
                     config: g.config.clone(),
                     storage: g.storage.take(),
                     commit_fence: g.commit_fence.clone(),
@@ -184,7 +196,21 @@ impl StreamEnv {
                     coordinators: Vec::new(),
                 }
             });
-        crate::job::start(graph)
+        let rest = graph
+            .config
+            .rest_port
+            .is_some()
+            .then(|| crate::rest::RestOptions::from_config(&graph.config, 0));
+        let rest = rest.transpose()?;
+        let mut handle = crate::job::start(graph)?;
+        if let Some(options) = rest {
+            let directory = crate::rest::JobDirectory::new();
+            directory.register(handle.observer());
+            let server = crate::rest::RestServer::builder(options, directory).start()?;
+            handle.rest_url = Some(server.url());
+            handle.attachments.push(Box::new(server));
+        }
+        Ok(handle)
     }
 
     /// Runs the job to completion and returns its result.

@@ -11,6 +11,9 @@ pub enum SessionError {
     /// `high-availability.*` option.
     #[error(transparent)]
     Ha(#[from] HaError),
+    /// The REST server could not start (address in use, a bad `rest.*` option).
+    #[error(transparent)]
+    Rest(#[from] weir_engine::error::RestError),
     /// A session option has a value that cannot be used.
     #[error("invalid value '{value}' for option '{key}': expected {expected}")]
     InvalidOption {

@@ -32,6 +32,18 @@ impl SessionJobStatus {
             SessionJobStatus::Suspended | SessionJobStatus::Ended(_)
         )
     }
+
+    /// Flink's name of the state (`RUNNING`, `FINISHED`, …; `SUSPENDED` also while a job
+    /// waits for a leader to recover it).
+    pub fn flink_name(&self) -> &'static str {
+        match self {
+            SessionJobStatus::Running => "RUNNING",
+            SessionJobStatus::Recovering | SessionJobStatus::Suspended => "SUSPENDED",
+            SessionJobStatus::Ended(weir_ha::JobOutcome::Finished) => "FINISHED",
+            SessionJobStatus::Ended(weir_ha::JobOutcome::Cancelled) => "CANCELED",
+            SessionJobStatus::Ended(weir_ha::JobOutcome::Failed(_)) => "FAILED",
+        }
+    }
 }
 
 pub(crate) struct JobEntry {

@@ -23,6 +23,7 @@
 //!   their latest completed checkpoint (whose pointer a deposed leader cannot write).
 
 pub mod checkpoints;
+pub mod client;
 pub mod error;
 pub mod job;
 pub mod registry;
@@ -47,9 +48,9 @@ pub use error::{Result, SessionError};
 
 use error::report;
 
+pub use client::SessionClient;
 pub use job::{SessionJob, SessionJobStatus};
 pub use registry::{JobBuilder, JobContext, JobRegistry, JobSubmission};
-pub use server::SessionClient;
 
 use job::JobEntry;
 
@@ -61,7 +62,7 @@ pub enum SessionEvent {
     Leading {
         /// Its fencing token.
         token: FencingToken,
-        /// Its request address.
+        /// Its REST server's URL.
         address: String,
     },
     /// This runtime lost leadership.
@@ -109,8 +110,9 @@ pub struct SessionOptions {
     pub contender: String,
     /// The configuration every job starts from (a submission's options are applied on top).
     pub config: Config,
-    /// Address of the request server ([`server`]), e.g. `127.0.0.1:0`; none = in-process only.
-    pub listen: Option<String>,
+    /// The REST server of the runtime ([`server`]: API, submissions, metrics, dashboard);
+    /// none = in-process only.
+    pub rest: Option<weir_engine::rest::RestOptions>,
     /// Called for every [`SessionEvent`].
     pub on_event: Option<EventListener>,
 }
@@ -121,7 +123,7 @@ impl Default for SessionOptions {
             ha: HaOptions::default(),
             contender: format!("weir-{}", std::process::id()),
             config: Config::default(),
-            listen: None,
+            rest: None,
             on_event: None,
         }
     }
@@ -138,6 +140,8 @@ pub(crate) struct Inner {
     options: SessionOptions,
     leadership: Mutex<Leadership>,
     jobs: Mutex<HashMap<String, Arc<JobEntry>>>,
+    /// Every job this runtime ran, as its REST server shows them.
+    directory: weir_engine::rest::JobDirectory,
     /// Submits hold the read side while they persist and register a job; recovery the write.
     registration: parking_lot::RwLock<()>,
     stopping: AtomicBool,
@@ -150,7 +154,7 @@ pub struct SessionRuntime {
     inner: Arc<Inner>,
     leader_thread: Option<std::thread::JoinHandle<()>>,
     watchdog: Option<std::thread::JoinHandle<()>>,
-    server: Option<server::Server>,
+    server: Option<weir_engine::rest::RestServer>,
 }
 
 impl SessionRuntime {
@@ -162,24 +166,21 @@ impl SessionRuntime {
     ///
     /// Returns [`SessionError::Ha`] when the HA services cannot be opened (a bad
     /// `high-availability.*` option, an unreachable or failing store),
-    /// [`SessionError::InvalidOption`] when `listen` cannot be listened on, and
+    /// [`SessionError::Rest`] when the REST server cannot start, and
     /// [`SessionError::Start`] when a thread cannot be started.
     pub fn start(registry: JobRegistry, options: SessionOptions) -> Result<SessionRuntime> {
         let ha = HaServices::open(&options.ha, &options.contender)?;
-        let listener = match &options.listen {
-            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
-                SessionError::InvalidOption {
-                    key: "listen".into(),
-                    value: addr.clone(),
-                    expected: format!("an address this process can listen on ({e})"),
-                }
-            })?),
+        let directory = weir_engine::rest::JobDirectory::new();
+        let slot: server::RuntimeSlot = Arc::default();
+        let server = match &options.rest {
+            Some(rest) => Some(server::start(
+                rest.clone(),
+                directory.clone(),
+                slot.clone(),
+            )?),
             None => None,
         };
-        let address = match &listener {
-            Some(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            None => String::new(),
-        };
+        let address = server.as_ref().map(|s| s.url()).unwrap_or_default();
         let inner = Arc::new(Inner {
             registry,
             ha,
@@ -189,12 +190,13 @@ impl SessionRuntime {
                 valid_until: Instant::now(),
             }),
             jobs: Mutex::new(HashMap::new()),
+            directory,
             registration: parking_lot::RwLock::new(()),
             stopping: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
             address,
         });
-        let server = listener.map(|l| server::Server::start(l, Arc::downgrade(&inner)));
+        let _ = slot.set(Arc::downgrade(&inner));
         inner.campaign();
         let i2 = inner.clone();
         let watchdog = std::thread::Builder::new()
@@ -283,7 +285,7 @@ impl SessionRuntime {
         self.inner.token().is_some()
     }
 
-    /// The request server's address (empty without one).
+    /// The REST server's URL, e.g. `http://127.0.0.1:8081` (empty without one).
     pub fn address(&self) -> &str {
         &self.inner.address
     }
@@ -320,7 +322,7 @@ impl SessionRuntime {
             let _ = self.inner.ha.leader.election.resign(t);
         }
         if let Some(s) = self.server.take() {
-            s.stop();
+            s.shutdown();
         }
     }
 }
@@ -544,7 +546,9 @@ impl Inner {
             job: record.name.clone(),
             message: e.to_string(),
         })?;
-        config.job_name = record.job_id.clone();
+        config.job_name = record.name.clone();
+        // The runtime's REST server shows every job: a job serves none of its own.
+        config.rest_port = None;
         let recovery = self.ha.persistence.job_recovery;
         if !config.checkpoint_interval.is_zero() || !config.checkpoint_dir.is_empty() {
             let root = if !config.checkpoint_dir.is_empty() {
@@ -635,6 +639,7 @@ impl Inner {
         let retained = config.retained_checkpoints;
         let dir = config.checkpoint_dir.clone();
         let env = StreamEnv::with_config(config);
+        env.set_job_id(&record.job_id);
         env.set_commit_fence(commit_fence(Arc::downgrade(self), &record.job_id, token));
         if recoverable {
             env.set_checkpoint_storage(Arc::new(checkpoints::HaCheckpointStorage {
@@ -678,6 +683,7 @@ impl Inner {
         })?;
         let entry = JobEntry::new(&record.job_id, &record.name);
         *entry.canceller.lock() = Some(handle.canceller());
+        self.directory.register(handle.observer());
         self.jobs
             .lock()
             .insert(record.job_id.clone(), entry.clone());
@@ -921,10 +927,6 @@ impl Inner {
     pub(crate) fn submit_remote(self: &Arc<Self>, sub: JobSubmission) -> Result<SessionJob> {
         self.submit(sub)
     }
-
-    pub(crate) fn job_entry(&self, job_id: &str) -> Option<Arc<JobEntry>> {
-        self.jobs.lock().get(job_id).cloned()
-    }
 }
 
 /// The commit fence of job `job_id` started under `token`: it may make external commits only
@@ -953,15 +955,6 @@ fn commit_fence(runtime: std::sync::Weak<Inner>, job_id: &str, token: FencingTok
 
 /// A new job id: the name and 64 random bits.
 fn new_job_id(name: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
     let clean: String = name
         .chars()
         .map(|c| {
@@ -973,7 +966,10 @@ fn new_job_id(name: &str) -> String {
         })
         .take(64)
         .collect();
-    format!("{clean}-{:016x}", h.finish())
+    format!(
+        "{clean}-{}",
+        &weir_engine::job::overview::new_job_id()[..16]
+    )
 }
 
 #[cfg(test)]

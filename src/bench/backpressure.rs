@@ -182,6 +182,32 @@ impl Sink for CostlySink {
 /// Returns the [`JobError`] of starting the job (such as [`JobError::Config`] for a
 /// parallelism of 0), or the error the job failed with before it was cancelled.
 pub fn run(s: &Settings) -> Result<Report, JobError> {
+    run_inner(s, None)
+}
+
+/// What `weir bench backpressure --ui` adds to a run: the job serves its REST API and
+/// dashboard, and keeps running after its report until `until` says stop (Ctrl-C).
+pub struct Ui {
+    /// Where to serve.
+    pub rest: weir_engine::rest::RestOptions,
+    /// Called with the dashboard's URL as the job starts.
+    pub on_serving: Box<dyn FnOnce(&str)>,
+    /// Called with the report when the measured run is over (the job keeps running).
+    pub on_report: Box<dyn FnOnce(&Report)>,
+    /// Polled after the report: true ends the job.
+    pub until: Box<dyn Fn() -> bool>,
+}
+
+/// [`run`], with the job visible on its dashboard and running on after the report.
+///
+/// # Errors
+///
+/// The errors of [`run`], and [`JobError::Rest`] when the server cannot start.
+pub fn run_with_ui(s: &Settings, ui: Ui) -> Result<Report, JobError> {
+    run_inner(s, Some(ui))
+}
+
+fn run_inner(s: &Settings, mut ui: Option<Ui>) -> Result<Report, JobError> {
     let dir = std::env::temp_dir().join(format!("weir-bench-backpressure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let env = StreamEnv::new();
@@ -209,6 +235,18 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
         consumed: c.clone(),
     });
     let handle = env.start()?;
+    let _server = match ui.as_mut() {
+        Some(ui) => {
+            let directory = weir_engine::rest::JobDirectory::new();
+            directory.register(handle.observer());
+            let server =
+                weir_engine::rest::RestServer::builder(ui.rest.clone(), directory).start()?;
+            let announce = std::mem::replace(&mut ui.on_serving, Box::new(|_| {}));
+            announce(&server.url());
+            Some(server)
+        }
+        None => None,
+    };
     let start = Instant::now();
     let mut samples: Vec<weir_engine::metrics::JobMetrics> = Vec::new();
     while start.elapsed() < s.duration {
@@ -226,19 +264,25 @@ pub fn run(s: &Settings) -> Result<Report, JobError> {
         .map(|(_, age)| age.as_secs_f64() * 1000.0)
         .reduce(f64::max);
     let sunk = consumed.load(Ordering::Relaxed);
-    handle.cancel();
-    let result = handle.join();
-    let _ = std::fs::remove_dir_all(&dir);
-    result?;
-
-    Ok(summarize(
+    let report = summarize(
         s.mode.to_string(),
         s.debloat,
         stats,
         pending_ms,
         sunk as f64 / elapsed.as_secs_f64(),
         gate_reports(&samples),
-    ))
+    );
+    if let Some(ui) = ui {
+        (ui.on_report)(&report);
+        while !(ui.until)() && !handle.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    handle.cancel();
+    let result = handle.join();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    Ok(report)
 }
 
 fn summarize(

@@ -28,6 +28,28 @@ struct Cli {
     command: Command,
 }
 
+/// The bearer token a client sends to a session runtime's REST API.
+#[derive(Args, Clone)]
+struct TokenArgs {
+    /// A file whose first line is the runtime's REST token (rest.authentication.token);
+    /// or set WEIR_REST_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn token(&self) -> Result<Option<String>> {
+        if let Some(p) = &self.token_file {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the token file {}", p.display()))?;
+            return Ok(Some(text.lines().next().unwrap_or("").trim().to_string()));
+        }
+        Ok(std::env::var("WEIR_REST_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty()))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the demo job: events into a partitioned Iceberg table (embedded SQLite catalog,
@@ -46,6 +68,10 @@ enum Command {
         /// The demo's directory (its warehouse and checkpoints are replaced).
         #[arg(long, default_value = "weir-demo")]
         dir: PathBuf,
+        /// Address of the job's dashboard and REST API (port 0 picks a free one; the URL is
+        /// printed as the job starts).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
     },
     /// Run the keyed demo job: generator -> map -> key_by -> running sum per key -> sink.
     KeyedDemo {
@@ -85,6 +111,10 @@ enum Command {
         /// Print each task result as a JSON line (stdout) instead of text.
         #[arg(long)]
         json: bool,
+        /// Address of the REST API, metrics and dashboard (port 0 picks a free one; the URL is
+        /// printed as it starts).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
     },
     /// Run a session runtime: a long-lived runtime that runs the jobs of weir's job registry
     /// (word-count, iceberg-ingest) submitted with `weir submit`, with leader election and
@@ -98,8 +128,10 @@ enum Command {
         /// A job configuration option as key=value applied to every job (repeatable).
         #[arg(short = 'o', long = "option")]
         options: Vec<String>,
-        /// Address of the request server.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// Address of the REST API and dashboard (sets rest.bind-address and rest.port; port 0
+        /// picks a free one). Outside loopback it needs a token
+        /// (-o rest.authentication.token-file=FILE, or WEIR_REST_TOKEN).
+        #[arg(long, default_value = "127.0.0.1:8081")]
         listen: String,
         /// This process's name in leader election (default: weir-<pid>).
         #[arg(long)]
@@ -128,6 +160,21 @@ enum Command {
         /// Wait until the job ended and print its status.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Cancel a job of a session runtime.
+    Cancel {
+        /// The job id.
+        job_id: String,
+        /// `high-availability.*` options to find the leader.
+        #[arg(short = 'D', long = "ha-option")]
+        ha_options: Vec<String>,
+        /// The runtime's address (instead of leader retrieval).
+        #[arg(long)]
+        address: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// The status of a job of a session runtime.
     JobStatus {
@@ -139,6 +186,8 @@ enum Command {
         /// The runtime's address (instead of leader retrieval).
         #[arg(long)]
         address: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// List configuration options with their defaults, or the values of a TOML file.
     Config {
@@ -200,6 +249,13 @@ struct BackpressureArgs {
     /// Print JSON (one object; with --compare-modes one line per mode) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Serve the job's dashboard and REST API, and keep the job running after its report
+    /// until Ctrl-C (SIGINT) or SIGTERM, so that a person can look at it.
+    #[arg(long)]
+    ui: bool,
+    /// With --ui: where to serve (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: String,
 }
 
 /// A switch given as `on` or `off`.
@@ -316,7 +372,8 @@ fn run(cli: Cli) -> Result<()> {
             rate,
             parallelism,
             dir,
-        } => iceberg_demo(rows, rate, parallelism, dir),
+            listen,
+        } => iceberg_demo(rows, rate, parallelism, dir, &listen),
         Command::KeyedDemo {
             records,
             parallelism,
@@ -340,21 +397,41 @@ fn run(cli: Cli) -> Result<()> {
             ha_options,
             address,
             wait,
+            token,
         } => submit(
             job,
             &params,
             &options,
             &artifacts,
-            &ha_options,
-            address,
+            client(&ha_options, address, &token)?,
             wait,
         ),
         Command::JobStatus {
             job_id,
             ha_options,
             address,
-        } => job_status(&job_id, &ha_options, address),
-        Command::Maintain { config, once, json } => maintain(&config, once, json),
+            token,
+        } => {
+            let client = client(&ha_options, address, &token)?;
+            println!("{}", serde_json::to_string(&client.status(&job_id)?)?);
+            Ok(())
+        }
+        Command::Cancel {
+            job_id,
+            ha_options,
+            address,
+            token,
+        } => {
+            client(&ha_options, address, &token)?.cancel(&job_id)?;
+            println!("{job_id}");
+            Ok(())
+        }
+        Command::Maintain {
+            config,
+            once,
+            json,
+            listen,
+        } => maintain(&config, once, json, &listen),
         Command::Bench { which } => match which {
             BenchCommand::Backpressure(args) => bench_backpressure(args),
             BenchCommand::Coordinator(args) => bench_coordinator(args),
@@ -388,7 +465,12 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
         compare_modes,
         rounds,
         json,
+        ui,
+        listen,
     } = args;
+    if ui && compare_modes {
+        bail!("--ui shows one run: leave out --compare-modes");
+    }
     if parallelism == 0 || stages == 0 || rounds == 0 {
         bail!("--parallelism, --stages and --rounds must be at least 1");
     }
@@ -440,6 +522,21 @@ fn bench_backpressure(args: BackpressureArgs) -> Result<()> {
             describe(&settings),
             humantime::format_duration(duration)
         );
+    }
+    if ui {
+        let signal = std::sync::Arc::new(weir::signals::Termination::register()?);
+        let s = signal.clone();
+        let ui = weir::bench::backpressure::Ui {
+            rest: rest_options(&listen)?,
+            on_serving: Box::new(|url: &str| eprintln!("dashboard: {url}/")),
+            on_report: Box::new(move |report: &weir::bench::backpressure::Report| {
+                let _ = print_report(json, report, || report.table());
+                eprintln!("the job keeps running for the dashboard: Ctrl-C to stop");
+            }),
+            until: Box::new(move || s.caught().is_some()),
+        };
+        weir::bench::backpressure::run_with_ui(&settings, ui)?;
+        return Ok(());
     }
     let report = weir::bench::backpressure::run(&settings)?;
     print_report(json, &report, || report.table())
@@ -571,13 +668,6 @@ fn bench_async(args: AsyncArgs) -> Result<()> {
     print_report(json, &report, || report.table())
 }
 
-/// `weir job-status ID`: asks the leader (or `address`) for a job's status.
-fn job_status(job_id: &str, ha_options: &[String], address: Option<String>) -> Result<()> {
-    let client = client(ha_options, address)?;
-    println!("{}", serde_json::to_string(&client.status(job_id)?)?);
-    Ok(())
-}
-
 /// Prints a bench report: one JSON line with `json`, else its table.
 fn print_report<T: serde::Serialize>(
     json: bool,
@@ -677,8 +767,32 @@ fn demo(
     Ok(())
 }
 
-fn maintain(path: &std::path::Path, once: bool, json: bool) -> Result<()> {
+/// A configuration with the `rest.*` options of a command's `--listen HOST:PORT` (and
+/// `WEIR_REST_TOKEN`).
+fn rest_config(listen: &str) -> Result<Config> {
+    let mut config = Config::default();
+    let (host, port) = listen
+        .rsplit_once(':')
+        .with_context(|| format!("--listen '{listen}' is not host:port"))?;
+    config.set("rest.bind-address", host)?;
+    config.set("rest.port", port)?;
+    if let Ok(t) = std::env::var("WEIR_REST_TOKEN") {
+        config.set("rest.authentication.token", &t)?;
+    }
+    Ok(config)
+}
+
+/// The REST options of a command's `--listen HOST:PORT` (and `WEIR_REST_TOKEN`).
+fn rest_options(listen: &str) -> Result<weir::engine::rest::RestOptions> {
+    Ok(weir::engine::rest::RestOptions::from_config(
+        &rest_config(listen)?,
+        0,
+    )?)
+}
+
+fn maintain(path: &std::path::Path, once: bool, json: bool, listen: &str) -> Result<()> {
     use weir::maintenance::maintain::{run, summary_line, MaintainConfig, TaskResult};
+    let signal = std::sync::Arc::new(weir::signals::Termination::register()?);
     let config = MaintainConfig::load(path)?;
     for t in &config.tables {
         let tasks: Vec<&str> = t.tasks().iter().map(|k| k.kind.name()).collect();
@@ -699,7 +813,15 @@ fn maintain(path: &std::path::Path, once: bool, json: bool) -> Result<()> {
     progress.set_message("waiting for triggers");
     let p = progress.clone();
     let started = Instant::now();
-    let results: Vec<TaskResult> = run::run(&config, once, move |r| {
+    let options = run::RunOptions {
+        rest: Some(rest_options(listen)?),
+        on_serving: Some(Box::new(|url: &str| eprintln!("dashboard: {url}/"))),
+        stop: Some({
+            let s = signal.clone();
+            std::sync::Arc::new(move || s.caught().is_some())
+        }),
+    };
+    let results: Vec<TaskResult> = run::run_with(&config, once, options, move |r| {
         if json {
             // One line per result, as it happens (a killed process has printed what it did).
             println!("{}", serde_json::to_string(r).unwrap_or_default());
@@ -710,6 +832,20 @@ fn maintain(path: &std::path::Path, once: bool, json: bool) -> Result<()> {
     })
     .map_err(anyhow::Error::from_boxed)?;
     progress.finish_and_clear();
+    if let Some(sig) = signal.caught() {
+        // Stopped as on a lost leadership: the tasks in flight are cancelled, the checkpoints
+        // kept; the next run resumes from the latest.
+        let line =
+            serde_json::json!({"event": "stopped", "signal": sig, "at_ms": weir::ha::now_ms()});
+        if json {
+            println!("{line}");
+        } else {
+            eprintln!(
+                "weir maintain: stopped on {sig}; the next run resumes from the latest checkpoint"
+            );
+        }
+        return Ok(());
+    }
     if !once {
         return Ok(());
     }
@@ -734,7 +870,13 @@ fn maintain(path: &std::path::Path, once: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn iceberg_demo(rows: u64, rate: f64, parallelism: usize, dir: PathBuf) -> Result<()> {
+fn iceberg_demo(
+    rows: u64,
+    rate: f64,
+    parallelism: usize,
+    dir: PathBuf,
+    listen: &str,
+) -> Result<()> {
     use std::sync::atomic::Ordering;
     use weir::demo::{pyiceberg_line, run, DemoProgress, DemoSettings};
     use weir::maintenance::maintain::summary_line;
@@ -746,6 +888,7 @@ fn iceberg_demo(rows: u64, rate: f64, parallelism: usize, dir: PathBuf) -> Resul
         rows,
         rate,
         parallelism,
+        rest: Some(rest_options(listen)?),
     };
     eprintln!(
         "weir demo: {rows} events at {rate}/s into demo.events (partitioned by region and day) in {}, \
@@ -761,7 +904,16 @@ fn iceberg_demo(rows: u64, rate: f64, parallelism: usize, dir: PathBuf) -> Resul
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (p, b) = (progress.clone(), bar.clone());
+    let mut announced = false;
     let ticker = std::thread::spawn(move || loop {
+        if let (false, Some(url)) = (announced, p.dashboard.get()) {
+            if b.is_hidden() {
+                eprintln!("dashboard: {url}");
+            } else {
+                b.println(format!("dashboard: {url}"));
+            }
+            announced = true;
+        }
         b.set_position(p.rows.load(Ordering::Relaxed));
         b.set_message(format!(
             "| {} commits | {} maintenance runs",
@@ -816,27 +968,37 @@ fn ha_options(items: &[String]) -> Result<weir::ha::HaOptions> {
     Ok(o)
 }
 
-fn client(ha: &[String], address: Option<String>) -> Result<weir::session::SessionClient> {
+fn client(
+    ha: &[String],
+    address: Option<String>,
+    token: &TokenArgs,
+) -> Result<weir::session::SessionClient> {
     use weir::session::SessionClient;
+    let token = token.token()?;
     if let Some(a) = address {
-        return Ok(SessionClient::at(&a));
+        return Ok(SessionClient::at(&a).token(token));
     }
     let options = ha_options(ha)?;
     if options.kind == weir::ha::HaType::None {
         bail!("without high-availability.type (sqlite or postgres) give the runtime's --address");
     }
-    Ok(SessionClient::new(weir::ha::HaServices::retrieval(
-        &options,
-    )?))
+    Ok(SessionClient::new(weir::ha::HaServices::retrieval(&options)?).token(token))
 }
 
 fn session(ha: &[String], options: &[String], listen: String, name: Option<String>) -> Result<()> {
     use std::io::Write as _;
     use weir::session::{SessionEvent, SessionOptions, SessionRuntime};
     let ha = ha_options(ha)?;
-    let mut config = Config::default();
+    let mut config = rest_config(&listen)?;
     for (k, v) in key_values(options, "option")? {
         config.set(&k, &v)?;
+    }
+    let rest = weir::engine::rest::RestOptions::from_config(&config, 8081)?;
+    if rest.token.is_none() {
+        eprintln!(
+            "weir session: no REST token: any local user can submit and cancel jobs \
+             (set WEIR_REST_TOKEN or -o rest.authentication.token-file=FILE)"
+        );
     }
     let print = |e: &SessionEvent| {
         let mut v = serde_json::to_value(e).unwrap_or_default();
@@ -848,7 +1010,7 @@ fn session(ha: &[String], options: &[String], listen: String, name: Option<Strin
     let mut opts = SessionOptions {
         ha,
         config,
-        listen: Some(listen),
+        rest: Some(rest),
         on_event: Some(std::sync::Arc::new(print)),
         ..Default::default()
     };
@@ -866,9 +1028,17 @@ fn session(ha: &[String], options: &[String], listen: String, name: Option<Strin
         );
         let _ = out.flush();
     }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    let signal = weir::signals::Termination::register()?;
+    let caught = signal.wait();
+    runtime.shutdown();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::json!({"event": "stopped", "signal": caught, "contender": contender, "at_ms": weir::ha::now_ms()})
+    );
+    let _ = out.flush();
+    Ok(())
 }
 
 fn submit(
@@ -876,12 +1046,10 @@ fn submit(
     params: &[String],
     options: &[String],
     artifacts: &[String],
-    ha: &[String],
-    address: Option<String>,
+    client: weir::session::SessionClient,
     wait: bool,
 ) -> Result<()> {
     use weir::session::{JobSubmission, SessionJobStatus};
-    let client = client(ha, address)?;
     let mut sub = JobSubmission::new(&job);
     for (k, v) in key_values(params, "parameter")? {
         sub.parameters.insert(k, v);

@@ -29,7 +29,8 @@ struct Session {
 impl Session {
     fn start(name: &str, ha: &[String], log: &Path) -> Session {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-        cmd.arg("session").args(["--name", name]);
+        cmd.arg("session")
+            .args(["--name", name, "--listen", "127.0.0.1:0"]);
         // Logs for diagnosis (kept in the test directory when the test fails).
         cmd.env("RUST_LOG", "info");
         for o in ha {

@@ -253,6 +253,7 @@ fn the_demo_job_writes_compacts_and_expires() {
             rows: 30_000,
             rate: 15_000.0,
             parallelism: 2,
+            rest: None,
         },
         Arc::new(DemoProgress::default()),
     )

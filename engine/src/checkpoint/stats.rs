@@ -15,6 +15,16 @@ pub struct TaskCheckpointStats {
     pub sync_ms: f64,
     /// Whether this task took it unaligned.
     pub unaligned: bool,
+    /// When the checkpoint coordinator received the task's acknowledgement (ms since the
+    /// epoch).
+    pub ack_timestamp_ms: i64,
+    /// Bytes of state (keyed, operator and channel) the task's operators snapshotted.
+    pub state_bytes: u64,
+    /// Bytes of in-flight records the task persisted (channel state, unaligned only).
+    pub persisted_bytes: u64,
+    /// Bytes of records the task processed between its first and last barrier (aligned
+    /// checkpoints: the channels whose barrier came first go on being read).
+    pub processed_bytes: u64,
 }
 
 /// Outcome of a checkpoint.

@@ -292,8 +292,20 @@ impl CheckpointCoordinator {
         let Some(p) = self.pending.get_mut(&id) else {
             return;
         };
+        let size = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, |b| b.len() as u64);
+        let state_bytes = states
+            .iter()
+            .map(|s| size(&s.keyed) + size(&s.operator) + size(&s.channel))
+            .sum();
+        let persisted_bytes = states.iter().map(|s| size(&s.channel)).sum();
         p.acks.insert(task, states);
-        p.task_stats.push(TaskCheckpointStats { task, ..stats });
+        p.task_stats.push(TaskCheckpointStats {
+            task,
+            ack_timestamp_ms: now_ms(),
+            state_bytes,
+            persisted_bytes,
+            ..stats
+        });
         if p.acks.len() < n_tasks {
             return;
         }

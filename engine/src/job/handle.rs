@@ -1,107 +1,46 @@
-//! The job's handle: status, metrics, checkpoints and savepoints on request, cancel, join.
+//! The job's handle: everything its [`JobObserver`] does, and join.
 
 use super::*;
 
 /// A running job: its attempts run under a supervisor thread that restarts failed attempts as
 /// the restart strategy says, from the latest completed checkpoint.
 pub struct JobHandle {
-    pub(super) level: Arc<JobLevel>,
+    pub(super) observer: JobObserver,
+    /// The REST server's URL, when the job serves one (`rest.port`).
+    pub(crate) rest_url: Option<String>,
+    /// What lives as long as the handle (the job's REST server).
+    pub(crate) attachments: Vec<Box<dyn std::any::Any + Send>>,
     pub(super) supervisor: Option<TaskThread<Result<JobResult>>>,
 }
 
+impl std::ops::Deref for JobHandle {
+    type Target = JobObserver;
+
+    /// A handle reads and controls its job as its [`JobObserver`] does.
+    fn deref(&self) -> &JobObserver {
+        &self.observer
+    }
+}
+
 impl JobHandle {
-    pub(super) fn current(&self) -> Option<AttemptControl> {
-        self.level.current.lock().clone()
+    /// The URL of the job's REST API and dashboard, when `rest.port` is set; the server
+    /// stops when the handle is dropped or joined.
+    pub fn rest_url(&self) -> Option<&str> {
+        self.rest_url.as_deref()
     }
 
-    /// Triggers a checkpoint now and waits until it completed (or failed).
-    ///
-    /// # Errors
-    ///
-    /// Returns [`CheckpointError::NoStorage`] without checkpoint storage,
-    /// [`CheckpointError::JobEnded`] or [`CheckpointError::TasksFinished`] when the job or one of
-    /// its tasks ends first, [`CheckpointError::Busy`] while an unaligned checkpoint is pending,
-    /// and [`CheckpointError::Declined`], [`CheckpointError::Expired`] or
-    /// [`CheckpointError::Storage`] when a task or coordinator declines it, it times out, or
-    /// writing it fails.
-    pub fn trigger_checkpoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
-        self.trigger(CheckpointKind::Checkpoint)
-    }
-
-    /// Triggers a savepoint (aligned, never deleted automatically) and waits for it.
-    ///
-    /// # Errors
-    ///
-    /// The same as [`JobHandle::trigger_checkpoint`].
-    pub fn trigger_savepoint(&self) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
-        self.trigger(CheckpointKind::Savepoint)
-    }
-
-    pub(super) fn trigger(
-        &self,
-        kind: CheckpointKind,
-    ) -> std::result::Result<CompletedCheckpoint, CheckpointError> {
-        let Some(current) = self.current() else {
-            return Err(CheckpointError::JobEnded);
-        };
-        let Some(tx) = current.coordinator else {
-            return Err(CheckpointError::NoStorage);
-        };
-        let (reply, answer) = std::sync::mpsc::channel();
-        tx.send(CheckpointMsg::Trigger { kind, reply })
-            .map_err(|_| CheckpointError::JobEnded)?;
-        answer.recv().unwrap_or(Err(CheckpointError::JobEnded))
-    }
-
-    /// Statistics of every finished (completed or failed) checkpoint so far, oldest first.
-    pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
-        self.level.checkpoint_stats.lock().clone()
-    }
-
-    /// Checkpoints triggered but not finished yet, with their age.
-    pub fn pending_checkpoints(&self) -> Vec<(u64, Duration)> {
-        self.level
-            .pending_checkpoints
-            .lock()
-            .iter()
-            .map(|(id, t)| (*id, t.elapsed()))
-            .collect()
-    }
-
-    /// The checkpoint or savepoint the current attempt was restored from, if any.
-    pub fn restored_from(&self) -> Option<CompletedCheckpoint> {
-        self.current().and_then(|c| c.restored_from)
-    }
-
-    /// How often the job was restarted after a failure so far.
-    pub fn restarts(&self) -> usize {
-        self.level.restarts.load(Ordering::Acquire)
-    }
-
-    /// Current metrics of every task of the current attempt.
-    pub fn metrics(&self) -> JobMetrics {
-        self.current()
-            .map(|c| c.shared.metrics())
-            .unwrap_or(JobMetrics { tasks: Vec::new() })
-    }
-
-    /// Asks every task to stop (no restart follows); `join` then returns
-    /// [`JobStatus::Cancelled`].
-    pub fn cancel(&self) {
-        self.canceller().cancel()
+    /// A handle that reads the job, triggers its checkpoints and cancels it from anywhere,
+    /// also after [`JobHandle::join`] consumed this handle (the REST API keeps one per job).
+    pub fn observer(&self) -> JobObserver {
+        self.observer.clone()
     }
 
     /// A handle that cancels this job from another thread (the job handle itself is consumed
     /// by [`JobHandle::join`]).
     pub fn canceller(&self) -> JobCanceller {
         JobCanceller {
-            level: self.level.clone(),
+            level: self.observer.level.clone(),
         }
-    }
-
-    /// Whether the job has ended (finished, cancelled, or failed beyond its restart strategy).
-    pub fn is_finished(&self) -> bool {
-        self.level.done.load(Ordering::Acquire)
     }
 
     /// Waits until the job ended and returns how.
@@ -134,12 +73,13 @@ impl Drop for JobHandle {
 /// Cancels a job from any thread ([`JobHandle::canceller`]).
 #[derive(Clone)]
 pub struct JobCanceller {
-    level: Arc<JobLevel>,
+    pub(super) level: Arc<JobLevel>,
 }
 
 impl JobCanceller {
     /// Same as [`JobHandle::cancel`].
     pub fn cancel(&self) {
+        self.level.log.lock().enter(JobState::Cancelling);
         self.level.cancelled.store(true, Ordering::Release);
         let current = self.level.current.lock().clone();
         if let Some(c) = current {

@@ -34,7 +34,7 @@ use weir_state::KeyGroupRange;
 
 use crate::checkpoint::messages::{coordinator_state_key, CheckpointMsg};
 use crate::checkpoint::{ChannelStateSnapshot, CheckpointStats, RestoreState};
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use crate::coordination::event::RunnerMsg;
 use crate::coordination::gateway::{SubtaskChannel, ToCoordinator};
 use crate::error::{CheckpointError, JobError, Result, TaskErrorKind, ValidationError};
@@ -50,12 +50,16 @@ use checkpoint_coordinator::{CheckpointCoordinatorSetup, OperatorDescription};
 
 mod handle;
 mod launch;
+mod observer;
+pub mod overview;
 mod plan;
 mod restore;
 mod supervise;
 
 pub use handle::{JobCanceller, JobHandle};
 use launch::*;
+pub use observer::JobObserver;
+pub use overview::{JobException, JobPlan, JobState, PlanEdge, Vertex};
 use plan::*;
 use restore::*;
 pub(crate) use supervise::start;

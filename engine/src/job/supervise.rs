@@ -13,6 +13,10 @@ pub(super) struct AttemptControl {
 
 /// State shared by every attempt of a job and its handle.
 pub(super) struct JobLevel {
+    pub(super) id: String,
+    pub(super) config: Config,
+    pub(super) plan: JobPlan,
+    pub(super) log: Mutex<overview::StateLog>,
     pub(super) current: Mutex<Option<AttemptControl>>,
     pub(super) cancelled: AtomicBool,
     pub(super) done: AtomicBool,
@@ -30,6 +34,10 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     g.config.validate()?;
     let plan = plan(&g)?;
     let level = Arc::new(JobLevel {
+        id: g.job_id.clone().unwrap_or_else(overview::new_job_id),
+        config: g.config.clone(),
+        plan: overview::job_plan(&g, &plan),
+        log: Mutex::new(overview::StateLog::new()),
         current: Mutex::new(None),
         cancelled: AtomicBool::new(false),
         done: AtomicBool::new(false),
@@ -67,6 +75,24 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             rt.shutdown_background();
         }
         *lv.current.lock() = None;
+        {
+            let mut log = lv.log.lock();
+            match &r {
+                Ok(JobResult {
+                    status: JobStatus::Finished,
+                    ..
+                }) => log.enter(JobState::Finished),
+                Ok(_) => log.enter(JobState::Canceled),
+                Err(e) if lv.cancelled.load(Ordering::Acquire) => {
+                    log.exception(e, false);
+                    log.enter(JobState::Canceled)
+                }
+                Err(e) => {
+                    log.exception(e, false);
+                    log.enter(JobState::Failed)
+                }
+            }
+        }
         lv.done.store(true, Ordering::Release);
         r
     })
@@ -76,7 +102,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
     })?;
     match first_rx.recv() {
         Ok(Ok(())) => Ok(JobHandle {
-            level,
+            observer: JobObserver { level },
+            rest_url: None,
+            attachments: Vec::new(),
             supervisor: Some(supervisor),
         }),
         Ok(Err(e)) => {
@@ -175,6 +203,7 @@ pub(super) fn supervise(
         {
             let mut current = level.current.lock();
             *current = Some(attempt.control());
+            level.log.lock().enter(JobState::Running);
             // A coordinator that failed while no attempt ran fails this one.
             if let Some(e) = level.coordinator_failure.lock().take() {
                 attempt.shared.fail(e);
@@ -242,6 +271,11 @@ pub(super) fn wait_to_restart(
     let Some(delay) = strategy.on_failure(Instant::now()) else {
         return false;
     };
+    {
+        let mut log = level.log.lock();
+        log.exception(e, true);
+        log.enter(JobState::Restarting);
+    }
     tracing::warn!(
         "attempt {} failed ({e}); restarting in {delay:?}",
         restarts + 1

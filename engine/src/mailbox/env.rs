@@ -92,6 +92,7 @@ impl TaskEnv {
         if self.mailbox.is_cancelled() {
             return Err(TaskError::cancelled());
         }
+        self.metrics.begin_wait(true);
         let start = Instant::now();
         self.mailbox.signal().wait(None);
         self.metrics.add_backpressured(start.elapsed());

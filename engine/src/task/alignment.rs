@@ -29,9 +29,8 @@ pub(crate) fn since_trigger(b: &Barrier) -> f64 {
 /// completing one drops older incomplete ones.
 pub(crate) struct Aligner {
     mode: CheckpointingMode,
-    /// Per checkpoint: its barrier, which channels delivered it, when the first one came and
-    /// how long after the trigger.
-    pending: BTreeMap<u64, (Barrier, Vec<bool>, Instant, f64)>,
+    /// Per checkpoint: its barrier, which channels delivered it, and its first barrier.
+    pending: BTreeMap<u64, (Barrier, Vec<bool>, FirstBarrier)>,
     ended: Vec<bool>,
 }
 
@@ -40,6 +39,18 @@ pub(crate) struct Aligned {
     pub barrier: Barrier,
     pub first_barrier: Instant,
     pub start_delay_ms: f64,
+    /// The task's records-in counter when the first barrier came (what it read while
+    /// aligning is the difference at completion).
+    pub records_in_at_first_barrier: u64,
+}
+
+/// When a checkpoint's first barrier reached the task.
+#[derive(Clone, Copy)]
+struct FirstBarrier {
+    at: Instant,
+    /// Milliseconds after the trigger.
+    start_delay_ms: f64,
+    records_in: u64,
 }
 
 impl Aligner {
@@ -59,11 +70,13 @@ impl Aligner {
         }
     }
 
-    /// A barrier arrived on `ch`: returns the checkpoint whose alignment completed, if any.
+    /// A barrier arrived on `ch` after the task read `records_in` records: returns the
+    /// checkpoint whose alignment completed, if any.
     pub(crate) fn barrier<T>(
         &mut self,
         ch: usize,
         b: Barrier,
+        records_in: u64,
         gate: &mut InputGate<T>,
     ) -> Option<Aligned> {
         if self
@@ -88,10 +101,14 @@ impl Aligner {
             }
         }
         let n = self.ended.len();
-        let entry = self
-            .pending
-            .entry(b.id)
-            .or_insert_with(|| (b, vec![false; n], Instant::now(), since_trigger(&b)));
+        let entry = self.pending.entry(b.id).or_insert_with(|| {
+            let first = FirstBarrier {
+                at: Instant::now(),
+                start_delay_ms: since_trigger(&b),
+                records_in,
+            };
+            (b, vec![false; n], first)
+        });
         entry.1[ch] = true;
         if self.mode == CheckpointingMode::ExactlyOnce {
             gate.set_blocked(ch, true);
@@ -106,14 +123,14 @@ impl Aligner {
     }
 
     fn complete<T>(&mut self, gate: &mut InputGate<T>) -> Option<Aligned> {
-        let done = self.pending.iter().find_map(|(id, (_, arrived, _, _))| {
+        let done = self.pending.iter().find_map(|(id, (_, arrived, _))| {
             arrived
                 .iter()
                 .zip(&self.ended)
                 .all(|(a, e)| *a || *e)
                 .then_some(*id)
         })?;
-        let (barrier, _, first_barrier, start_delay_ms) = self.pending.remove(&done)?;
+        let (barrier, _, first) = self.pending.remove(&done)?;
         // Older checkpoints can no longer complete here.
         self.pending.retain(|id, _| *id > done);
         if self.pending.is_empty() {
@@ -121,8 +138,9 @@ impl Aligner {
         }
         Some(Aligned {
             barrier,
-            first_barrier,
-            start_delay_ms,
+            first_barrier: first.at,
+            start_delay_ms: first.start_delay_ms,
+            records_in_at_first_barrier: first.records_in,
         })
     }
 
@@ -199,11 +217,11 @@ mod tests {
     fn exactly_once_blocks_each_channel_until_every_barrier_arrived() {
         let (senders, mut gate) = gate(3);
         let mut a = Aligner::new(CheckpointingMode::ExactlyOnce, 3);
-        assert!(a.barrier(0, barrier(1), &mut gate).is_none());
-        assert!(a.barrier(2, barrier(1), &mut gate).is_none());
+        assert!(a.barrier(0, barrier(1), 0, &mut gate).is_none());
+        assert!(a.barrier(2, barrier(1), 0, &mut gate).is_none());
         // Channels 0 and 2 delivered barrier 1: their records wait; channel 1's are served.
         assert_eq!(served(&senders, &mut gate), vec![1]);
-        let done = a.barrier(1, barrier(1), &mut gate).expect("aligned");
+        let done = a.barrier(1, barrier(1), 0, &mut gate).expect("aligned");
         assert_eq!(done.barrier.id, 1);
         // Every channel is served again, the waiting records first.
         assert_eq!(served(&senders, &mut gate), vec![0, 0, 1, 2, 2]);
@@ -213,16 +231,16 @@ mod tests {
     fn at_least_once_never_blocks() {
         let (senders, mut gate) = gate(2);
         let mut a = Aligner::new(CheckpointingMode::AtLeastOnce, 2);
-        assert!(a.barrier(0, barrier(1), &mut gate).is_none());
+        assert!(a.barrier(0, barrier(1), 0, &mut gate).is_none());
         assert_eq!(served(&senders, &mut gate), vec![0, 1]);
         // A second checkpoint may be in flight beside the first.
-        assert!(a.barrier(0, barrier(2), &mut gate).is_none());
+        assert!(a.barrier(0, barrier(2), 0, &mut gate).is_none());
         assert_eq!(
-            a.barrier(1, barrier(1), &mut gate).map(|d| d.barrier.id),
+            a.barrier(1, barrier(1), 0, &mut gate).map(|d| d.barrier.id),
             Some(1)
         );
         assert_eq!(
-            a.barrier(1, barrier(2), &mut gate).map(|d| d.barrier.id),
+            a.barrier(1, barrier(2), 0, &mut gate).map(|d| d.barrier.id),
             Some(2)
         );
     }
@@ -231,7 +249,7 @@ mod tests {
     fn an_ended_channel_holds_no_alignment_back() {
         let (senders, mut gate) = gate(2);
         let mut a = Aligner::new(CheckpointingMode::ExactlyOnce, 2);
-        assert!(a.barrier(0, barrier(1), &mut gate).is_none());
+        assert!(a.barrier(0, barrier(1), 0, &mut gate).is_none());
         let done = a
             .ended(1, &mut gate)
             .expect("aligned once the other channel ended");
@@ -239,7 +257,7 @@ mod tests {
         assert_eq!(served(&senders, &mut gate), vec![0, 1]);
         // Later checkpoints need only the channels still open.
         assert_eq!(
-            a.barrier(0, barrier(2), &mut gate).map(|d| d.barrier.id),
+            a.barrier(0, barrier(2), 0, &mut gate).map(|d| d.barrier.id),
             Some(2)
         );
     }
@@ -248,19 +266,19 @@ mod tests {
     fn a_newer_barrier_gives_older_alignments_up_and_abort_releases_channels() {
         let (senders, mut gate) = gate(2);
         let mut a = Aligner::new(CheckpointingMode::ExactlyOnce, 2);
-        assert!(a.barrier(0, barrier(1), &mut gate).is_none());
+        assert!(a.barrier(0, barrier(1), 0, &mut gate).is_none());
         // Barrier 2 on channel 1: checkpoint 1 can no longer align here.
-        assert!(a.barrier(1, barrier(2), &mut gate).is_none());
+        assert!(a.barrier(1, barrier(2), 0, &mut gate).is_none());
         assert_eq!(served(&senders, &mut gate), vec![0]);
         // Barrier 1 arriving late is ignored; checkpoint 2 completes with channel 0's barrier.
-        assert!(a.barrier(1, barrier(1), &mut gate).is_none());
+        assert!(a.barrier(1, barrier(1), 0, &mut gate).is_none());
         assert_eq!(
-            a.barrier(0, barrier(2), &mut gate).map(|d| d.barrier.id),
+            a.barrier(0, barrier(2), 0, &mut gate).map(|d| d.barrier.id),
             Some(2)
         );
         assert_eq!(served(&senders, &mut gate), vec![0, 1, 1]);
         // An aborted alignment releases its channels.
-        assert!(a.barrier(0, barrier(3), &mut gate).is_none());
+        assert!(a.barrier(0, barrier(3), 0, &mut gate).is_none());
         assert_eq!(served(&senders, &mut gate), vec![1]);
         a.abort(3, &mut gate);
         assert_eq!(served(&senders, &mut gate), vec![0, 0, 1]);

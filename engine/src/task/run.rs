@@ -242,6 +242,11 @@ impl<'a> Scheduler<'a> {
             env.pending_buffers,
             env.pending_records,
         );
+        match why {
+            Waiting::Input => env.metrics.begin_wait(false),
+            Waiting::Credit => env.metrics.begin_wait(true),
+            Waiting::Requests => {}
+        }
         let start = Instant::now();
         env.mailbox.signal().wait(None);
         let waited = start.elapsed();
@@ -626,10 +631,14 @@ fn aligned_checkpoint<T>(
         sched.rt.decline(a.barrier.id, e.into_decline()?);
         return Ok(());
     }
+    let processed = sched
+        .records_in
+        .saturating_sub(a.records_in_at_first_barrier);
     let stats = TaskCheckpointStats {
         start_delay_ms: a.start_delay_ms,
         alignment_ms,
         sync_ms: ms(sync_start.elapsed()),
+        processed_bytes: processed * std::mem::size_of::<T>() as u64,
         ..Default::default()
     };
     sched.rt.ack(a.barrier.id, states, stats);
@@ -676,7 +685,7 @@ fn on_barrier<T: Data>(
             sched,
         );
     }
-    if let Some(done) = barriers.aligner.barrier(ch, b, gate) {
+    if let Some(done) = barriers.aligner.barrier(ch, b, sched.records_in, gate) {
         barriers.last_taken = done.barrier.id;
         aligned_checkpoint(done, chain, env, sched)?;
     }

@@ -21,6 +21,7 @@
 //! Everything is checkpointed with the job: the monitor's last snapshot, the trigger state,
 //! the finishers' collected work. Each trigger yields exactly one [`TaskResult`].
 
+pub mod board;
 pub mod change;
 pub mod config;
 pub mod live_files;
@@ -203,9 +204,12 @@ impl TableMaintenance {
             self.tasks.iter().map(|t| t.conditions.clone()).collect();
         let (rate, delay) = (self.rate_limit, self.lock_check_delay);
         let mut trigger_lock = Some(trigger_lock);
+        let table_name = table.clone();
         let triggers = changes
             .transform("Trigger Manager", move |_| {
-                TriggerManager::new(conditions.clone(), rate, delay, once).renew_every(renew)
+                TriggerManager::new(conditions.clone(), rate, delay, once)
+                    .renew_every(renew)
+                    .counting_lock_waits(&table_name)
             })
             .uid(&format!("{}-trigger", self.uid))
             .set_parallelism(1)

@@ -6,10 +6,13 @@
 //! `once` run starts fresh (each task runs once, then the job ends by itself).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use weir_engine::rest::{JobDirectory, RestOptions, RestServer};
 use weir_engine::StreamEnv;
 use weir_operators::DataStreamExt;
 
+use super::board::MaintenanceBoard;
 use super::config::MaintainConfig;
 use super::tasks::TaskResult;
 use crate::error::{MaintenanceError, Result};
@@ -61,6 +64,36 @@ pub fn run(
     once: bool,
     on_result: impl Fn(&TaskResult) + Send + Sync + 'static,
 ) -> std::result::Result<Vec<TaskResult>, Box<dyn std::error::Error + Send + Sync>> {
+    run_with(config, once, RunOptions::default(), on_result)
+}
+
+/// Called once with the URL the job's REST server serves at.
+pub type OnServing = Box<dyn FnOnce(&str) + Send>;
+
+/// How [`run_with`] serves and stops the job.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Serve the REST API, metrics and dashboard (with the maintenance board) here.
+    pub rest: Option<RestOptions>,
+    /// Called with the server's URL once it serves.
+    pub on_serving: Option<OnServing>,
+    /// Polled while the job runs: true stops it (cancelled, its checkpoints kept, as on a
+    /// lost leadership: the next run resumes from the latest).
+    pub stop: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+/// [`run`], with a REST server and a way to stop.
+///
+/// # Errors
+///
+/// The errors of [`run`], and the engine's [`RestError`](weir_engine::error::RestError) when
+/// the server cannot start.
+pub fn run_with(
+    config: &MaintainConfig,
+    once: bool,
+    options: RunOptions,
+    on_result: impl Fn(&TaskResult) + Send + Sync + 'static,
+) -> std::result::Result<Vec<TaskResult>, Box<dyn std::error::Error + Send + Sync>> {
     check_tables(config)?;
     let env = StreamEnv::new();
     let interval = config.checkpoint_interval;
@@ -102,19 +135,45 @@ pub fn run(
         first.union(&streams)
     };
     let on_result = Arc::new(on_result);
+    let board = MaintenanceBoard::new();
+    let b2 = board.clone();
     let seen = all
         .map(move |r: TaskResult| {
+            b2.record(&r);
             on_result(&r);
             r
         })
         .set_parallelism(1);
-    if once {
-        let results = seen.collect();
-        env.execute()?;
-        Ok(results.take())
+    let results = if once {
+        Some(seen.collect())
     } else {
         seen.discard();
-        env.execute()?;
-        Ok(Vec::new())
+        None
+    };
+    let handle = env.start()?;
+    let _server = match options.rest {
+        Some(rest) => {
+            let directory = JobDirectory::new();
+            directory.register(handle.observer());
+            let view = board.clone();
+            let server = RestServer::builder(rest, directory)
+                .section("maintenance", move || view.view())
+                .collector(Box::new(board.clone()))
+                .start()?;
+            if let Some(f) = options.on_serving {
+                f(&server.url());
+            }
+            Some(server)
+        }
+        None => None,
+    };
+    while !handle.is_finished() {
+        if options.stop.as_ref().is_some_and(|s| s()) {
+            handle.cancel();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    handle.join()?;
+    Ok(results.map(|r| r.take()).unwrap_or_default())
 }

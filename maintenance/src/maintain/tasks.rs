@@ -838,6 +838,7 @@ impl TaskFinisher {
         let per_commit = groups.len().div_ceil(commits);
         let mut counts = BTreeMap::new();
         let (mut committed, mut conflicts, mut removed_n, mut added_n) = (0u64, 0u64, 0u64, 0u64);
+        let mut bytes_written = 0u64;
         for chunk in groups.chunks(per_commit) {
             let mut removed = BTreeSet::new();
             let mut added = Vec::new();
@@ -856,6 +857,7 @@ impl TaskFinisher {
                 }
             }
             let (nr, na) = (removed.len() as u64, added.len() as u64);
+            let nb: u64 = added.iter().map(|f| f.file_size_in_bytes()).sum();
             match o.rt.block_on(commit_replace(
                 &self.catalog,
                 &*o.catalog,
@@ -869,6 +871,7 @@ impl TaskFinisher {
                     committed += chunk.len() as u64;
                     removed_n += nr;
                     added_n += na;
+                    bytes_written += nb;
                 }
                 Err(ReplaceError::Conflict { file, .. }) => {
                     tracing::warn!(
@@ -885,6 +888,7 @@ impl TaskFinisher {
         counts.insert("groups_conflicted".into(), conflicts);
         counts.insert("files_removed".into(), removed_n);
         counts.insert("files_added".into(), added_n);
+        counts.insert("bytes_written".into(), bytes_written);
         Ok(counts)
     }
 }

@@ -95,6 +95,8 @@ pub struct TriggerManager {
     last_fire_ms: i64,
     timer_at: Option<i64>,
     next_renew_ms: i64,
+    /// Counts triggers refused because another task held the table's lock.
+    lock_waits: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl TriggerManager {
@@ -118,7 +120,15 @@ impl TriggerManager {
             last_fire_ms: i64::MIN / 2,
             timer_at: None,
             next_renew_ms: i64::MAX,
+            lock_waits: None,
         }
+    }
+
+    /// Counts the waits for `table`'s lock on the process's maintenance board
+    /// ([`super::board`]).
+    pub fn counting_lock_waits(mut self, table: &str) -> Self {
+        self.lock_waits = Some(super::board::lock_wait_counter(table));
+        self
     }
 
     /// Renews the lock's lease this often (SQL lock).
@@ -263,6 +273,9 @@ impl Operator for TriggerManager {
             }
             LockReply::Busy { .. } => {
                 self.waiting = None;
+                if let Some(w) = &self.lock_waits {
+                    w.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 // A `once` run waits for its own previous task: ask again soon.
                 let delay = if self.once {
                     self.lock_check_delay.min(Duration::from_millis(100))
