@@ -212,6 +212,7 @@ fn run_inner(s: &Settings, mut ui: Option<Ui>) -> Result<Report, JobError> {
     let _ = std::fs::remove_dir_all(&dir);
     let env = StreamEnv::new();
     env.configure(|c| {
+        c.job_name = "bench-backpressure".into();
         c.default_parallelism = s.parallelism;
         c.checkpoint_dir = dir.display().to_string();
         c.checkpoint_interval = s.interval;

@@ -771,3 +771,95 @@ fn rewrite_filter_and_delete_threshold_select_files() {
     assert_eq!(v["rows"], 599, "the deleted row stays deleted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `weir maintain` (long-running) serves its dashboard: the URL as it starts, the per-table
+/// board at `/maintenance` and in the dashboard's state, `weir_maintenance_*` metrics that
+/// promtool accepts; SIGTERM stops it with a final line and exit 0.
+#[test]
+fn weir_maintain_serves_its_tables_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dir = temp_dir("maintain-rest");
+    events_table_by_pyiceberg(&dir, 10);
+    let path = dir.join("maintenance.toml");
+    std::fs::write(
+        &path,
+        "[catalog]\nwarehouse = '.'\n[checkpoints]\ndir = 'chk'\ninterval = '500ms'\n\
+         [[table]]\nname = 'db.events'\nrate_limit = '10ms'\nlock_check_delay = '20ms'\n\
+         [table.rewrite_data_files]\ntarget_file_size = '1 MB'\n\
+         [table.rewrite_data_files.trigger]\ncommit_count = 1\n\
+         [table.expire_snapshots]\nmax_snapshot_age = '0s'\nretain_last = 1\n\
+         [table.expire_snapshots.trigger]\ninterval = '1s'\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["maintain", "--json", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir maintain");
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a dashboard line");
+        if let Some(u) = line.strip_prefix("dashboard: ") {
+            break u.trim_end_matches('/').to_string();
+        }
+    };
+    let board = || crate::rest::get(&format!("{url}/maintenance"));
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(60), || {
+            let b = board();
+            b["tables"][0]["table"] == "db.events"
+                && b["tables"][0]["tasks"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["runs"].as_u64() >= Some(1)))
+        }),
+        "no task run on the board: {}",
+        board()
+    );
+    let b = board();
+    let task = b["tables"][0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["runs"].as_u64() >= Some(1))
+        .unwrap()
+        .clone();
+    assert!(task["last_run"]["result"] == "ok", "{task}");
+    let state = crate::rest::get(&format!("{url}/dashboard/state"));
+    assert_eq!(state["maintenance"]["tables"][0]["table"], "db.events");
+    assert_eq!(state["overview"]["jobs"].as_array().unwrap().len(), 1);
+    let (status, metrics) = crate::rest::call("GET", &format!("{url}/metrics"), None);
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap().to_string();
+    assert!(
+        text.contains("weir_maintenance_runs{table=\"db.events\",task="),
+        "{text}"
+    );
+    crate::rest::promtool_check(&text);
+
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "weir maintain exited with {}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let last: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(last["event"], "stopped");
+    assert_eq!(last["signal"], "SIGTERM");
+}
