@@ -1,6 +1,6 @@
 //! A client of session runtimes over their REST API: finds the leader (leader retrieval, or a
 //! fixed address), submits jobs, reads their status, cancels them, with the bearer token when
-//! the runtime needs one.
+//! the runtime needs one, over HTTP or HTTPS (rustls; a private CA with [`SessionClient::ca_file`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,13 +34,19 @@ impl SessionClient {
             retrieval,
             address,
             token: None,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(Duration::from_secs(5)))
-                .timeout_global(Some(Duration::from_secs(120)))
-                .build()
-                .into(),
+            agent: Self::agent(None),
         }
+    }
+
+    fn agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(120)));
+        if let Some(tls) = tls {
+            config = config.tls_config(tls);
+        }
+        config.build().into()
     }
 
     /// A client that asks leader retrieval for the leader's address before each request.
@@ -51,6 +57,36 @@ impl SessionClient {
     /// A client of the runtime at `address` (`host:port` or a URL).
     pub fn at(address: &str) -> Self {
         Self::with(None, Some(address.to_string()))
+    }
+
+    /// Trusts the CA certificates (PEM) in `path` for `https://` runtimes (`rest.ssl.*`),
+    /// instead of the public web roots.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::InvalidOption`] naming the file when it cannot be read or holds no
+    /// certificate.
+    pub fn ca_file(mut self, path: &std::path::Path) -> Result<Self> {
+        let bad = |reason: String| SessionError::InvalidOption {
+            key: "ca-file".into(),
+            value: path.display().to_string(),
+            expected: format!("a PEM file of CA certificates ({reason})"),
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(bad("no certificate in it".into()));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
+            .build();
+        self.agent = Self::agent(Some(tls));
+        Ok(self)
     }
 
     /// Sends `token` as the bearer token with every request.

@@ -28,13 +28,16 @@ struct Cli {
     command: Command,
 }
 
-/// The bearer token a client sends to a session runtime's REST API.
+/// How a client authenticates to a session runtime's REST API, and which CA it trusts.
 #[derive(Args, Clone)]
 struct TokenArgs {
     /// A file whose first line is the runtime's REST token (rest.authentication.token);
     /// or set WEIR_REST_TOKEN.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https:// runtime (rest.ssl.*) with a private CA.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 impl TokenArgs {
@@ -974,15 +977,22 @@ fn client(
     token: &TokenArgs,
 ) -> Result<weir::session::SessionClient> {
     use weir::session::SessionClient;
+    let ca = token.ca_file.clone();
     let token = token.token()?;
+    let trusting = |c: SessionClient| -> Result<SessionClient> {
+        Ok(match &ca {
+            Some(path) => c.ca_file(path)?,
+            None => c,
+        })
+    };
     if let Some(a) = address {
-        return Ok(SessionClient::at(&a).token(token));
+        return trusting(SessionClient::at(&a).token(token));
     }
     let options = ha_options(ha)?;
     if options.kind == weir::ha::HaType::None {
         bail!("without high-availability.type (sqlite or postgres) give the runtime's --address");
     }
-    Ok(SessionClient::new(weir::ha::HaServices::retrieval(&options)?).token(token))
+    trusting(SessionClient::new(weir::ha::HaServices::retrieval(&options)?).token(token))
 }
 
 fn session(ha: &[String], options: &[String], listen: String, name: Option<String>) -> Result<()> {

@@ -346,31 +346,74 @@ fn tls_serves_https_only_and_a_bad_certificate_is_named() {
     let dir = std::env::temp_dir().join(format!("weir-it-rest-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (Debian's openssl package)");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
     );
+    // A private CA, and a server certificate for 127.0.0.1 it signed.
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("openssl (Debian's openssl package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=weir test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
 
     // A certificate file that holds no certificate is refused at start, naming the option.
     let env = StreamEnv::new();
@@ -415,6 +458,16 @@ fn tls_serves_https_only_and_a_bad_certificate_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["jobs"][0]["state"], "RUNNING");
+    // weir's own client (weir submit, job-status, cancel) trusts the CA it is given, and only it.
+    let client = weir::session::SessionClient::at(&url);
+    let e = client.request("GET", "/jobs/overview", None).unwrap_err();
+    assert!(e.to_string().contains("unreachable"), "{e}");
+    let v = client
+        .ca_file(&ca)
+        .unwrap()
+        .request("GET", "/jobs/overview", None)
+        .unwrap();
     assert_eq!(v["jobs"][0]["state"], "RUNNING");
     // Plain HTTP to the TLS port gets no answer.
     let plain = url.replace("https://", "http://");
