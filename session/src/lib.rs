@@ -715,6 +715,8 @@ impl Inner {
             // Stopped because leadership was lost (a failure caused by the cancel counts as
             // the cancel): no result; the next leader recovers the job.
             self.jobs.lock().remove(&entry.job_id);
+            // It runs on the next leader now: this runtime no longer shows it.
+            self.directory.remove(&entry.job_id);
             entry.set(SessionJobStatus::Suspended);
             self.emit(SessionEvent::Suspended {
                 job_id: entry.job_id.clone(),

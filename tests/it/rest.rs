@@ -220,6 +220,22 @@ fn the_rest_api_shows_a_backpressured_job_with_flinks_paths_and_fields() {
         "{done}"
     );
 
+    // What weir's savepoints do not support is refused, not ignored.
+    let agent = client();
+    let mut resp = agent
+        .run(
+            ureq::http::Request::builder()
+                .method("POST")
+                .uri(format!("{base}/jobs/{jid}/savepoints"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"cancel-job": true}"#.to_string())
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 501);
+    let body: Value = resp.body_mut().read_json().unwrap();
+    assert!(errors(&body).contains("cancel-job"));
+
     // Bad requests: 4xx with an errors list naming what was wrong.
     let (status, body) = call("GET", &format!("{base}/jobs/0123"), None);
     assert_eq!(status, 404);

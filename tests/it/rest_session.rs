@@ -217,11 +217,42 @@ fn a_session_refuses_strangers_survives_bad_clients_and_stops_on_sigterm() {
     let (status, body) = post(&format!("{base}/jobs"), Some(TOKEN), big);
     assert!(status == 413 || status == 0, "oversized: {status} {body}");
 
-    // Slow clients: headers that never end, and a body that never comes.
+    // Pages of other sites: a cross-origin submission (even with the token), a text/plain one
+    // (no CORS preflight), and a request for a foreign host (DNS rebinding).
+    let agent = crate::rest::client();
+    let send = |content_type: &str, origin: Option<&str>| {
+        let mut req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{base}/jobs"))
+            .header("Content-Type", content_type)
+            .header("Authorization", format!("Bearer {TOKEN}"));
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        agent
+            .run(req.body(sub.clone()).unwrap())
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(send("application/json", Some("http://evil.example")), 403);
+    assert_eq!(send("text/plain", None), 415);
     let addr = base.trim_start_matches("http://").to_string();
+    let mut rebound = TcpStream::connect(&addr).unwrap();
+    rebound
+        .write_all(b"GET /jobs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = rebound.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 403"),
+        "a foreign host: {answer}"
+    );
+
+    // Slow clients: headers that never end, and a body that never comes.
     let t0 = Instant::now();
     let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"GET /jobs HTTP/1.1\r\nHost: x\r\n")
+    slow.write_all(b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -235,7 +266,7 @@ fn a_session_refuses_strangers_survives_bad_clients_and_stops_on_sigterm() {
     let t0 = Instant::now();
     let mut slow = TcpStream::connect(&addr).unwrap();
     slow.write_all(
-        format!("POST /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n{{").as_bytes(),
+        format!("POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{").as_bytes(),
     )
     .unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(20)))

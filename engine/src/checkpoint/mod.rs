@@ -48,7 +48,7 @@
 pub(crate) mod messages;
 pub mod stats;
 
-pub use stats::{CheckpointStats, CheckpointStatus, TaskCheckpointStats};
+pub use stats::{CheckpointHistory, CheckpointStats, CheckpointStatus, TaskCheckpointStats};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use weir_state::checkpoint::CheckpointKind;

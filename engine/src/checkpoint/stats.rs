@@ -37,6 +37,18 @@ pub enum CheckpointStatus {
     Failed(String),
 }
 
+/// The finished checkpoints of a job: the most recent ones (a bounded history), and how many
+/// completed and failed in all.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointHistory {
+    /// The most recent finished checkpoints, oldest first.
+    pub recent: Vec<CheckpointStats>,
+    /// Checkpoints completed since the job started.
+    pub completed: u64,
+    /// Checkpoints failed since the job started.
+    pub failed: u64,
+}
+
 /// Statistics of one checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckpointStats {

@@ -54,7 +54,7 @@ pub(crate) struct CheckpointCoordinatorSetup {
     pub aligned_timeout: Option<Duration>,
     pub at_least_once: bool,
     /// Where statistics of finished checkpoints go (the newest `STATS_HISTORY`).
-    pub stats: Arc<parking_lot::Mutex<Vec<CheckpointStats>>>,
+    pub stats: Arc<parking_lot::Mutex<crate::checkpoint::CheckpointHistory>>,
     /// Pending checkpoints and when they were triggered.
     pub pending: Arc<parking_lot::Mutex<BTreeMap<u64, Instant>>>,
     /// Consecutive counted failures tolerated.
@@ -370,10 +370,15 @@ impl CheckpointCoordinator {
     fn push_stats(&self, stats: CheckpointStats) {
         self.s.pending.lock().remove(&stats.id);
         let mut all = self.s.stats.lock();
-        if all.len() >= STATS_HISTORY {
-            all.remove(0);
+        if stats.status == CheckpointStatus::Completed {
+            all.completed += 1;
+        } else {
+            all.failed += 1;
         }
-        all.push(stats);
+        if all.recent.len() >= STATS_HISTORY {
+            all.recent.remove(0);
+        }
+        all.recent.push(stats);
     }
 
     /// Counts a failure towards the tolerable limit (each id once, only if newer than the last

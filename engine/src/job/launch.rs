@@ -43,7 +43,7 @@ pub(super) struct Attempt {
     pub(super) timer_thread: Option<TaskThread<()>>,
     pub(super) coordinator: Option<Sender<CheckpointMsg>>,
     pub(super) coordinator_thread: Option<TaskThread<()>>,
-    pub(super) checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    pub(super) checkpoint_stats: Arc<Mutex<crate::checkpoint::CheckpointHistory>>,
     pub(super) restored_from: Option<CompletedCheckpoint>,
     pub(super) started: Instant,
 }
@@ -96,7 +96,7 @@ impl Attempt {
             status,
             duration: self.started.elapsed(),
             metrics: self.shared.metrics(),
-            checkpoints: self.checkpoint_stats.lock().clone(),
+            checkpoints: self.checkpoint_stats.lock().recent.clone(),
             restarts: 0,
         })
     }
@@ -395,7 +395,7 @@ pub(super) type RunningCheckpointCoordinator =
 pub(super) struct CoordinatorWiring {
     pub(super) mailboxes: Vec<Arc<Mailbox>>,
     pub(super) source_tasks: Vec<usize>,
-    pub(super) stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    pub(super) stats: Arc<Mutex<crate::checkpoint::CheckpointHistory>>,
     pub(super) pending: Arc<Mutex<BTreeMap<u64, Instant>>>,
     pub(super) shared: Arc<JobShared>,
     pub(super) next_id: u64,

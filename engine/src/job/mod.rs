@@ -33,7 +33,7 @@ use weir_state::checkpoint::{
 use weir_state::KeyGroupRange;
 
 use crate::checkpoint::messages::{coordinator_state_key, CheckpointMsg};
-use crate::checkpoint::{ChannelStateSnapshot, CheckpointStats, RestoreState};
+use crate::checkpoint::{ChannelStateSnapshot, CheckpointHistory, CheckpointStats, RestoreState};
 use crate::config::{Config, ConfigError};
 use crate::coordination::event::RunnerMsg;
 use crate::coordination::gateway::{SubtaskChannel, ToCoordinator};

@@ -110,7 +110,14 @@ impl JobObserver {
 
     /// Statistics of every finished (completed or failed) checkpoint so far, oldest first.
     pub fn checkpoint_stats(&self) -> Vec<CheckpointStats> {
-        self.level.checkpoint_stats.lock().clone()
+        self.level.checkpoint_stats.lock().recent.clone()
+    }
+
+    /// How many checkpoints completed and failed since the job started (the statistics keep
+    /// only the most recent ones).
+    pub fn checkpoint_counts(&self) -> (u64, u64) {
+        let h = self.level.checkpoint_stats.lock();
+        (h.completed, h.failed)
     }
 
     /// Checkpoints triggered but not finished yet, with their age.
@@ -133,10 +140,17 @@ impl JobObserver {
         self.level.restarts.load(Ordering::Acquire)
     }
 
-    /// Current metrics of every task of the current attempt.
+    /// Current metrics of every task of the current attempt (after the job ended, the last
+    /// attempt's final metrics).
     pub fn metrics(&self) -> JobMetrics {
-        self.current()
-            .map(|c| c.shared.metrics())
-            .unwrap_or(JobMetrics { tasks: Vec::new() })
+        match self.current() {
+            Some(c) => c.shared.metrics(),
+            None => self
+                .level
+                .final_metrics
+                .lock()
+                .clone()
+                .unwrap_or(JobMetrics { tasks: Vec::new() }),
+        }
     }
 }

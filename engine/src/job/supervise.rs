@@ -17,11 +17,13 @@ pub(super) struct JobLevel {
     pub(super) config: Config,
     pub(super) plan: JobPlan,
     pub(super) log: Mutex<overview::StateLog>,
+    /// The last attempt's metrics, read when it ended (an ended job still shows them).
+    pub(super) final_metrics: Mutex<Option<JobMetrics>>,
     pub(super) current: Mutex<Option<AttemptControl>>,
     pub(super) cancelled: AtomicBool,
     pub(super) done: AtomicBool,
     pub(super) restarts: AtomicUsize,
-    pub(super) checkpoint_stats: Arc<Mutex<Vec<CheckpointStats>>>,
+    pub(super) checkpoint_stats: Arc<Mutex<CheckpointHistory>>,
     pub(super) pending_checkpoints: Arc<Mutex<BTreeMap<u64, Instant>>>,
     /// A coordinator failed while no attempt was running: the next attempt (or the ending
     /// one) fails with it.
@@ -38,11 +40,12 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
         config: g.config.clone(),
         plan: overview::job_plan(&g, &plan),
         log: Mutex::new(overview::StateLog::new()),
+        final_metrics: Mutex::new(None),
         current: Mutex::new(None),
         cancelled: AtomicBool::new(false),
         done: AtomicBool::new(false),
         restarts: AtomicUsize::new(0),
-        checkpoint_stats: Arc::new(Mutex::new(Vec::new())),
+        checkpoint_stats: Arc::new(Mutex::new(CheckpointHistory::default())),
         pending_checkpoints: Arc::new(Mutex::new(BTreeMap::new())),
         coordinator_failure: Mutex::new(None),
     });
@@ -74,7 +77,9 @@ pub(crate) fn start(mut g: Graph) -> Result<JobHandle> {
             // Requests still in flight (of a failed or cancelled job) are dropped.
             rt.shutdown_background();
         }
-        *lv.current.lock() = None;
+        if let Some(c) = lv.current.lock().take() {
+            *lv.final_metrics.lock() = Some(c.shared.metrics());
+        }
         {
             let mut log = lv.log.lock();
             match &r {

@@ -3,6 +3,11 @@
 //!
 //! The token is compared in constant time; a refused call gets 401 with a JSON `errors` list
 //! and a `WWW-Authenticate: Bearer` header, and reaches no handler.
+//!
+//! Browsers are kept from acting for a page of another site: a mutating call that carries an
+//! `Origin` other than the server's own is refused (403), and a server bound to loopback
+//! answers only requests whose `Host` is a loopback name (403 otherwise), so that a page
+//! reached through DNS rebinding cannot read or control the jobs.
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -23,12 +28,55 @@ fn needs_token(state: &AppState, request: &Request) -> bool {
     state.options.token.is_some() && (!reading || state.options.all_calls_authenticated())
 }
 
+/// The host part of a `host[:port]` authority.
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+/// Why a request is refused before authentication, if it is: a foreign `Host` on a loopback
+/// server, or a mutating call from a page of another origin.
+fn foreign(state: &AppState, request: &Request) -> Option<String> {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let host = header(header::HOST).unwrap_or_default();
+    if state.options.address.ip().is_loopback() {
+        let h = host_of(&host);
+        let bound = state.options.address.ip().to_string();
+        if !(h == "localhost" || h == "127.0.0.1" || h == "::1" || h == bound) {
+            return Some(format!(
+                "this server answers only requests for a loopback host, not '{host}'"
+            ));
+        }
+    }
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    if let (false, Some(origin)) = (reading, header(header::ORIGIN)) {
+        let origin_authority = origin.split("://").nth(1).unwrap_or("");
+        if origin_authority != host {
+            return Some(format!(
+                "a page of {origin} may not change anything here (cross-origin request)"
+            ));
+        }
+    }
+    None
+}
+
 /// The middleware.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    if let Some(why) = foreign(&state, &request) {
+        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
+    }
     if !needs_token(&state, &request) {
         return next.run(request).await;
     }
@@ -60,5 +108,12 @@ mod tests {
         assert!(super::same(b"abc", b"abc"));
         assert!(!super::same(b"abc", b"abd"));
         assert!(!super::same(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(super::host_of("127.0.0.1:8081"), "127.0.0.1");
+        assert_eq!(super::host_of("[::1]:8081"), "::1");
+        assert_eq!(super::host_of("localhost"), "localhost");
     }
 }

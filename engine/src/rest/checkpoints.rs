@@ -132,7 +132,7 @@ pub(crate) fn view(job: &JobObserver) -> Value {
         .iter()
         .filter(|s| s.status == CheckpointStatus::Completed)
         .collect();
-    let failed = stats.len() - completed.len();
+    let (completed_total, failed_total) = job.checkpoint_counts();
     let latest = |f: &dyn Fn(&&CheckpointStats) -> bool| {
         stats
             .iter()
@@ -162,10 +162,10 @@ pub(crate) fn view(job: &JobObserver) -> Value {
     json!({
         "counts": {
             "restored": u8::from(restored.is_some()),
-            "total": stats.len() + pending.len(),
+            "total": completed_total + failed_total + pending.len() as u64,
             "in_progress": pending.len(),
-            "completed": completed.len(),
-            "failed": failed,
+            "completed": completed_total,
+            "failed": failed_total,
         },
         "summary": {
             "end_to_end_duration": of(&|s| s.duration_ms),
@@ -352,6 +352,29 @@ enum TriggerState {
 pub(crate) struct Triggers {
     next: u64,
     states: BTreeMap<String, (String, TriggerState)>,
+    /// Jobs with a trigger of the API in progress: one at a time per job.
+    busy: std::collections::HashSet<String>,
+}
+
+/// The options of a savepoint request that weir does not support, refused rather than ignored.
+fn refuse_unsupported(body: &[u8]) -> ApiResult<()> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
+    if v.get("cancel-job").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "cancel-job is not supported: cancel after the savepoint completed (PATCH /jobs/{jid}?mode=cancel)",
+        ));
+    }
+    if v.get("target-directory").is_some_and(|d| !d.is_null()) {
+        return Err(ApiError::bad_request(
+            "target-directory is not supported: savepoints go to execution.checkpointing.dir",
+        ));
+    }
+    Ok(())
 }
 
 async fn trigger(state: AppState, jid: String, savepoint: bool) -> ApiResult<impl IntoResponse> {
@@ -361,6 +384,11 @@ async fn trigger(state: AppState, jid: String, savepoint: bool) -> ApiResult<imp
     }
     let request_id = {
         let mut t = state.triggers.lock();
+        if !t.busy.insert(jid.clone()) {
+            return Err(ApiError::conflict(format!(
+                "a checkpoint or savepoint of job '{jid}' triggered through the API is in progress: read its status, then trigger again"
+            )));
+        }
         t.next += 1;
         let id = format!("{:016x}{:016x}", crate::time::now_ms(), t.next);
         t.states
@@ -388,7 +416,9 @@ async fn trigger(state: AppState, jid: String, savepoint: bool) -> ApiResult<imp
             },
             Err(e) => TriggerState::Failed(report(&e)),
         };
-        if let Some(entry) = st.triggers.lock().states.get_mut(&rid) {
+        let mut t = st.triggers.lock();
+        t.busy.remove(job.id());
+        if let Some(entry) = t.states.get_mut(&rid) {
             entry.1 = outcome;
         }
     });
@@ -406,11 +436,14 @@ pub(crate) async fn trigger_checkpoint(
     trigger(state, jid, false).await
 }
 
-/// `POST /jobs/{jid}/savepoints`.
+/// `POST /jobs/{jid}/savepoints` (a body with `cancel-job: true` or a `target-directory` is
+/// refused: weir does not support them).
 pub(crate) async fn trigger_savepoint(
     State(state): State<AppState>,
     Path(jid): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<impl IntoResponse> {
+    refuse_unsupported(&body)?;
     trigger(state, jid, true).await
 }
 

@@ -133,6 +133,24 @@ pub(crate) async fn submit(
             "this server runs one embedded job and accepts no submissions (run `weir session`)",
         ));
     };
+    let json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a submission is JSON: send 'Content-Type: application/json'",
+        ));
+    }
+    // A few submissions read at once: each may buffer up to the content limit.
+    let _reading = state.submissions.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many submissions at once: try again",
+        )
+    })?;
     let limit = state.options.max_content_length;
     let body: Body = request.into_body();
     let bytes = tokio::time::timeout(

@@ -186,7 +186,7 @@ impl Collector for JobsCollector {
                     if now.elapsed_ns == 0 {
                         0.0
                     } else {
-                        ns as f64 / now.elapsed_ns as f64
+                        (ns as f64 / now.elapsed_ns as f64).clamp(0.0, 1.0)
                     }
                 };
                 let c = task_ckpt(i);
@@ -211,11 +211,9 @@ impl Collector for JobsCollector {
                     f.values.push((l.clone(), v));
                 }
             }
-            let count =
-                |f: &dyn Fn(&CheckpointStats) -> bool| stats.iter().filter(|s| f(s)).count() as f64;
             let in_progress = job.pending_checkpoints().len() as f64;
-            let ok = count(&|s| s.status == CheckpointStatus::Completed);
-            let failed = count(&|s| s.status != CheckpointStatus::Completed);
+            let (ok, failed) = job.checkpoint_counts();
+            let (ok, failed) = (ok as f64, failed as f64);
             let (_, _, duration) = super::views::times(job);
             let values = [
                 ok + failed + in_progress,

@@ -27,7 +27,8 @@ pub struct Rates {
 
 #[derive(Default)]
 struct State {
-    baseline: Option<(Instant, Vec<TaskMetrics>)>,
+    /// The attempt (restarts so far) the baseline belongs to, when, and the read.
+    baseline: Option<(usize, Instant, Vec<TaskMetrics>)>,
     interval: Option<Vec<TaskMetrics>>,
 }
 
@@ -39,13 +40,25 @@ fn same_attempt(a: &[TaskMetrics], b: &[TaskMetrics]) -> bool {
 }
 
 impl Rates {
-    /// The metrics of the current interval of every task (counters and times as differences;
-    /// gauges as read now), given a read `now` of the job's metrics.
-    pub fn interval(&self, now: &JobMetrics) -> Vec<TaskMetrics> {
+    /// Reads the job's metrics with `read` (under this state's lock, so that concurrent
+    /// readers take their reads in order) during attempt `attempt`, and returns them with the
+    /// metrics of the current interval of every task (counters and times as differences;
+    /// gauges as read now).
+    pub fn read(
+        &self,
+        attempt: usize,
+        read: impl FnOnce() -> JobMetrics,
+    ) -> (JobMetrics, Vec<TaskMetrics>) {
         let mut s = self.state.lock();
+        let now = read();
+        let interval = Self::interval(&mut s, attempt, &now);
+        (now, interval)
+    }
+
+    fn interval(s: &mut State, attempt: usize, now: &JobMetrics) -> Vec<TaskMetrics> {
         let t = Instant::now();
         match &s.baseline {
-            Some((at, base)) if same_attempt(&now.tasks, base) => {
+            Some((a, at, base)) if *a == attempt && same_attempt(&now.tasks, base) => {
                 if t.duration_since(*at) >= MIN_INTERVAL {
                     let interval: Vec<TaskMetrics> = now
                         .tasks
@@ -53,7 +66,7 @@ impl Rates {
                         .zip(base)
                         .map(|(n, b)| n.since(b))
                         .collect();
-                    s.baseline = Some((t, now.tasks.clone()));
+                    s.baseline = Some((attempt, t, now.tasks.clone()));
                     s.interval = Some(interval.clone());
                     interval
                 } else {
@@ -81,7 +94,7 @@ impl Rates {
             }
             _ => {
                 // First read, or a new attempt: its lifetime so far is the interval.
-                s.baseline = Some((t, now.tasks.clone()));
+                s.baseline = Some((attempt, t, now.tasks.clone()));
                 s.interval = None;
                 now.tasks.clone()
             }

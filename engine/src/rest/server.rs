@@ -49,7 +49,12 @@ pub(crate) struct ServerState {
     pub(crate) registry: Registry,
     pub(crate) triggers: Mutex<Triggers>,
     pub(crate) submit: Option<SubmitHandler>,
+    /// Submissions read at once (each may buffer `max_content_length`).
+    pub(crate) submissions: Arc<Semaphore>,
 }
+
+/// Submissions whose bodies are read at once.
+const CONCURRENT_SUBMISSIONS: usize = 4;
 
 pub(crate) type AppState = Arc<ServerState>;
 
@@ -136,6 +141,7 @@ impl RestServerBuilder {
             registry,
             triggers: Mutex::new(Triggers::default()),
             submit: self.submit,
+            submissions: Arc::new(Semaphore::new(CONCURRENT_SUBMISSIONS)),
         });
         let app = router(state.clone()).merge(self.routes);
         let app = app
@@ -335,7 +341,14 @@ impl RestServer {
     fn stop_now(&mut self) {
         let _ = self.stop.send(true);
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_millis(1500));
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Dropped inside an async context, where blocking is not allowed.
+                rt.shutdown_background();
+            } else {
+                // Connections got the stop signal: give responses in flight a moment.
+                rt.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+                rt.shutdown_timeout(Duration::from_millis(1500));
+            }
         }
     }
 }

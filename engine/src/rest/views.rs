@@ -88,8 +88,9 @@ pub(crate) fn subtask(t: &TaskMetrics, total: &TaskMetrics) -> Value {
 
 /// A job's current metrics: (lifetime totals, current interval) per task.
 pub(crate) fn read(entry: &Entry) -> (Vec<TaskMetrics>, Vec<TaskMetrics>) {
-    let now = entry.job.metrics();
-    let interval = entry.rates.interval(&now);
+    let (now, interval) = entry
+        .rates
+        .read(entry.job.restarts(), || entry.job.metrics());
     (now.tasks, interval)
 }
 
