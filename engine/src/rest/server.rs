@@ -4,8 +4,10 @@
 //! Invariants: at most `max_connections` connections are served at once (the accept loop
 //! waits for a permit before it accepts, so further clients wait in the kernel's backlog and
 //! cost the process nothing); every connection is a task on the server's runtime (two worker
-//! threads), never a thread of its own; shutdown stops accepting, lets requests in progress
-//! finish for a moment, then drops the runtime.
+//! threads), never a thread of its own; a client that stops reading what it is sent (a full
+//! socket for [`WRITE_TIMEOUT`], or `rest.server.read-timeout` if longer) loses its
+//! connection; shutdown stops accepting, lets requests in progress finish for a moment, then
+//! drops the runtime.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +54,9 @@ pub(crate) struct ServerState {
     /// Submissions read at once (each may buffer `max_content_length`).
     pub(crate) submissions: Arc<Semaphore>,
 }
+
+/// The longest a write to a client may wait (the client does not read: its socket is full).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Submissions whose bodies are read at once.
 const CONCURRENT_SUBMISSIONS: usize = 4;
@@ -253,6 +258,9 @@ async fn accept_loop(
         let app = app.clone();
         let tls = tls.clone();
         let timeout = options.read_timeout;
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(WRITE_TIMEOUT.max(timeout)));
+        let stream = Box::pin(stream);
         let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
