@@ -1,7 +1,8 @@
 //! The checkpoint paths of the REST API, with Flink's field names: counts, latest, history and
 //! summary; the configuration; one checkpoint per vertex and per subtask; and checkpoints and
 //! savepoints triggered on request (asynchronous, as in Flink: the POST answers a
-//! `request-id` whose status is read at `…/checkpoints/{request-id}`).
+//! `request-id` whose status is read at `…/checkpoints/{request-id}`; one at a time per job,
+//! each waited for on a thread of its own).
 //!
 //! weir writes a checkpoint's state after every task acknowledged it, off the task threads:
 //! the asynchronous part is the checkpoint's, and each subtask's `async` is that figure.
@@ -403,7 +404,11 @@ async fn trigger(state: AppState, jid: String, savepoint: bool) -> ApiResult<imp
     };
     let rid = request_id.clone();
     let st = state.clone();
-    tokio::task::spawn_blocking(move || {
+    let jid_taken = jid.clone();
+    // Its own thread (one per job at most, see `busy`): a checkpoint may take minutes, and the
+    // server's few blocking threads serve the metrics and the dashboard meanwhile.
+    let waiter = std::thread::Builder::new().name("weir-rest-trigger".into());
+    let spawned = waiter.spawn(move || {
         let r = if savepoint {
             job.trigger_savepoint()
         } else {
@@ -422,6 +427,14 @@ async fn trigger(state: AppState, jid: String, savepoint: bool) -> ApiResult<imp
             entry.1 = outcome;
         }
     });
+    if let Err(e) = spawned {
+        let mut t = state.triggers.lock();
+        t.busy.remove(&jid_taken);
+        t.states.remove(&request_id);
+        return Err(ApiError::internal(format!(
+            "cannot start the trigger's thread: {e}"
+        )));
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "request-id": request_id })),
