@@ -261,13 +261,8 @@ pub fn run(settings: &DemoSettings, progress: Arc<DemoProgress>) -> Result<DemoS
     let handle = env.start()?;
     let _server = match &settings.rest {
         Some(rest) => {
-            let directory = weir_engine::rest::JobDirectory::new();
-            directory.register(handle.observer());
-            let view = board.clone();
-            let server = weir_engine::rest::RestServer::builder(rest.clone(), directory)
-                .section("maintenance", move || view.view())
-                .collector(Box::new(board))
-                .start()
+            let server = board
+                .serve(rest.clone(), &handle)
                 .map_err(weir_engine::JobError::from)?;
             let _ = progress.dashboard.set(format!("{}/", server.url()));
             Some(server)

@@ -28,9 +28,15 @@ struct Cli {
     command: Command,
 }
 
-/// How a client authenticates to a session runtime's REST API, and which CA it trusts.
+/// Which session runtime a client talks to, how it authenticates, and which CA it trusts.
 #[derive(Args, Clone)]
-struct TokenArgs {
+struct RuntimeArgs {
+    /// `high-availability.*` options to find the leader, as for `weir session`.
+    #[arg(short = 'D', long = "ha-option")]
+    ha_options: Vec<String>,
+    /// The runtime's address (instead of leader retrieval).
+    #[arg(long)]
+    address: Option<String>,
     /// A file whose first line is the runtime's REST token (rest.authentication.token);
     /// or set WEIR_REST_TOKEN.
     #[arg(long)]
@@ -40,7 +46,7 @@ struct TokenArgs {
     ca_file: Option<PathBuf>,
 }
 
-impl TokenArgs {
+impl RuntimeArgs {
     fn token(&self) -> Result<Option<String>> {
         if let Some(p) = &self.token_file {
             let text = std::fs::read_to_string(p)
@@ -50,6 +56,28 @@ impl TokenArgs {
         Ok(std::env::var("WEIR_REST_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty()))
+    }
+
+    /// The client of the runtime these arguments name.
+    fn client(&self) -> Result<weir::session::SessionClient> {
+        use weir::session::SessionClient;
+        let token = self.token()?;
+        let trusting = |c: SessionClient| -> Result<SessionClient> {
+            Ok(match &self.ca_file {
+                Some(path) => c.ca_file(path)?,
+                None => c,
+            })
+        };
+        if let Some(a) = &self.address {
+            return trusting(SessionClient::at(a).token(token));
+        }
+        let options = ha_options(&self.ha_options)?;
+        if options.kind == weir::ha::HaType::None {
+            bail!(
+                "without high-availability.type (sqlite or postgres) give the runtime's --address"
+            );
+        }
+        trusting(SessionClient::new(weir::ha::HaServices::retrieval(&options)?).token(token))
     }
 }
 
@@ -154,43 +182,25 @@ enum Command {
         /// An artifact as name=file (repeatable), e.g. input=words.txt
         #[arg(long = "artifact")]
         artifacts: Vec<String>,
-        /// `high-availability.*` options to find the leader, as for `weir session`.
-        #[arg(short = 'D', long = "ha-option")]
-        ha_options: Vec<String>,
-        /// The runtime's address (instead of leader retrieval).
-        #[arg(long)]
-        address: Option<String>,
         /// Wait until the job ended and print its status.
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
-        token: TokenArgs,
+        runtime: RuntimeArgs,
     },
     /// Cancel a job of a session runtime.
     Cancel {
         /// The job id.
         job_id: String,
-        /// `high-availability.*` options to find the leader.
-        #[arg(short = 'D', long = "ha-option")]
-        ha_options: Vec<String>,
-        /// The runtime's address (instead of leader retrieval).
-        #[arg(long)]
-        address: Option<String>,
         #[command(flatten)]
-        token: TokenArgs,
+        runtime: RuntimeArgs,
     },
     /// The status of a job of a session runtime.
     JobStatus {
         /// The job id.
         job_id: String,
-        /// `high-availability.*` options to find the leader.
-        #[arg(short = 'D', long = "ha-option")]
-        ha_options: Vec<String>,
-        /// The runtime's address (instead of leader retrieval).
-        #[arg(long)]
-        address: Option<String>,
         #[command(flatten)]
-        token: TokenArgs,
+        runtime: RuntimeArgs,
     },
     /// List configuration options with their defaults, or the values of a TOML file.
     Config {
@@ -397,35 +407,16 @@ fn run(cli: Cli) -> Result<()> {
             params,
             options,
             artifacts,
-            ha_options,
-            address,
             wait,
-            token,
-        } => submit(
-            job,
-            &params,
-            &options,
-            &artifacts,
-            client(&ha_options, address, &token)?,
-            wait,
-        ),
-        Command::JobStatus {
-            job_id,
-            ha_options,
-            address,
-            token,
-        } => {
-            let client = client(&ha_options, address, &token)?;
+            runtime,
+        } => submit(job, &params, &options, &artifacts, runtime.client()?, wait),
+        Command::JobStatus { job_id, runtime } => {
+            let client = runtime.client()?;
             println!("{}", serde_json::to_string(&client.status(&job_id)?)?);
             Ok(())
         }
-        Command::Cancel {
-            job_id,
-            ha_options,
-            address,
-            token,
-        } => {
-            client(&ha_options, address, &token)?.cancel(&job_id)?;
+        Command::Cancel { job_id, runtime } => {
+            runtime.client()?.cancel(&job_id)?;
             println!("{job_id}");
             Ok(())
         }
@@ -969,30 +960,6 @@ fn ha_options(items: &[String]) -> Result<weir::ha::HaOptions> {
         o.set(&k, &v)?;
     }
     Ok(o)
-}
-
-fn client(
-    ha: &[String],
-    address: Option<String>,
-    token: &TokenArgs,
-) -> Result<weir::session::SessionClient> {
-    use weir::session::SessionClient;
-    let ca = token.ca_file.clone();
-    let token = token.token()?;
-    let trusting = |c: SessionClient| -> Result<SessionClient> {
-        Ok(match &ca {
-            Some(path) => c.ca_file(path)?,
-            None => c,
-        })
-    };
-    if let Some(a) = address {
-        return trusting(SessionClient::at(&a).token(token));
-    }
-    let options = ha_options(ha)?;
-    if options.kind == weir::ha::HaType::None {
-        bail!("without high-availability.type (sqlite or postgres) give the runtime's --address");
-    }
-    trusting(SessionClient::new(weir::ha::HaServices::retrieval(&options)?).token(token))
 }
 
 fn session(ha: &[String], options: &[String], listen: String, name: Option<String>) -> Result<()> {

@@ -28,6 +28,14 @@ pub struct JobDirectory {
     entries: Arc<RwLock<Vec<Arc<Entry>>>>,
 }
 
+impl std::fmt::Debug for JobDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobDirectory")
+            .field("jobs", &self.entries.read().len())
+            .finish()
+    }
+}
+
 impl JobDirectory {
     /// An empty directory.
     pub fn new() -> Self {

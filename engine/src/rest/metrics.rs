@@ -22,7 +22,7 @@ use super::directory::JobDirectory;
 use super::rates::per_second;
 use super::server::AppState;
 use super::views::read;
-use crate::checkpoint::{CheckpointStats, CheckpointStatus};
+use crate::checkpoint::CheckpointStatus;
 
 /// Label set of a task metric.
 type TaskLabels = [(&'static str, String); 4];
@@ -37,14 +37,6 @@ pub use prometheus_client::collector::Collector as MetricsCollector;
 #[derive(Debug)]
 pub(crate) struct JobsCollector {
     pub(crate) directory: JobDirectory,
-}
-
-impl std::fmt::Debug for JobDirectory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobDirectory")
-            .field("jobs", &self.jobs().len())
-            .finish()
-    }
 }
 
 /// One metric family: its name, help, and values per label set.
@@ -64,25 +56,30 @@ impl<L: prometheus_client::encoding::EncodeLabelSet> Family<L> {
     }
 
     fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), Error> {
-        if self.values.is_empty() {
-            return Ok(());
-        }
-        let mut family =
-            encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
-        for (labels, v) in &self.values {
-            ConstGauge::new(*v).encode(family.encode_family(labels)?)?;
-        }
-        Ok(())
+        encode_gauges(encoder, self.name, self.help, &self.values)
     }
 }
 
-/// The last completed and last finished checkpoints.
-fn last(stats: &[CheckpointStats]) -> (Option<&CheckpointStats>, Option<&CheckpointStats>) {
-    let completed = stats
-        .iter()
-        .rev()
-        .find(|s| s.status == CheckpointStatus::Completed);
-    (completed, stats.last())
+/// Encodes one gauge family: `name` with `help` and a value per label set (nothing when there
+/// are no values). Owners' collectors use it too, so every weir metric is encoded alike.
+///
+/// # Errors
+///
+/// The encoder's formatting error.
+pub fn encode_gauges<L: prometheus_client::encoding::EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(L, f64)],
+) -> Result<(), Error> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in values {
+        ConstGauge::new(*v).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for JobsCollector {
@@ -166,7 +163,10 @@ impl Collector for JobsCollector {
             };
             let (totals, interval) = read(&entry);
             let stats = job.checkpoint_stats();
-            let (completed, _) = last(&stats);
+            let completed = stats
+                .iter()
+                .rev()
+                .find(|s| s.status == CheckpointStatus::Completed);
             // The task figures of the last checkpoint each task took.
             let task_ckpt = |task: usize| {
                 stats

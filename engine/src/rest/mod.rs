@@ -34,7 +34,7 @@ mod tls;
 mod views;
 
 pub use directory::JobDirectory;
-pub use metrics::MetricsCollector;
+pub use metrics::{encode_gauges, MetricsCollector};
 pub use problem::ApiError;
 /// The Prometheus client the server encodes `/metrics` with: owners write their
 /// [`MetricsCollector`]s with it.

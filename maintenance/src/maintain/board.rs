@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 use serde_json::{json, Value};
 use weir_engine::rest::prometheus_client::collector::Collector;
-use weir_engine::rest::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use weir_engine::rest::prometheus_client::metrics::gauge::ConstGauge;
-use weir_engine::rest::prometheus_client::metrics::MetricType;
+use weir_engine::rest::prometheus_client::encoding::DescriptorEncoder;
+use weir_engine::rest::{encode_gauges, JobDirectory, RestOptions, RestServer};
+use weir_engine::JobHandle;
 
 use super::tasks::TaskResult;
 
@@ -88,6 +88,26 @@ impl MaintenanceBoard {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Serves `job`'s REST API, metrics and dashboard with this board as its `maintenance`
+    /// section and its metrics.
+    ///
+    /// # Errors
+    ///
+    /// The engine's [`RestError`](weir_engine::error::RestError) when the server cannot start.
+    pub fn serve(
+        &self,
+        rest: RestOptions,
+        job: &JobHandle,
+    ) -> Result<RestServer, weir_engine::error::RestError> {
+        let directory = JobDirectory::new();
+        directory.register(job.observer());
+        let view = self.clone();
+        RestServer::builder(rest, directory)
+            .section("maintenance", move || view.view())
+            .collector(Box::new(self.clone()))
+            .start()
+    }
+
     /// The dashboard's `maintenance` section.
     pub fn view(&self) -> Value {
         let mut tables: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -127,22 +147,6 @@ impl MaintenanceBoard {
 /// Label set of a task metric.
 type Labels = [(&'static str, String); 2];
 
-fn family(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    values: &[(Labels, f64)],
-) -> std::fmt::Result {
-    if values.is_empty() {
-        return Ok(());
-    }
-    let mut f = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in values {
-        ConstGauge::new(*v).encode(f.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
 impl Collector for MaintenanceBoard {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let tasks = self.tasks();
@@ -156,49 +160,49 @@ impl Collector for MaintenanceBoard {
         };
         let total =
             |k: &'static str| move |b: &TaskBoard| b.totals.get(k).copied().unwrap_or(0) as f64;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_runs",
             "Task runs reported.",
             &metric(&|b| b.runs as f64),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_failures",
             "Task runs that failed.",
             &metric(&|b| b.failures as f64),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_files_rewritten",
             "Data files replaced by rewrites.",
             &metric(&total("files_removed")),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_files_written",
             "Data files written by rewrites.",
             &metric(&total("files_added")),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_bytes_rewritten",
             "Bytes of the data files rewrites wrote.",
             &metric(&total("bytes_written")),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_snapshots_expired",
             "Snapshots expired.",
             &metric(&total("snapshots_expired")),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_orphans_deleted",
             "Orphan files deleted.",
             &metric(&total("deleted")),
         )?;
-        family(
+        encode_gauges(
             &mut encoder,
             "weir_maintenance_last_run_duration_seconds",
             "Duration of the last run.",
@@ -209,17 +213,12 @@ impl Collector for MaintenanceBoard {
             .into_iter()
             .map(|t| ([("table", t.clone())], lock_waits_of(t) as f64))
             .collect();
-        if !waits.is_empty() {
-            let mut f = encoder.encode_descriptor(
-                "weir_maintenance_lock_waits",
-                "Triggers that waited because another task of the table held its lock.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (labels, v) in &waits {
-                ConstGauge::new(*v).encode(f.encode_family(labels)?)?;
-            }
-        }
+        encode_gauges(
+            &mut encoder,
+            "weir_maintenance_lock_waits",
+            "Triggers that waited because another task of the table held its lock.",
+            &waits,
+        )?;
         Ok(())
     }
 }

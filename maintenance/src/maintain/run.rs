@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_engine::rest::{JobDirectory, RestOptions, RestServer};
+use weir_engine::rest::RestOptions;
 use weir_engine::StreamEnv;
 use weir_operators::DataStreamExt;
 
@@ -153,13 +153,7 @@ pub fn run_with(
     let handle = env.start()?;
     let _server = match options.rest {
         Some(rest) => {
-            let directory = JobDirectory::new();
-            directory.register(handle.observer());
-            let view = board.clone();
-            let server = RestServer::builder(rest, directory)
-                .section("maintenance", move || view.view())
-                .collector(Box::new(board.clone()))
-                .start()?;
+            let server = board.serve(rest, &handle)?;
             if let Some(f) = options.on_serving {
                 f(&server.url());
             }
